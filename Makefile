@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup system-deps test lint typecheck pytest run bench clean
+.PHONY: all setup tools system-deps test lint typecheck pytest run bench clean
 
 all: test
 
@@ -22,7 +22,11 @@ system-deps:
 	  echo "installing redis-server (apt-get)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
-setup: $(STAMP) system-deps
+# scripts/tools.sh installs extra binaries the tests use (e.g. promtool into .tools/bin)
+tools: $(STAMP)
+	@if [ -x scripts/tools.sh ]; then scripts/tools.sh; fi
+
+setup: $(STAMP) system-deps tools
 
 lint: setup
 	$(BIN)/ruff check guard tests bench
