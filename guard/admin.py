@@ -1,0 +1,168 @@
+"""Admin operations on one namespace's settings — the same in Python as over HTTP.
+
+Each write reads the whole config with its version, builds and validates the new config in
+Python (`guard.model`), compiles the admission plans and writes the difference with one
+compare-and-set script. A rejected write therefore changes nothing, and two concurrent
+writers cannot interleave: the loser re-reads and re-validates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from . import keys
+from .errors import ConflictError, NotFound
+from .model import Config, Function, Group, check_limit, check_name, check_namespace
+from .store import RedisStore
+
+CAS_ATTEMPTS = 20
+
+
+class Admin:
+    def __init__(self, store: RedisStore, namespace: str) -> None:
+        self.store = store
+        self.namespace = check_namespace(namespace)
+
+    def for_namespace(self, namespace: str) -> Admin:
+        return Admin(self.store, namespace)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def config(self) -> Config:
+        return Config.from_fields(self.store.read_config(self.namespace))
+
+    def get_namespace(self) -> dict[str, Any]:
+        return {"name": self.namespace, "max_concurrency": self.config().max_concurrency}
+
+    def list_namespaces(self) -> list[str]:
+        return self.store.namespaces()
+
+    def get_group(self, name: str) -> dict[str, Any] | None:
+        g = self.config().groups.get(check_name(name))
+        return g.doc(name) if g else None
+
+    def get_function(self, name: str) -> dict[str, Any] | None:
+        f = self.config().functions.get(check_name(name))
+        return f.doc(name) if f else None
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        cfg = self.config()
+        return [cfg.groups[n].doc(n) for n in sorted(cfg.groups)]
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        cfg = self.config()
+        return [cfg.functions[n].doc(n) for n in sorted(cfg.functions)]
+
+    def usage(self) -> dict[str, Any]:
+        """Live in-use against limits at every level; functions holding leases appear even
+        when they were never configured. Expired leases are reaped first."""
+        cfg = self.config()
+        used = self.store.usage_fields(self.namespace)
+
+        def n(field: str) -> int:
+            return max(0, int(used.get(field, 0)))
+
+        functions = {
+            name: {"in_use": n(f"f:{name}"), "max_concurrency": f.max_concurrency}
+            for name, f in cfg.functions.items()
+        }
+        for k in used:
+            if k.startswith("f:") and k[2:] not in functions and n(k) > 0:
+                functions[k[2:]] = {"in_use": n(k), "max_concurrency": None}
+        return {
+            "account": {"in_use": n("a"), "max_concurrency": cfg.max_concurrency},
+            "groups": {
+                name: {
+                    "in_use": n(f"g:{name}"),
+                    "max_concurrency": g.max_concurrency,
+                    "reserved": g.reserved,
+                }
+                for name, g in sorted(cfg.groups.items())
+            },
+            "functions": dict(sorted(functions.items())),
+        }
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _write(self, change: Callable[[Config], Config]) -> Config:
+        for _ in range(CAS_ATTEMPTS):
+            fields = self.store.read_config(self.namespace)
+            old = Config.from_fields(fields)
+            new = change(old)
+            new.check()
+            want = new.to_fields()
+            stale = [k for k in fields if k != keys.VERSION and k not in want]
+            diff = {k: v for k, v in want.items() if fields.get(k) != v}
+            if self.store.write_config(self.namespace, fields.get(keys.VERSION, "0"), diff, stale):
+                return new
+        raise ConflictError("too many concurrent writes to this namespace; try again")
+
+    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]:
+        check_limit(max_concurrency, "max_concurrency")
+        self._write(lambda c: replace(c, max_concurrency=max_concurrency))
+        return self.get_namespace()
+
+    def put_group(self, name: str, **fields: Any) -> dict[str, Any]:
+        check_name(name, "group")
+        g = Group.build(**fields)
+        self._write(lambda c: replace(c, groups={**c.groups, name: g}))
+        return g.doc(name)
+
+    def patch_group(self, name: str, **fields: Any) -> dict[str, Any]:
+        check_name(name, "group")
+        Group.build(**fields)  # field errors before any read
+
+        def change(c: Config) -> Config:
+            if name not in c.groups:
+                raise NotFound(f"no group {name!r} in namespace {self.namespace!r}", "group")
+            return replace(c, groups={**c.groups, name: Group.build(c.groups[name], **fields)})
+
+        return self._write(change).groups[name].doc(name)
+
+    def delete_group(self, name: str) -> bool:
+        check_name(name, "group")
+        found = False
+
+        def change(c: Config) -> Config:
+            nonlocal found
+            found = name in c.groups
+            return replace(c, groups={k: v for k, v in c.groups.items() if k != name})
+
+        self._write(change)
+        return found
+
+    def put_function(self, name: str, **fields: Any) -> dict[str, Any]:
+        check_name(name, "function")
+        f = Function.build(**fields)
+        self._write(lambda c: replace(c, functions={**c.functions, name: f}))
+        return f.doc(name)
+
+    def patch_function(self, name: str, **fields: Any) -> dict[str, Any]:
+        check_name(name, "function")
+        Function.build(**fields)
+
+        def change(c: Config) -> Config:
+            if name not in c.functions:
+                raise NotFound(f"no function {name!r} in namespace {self.namespace!r}", "function")
+            fs = {**c.functions, name: Function.build(c.functions[name], **fields)}
+            return replace(c, functions=fs)
+
+        return self._write(change).functions[name].doc(name)
+
+    def delete_function(self, name: str) -> bool:
+        check_name(name, "function")
+        found = False
+
+        def change(c: Config) -> Config:
+            nonlocal found
+            found = name in c.functions
+            return replace(c, functions={k: v for k, v in c.functions.items() if k != name})
+
+        self._write(change)
+        return found
+
+    def replace_config(self, cfg: Config) -> Config:
+        """Make the namespace hold exactly `cfg` (used by ``guard apply``)."""
+        cfg.check()
+        return self._write(lambda _old: cfg)

@@ -1,0 +1,57 @@
+"""The one error hierarchy of guard. Every error the SDK raises derives from `GuardError`;
+the HTTP service maps each class to one status code (see `guard.server.errors`)."""
+
+from __future__ import annotations
+
+
+class GuardError(Exception):
+    """Base of every error guard raises."""
+
+
+class UsageError(GuardError, ValueError):
+    """A bad argument or setting. `field` names what was wrong (e.g. ``max_concurrency``)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConflictError(GuardError):
+    """A write that contradicts the stored settings (e.g. the sum of ``reserved`` above the
+    account max, or a function in two reserving groups). Nothing was written."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(GuardError, LookupError):
+    """The named group, function, namespace or lease does not exist."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Throttled(GuardError):
+    """No slot: the level named by `scope` (``"function"``, ``"group:<name>"`` or
+    ``"account"``) is at its limit. `retry_after` is a hint in seconds."""
+
+    def __init__(self, function: str, scope: str, retry_after: float) -> None:
+        super().__init__(f"{function!r} throttled by {scope} limit; retry after {retry_after:.3f}s")
+        self.function = function
+        self.scope = scope
+        self.retry_after = retry_after
+
+
+class GuardUnavailable(GuardError):
+    """The store could not be reached within the deadline and the function's
+    ``on_unavailable`` is ``"closed"``. The cause is chained (``__cause__``)."""
+
+    def __init__(self, message: str, function: str | None = None) -> None:
+        super().__init__(message)
+        self.function = function
+
+
+class StoreError(GuardUnavailable):
+    """The store answered with an error guard cannot recover from (wrapping the driver's)."""

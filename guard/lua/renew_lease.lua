@@ -1,0 +1,29 @@
+-- renew_lease.lua — extend a lease that is still held. Never re-creates an expired or
+-- released lease: that is reported as lost (and an expired one is reaped and counted).
+-- KEYS[1..4] cfg, use, exp, lease (see common.lua)
+-- ARGV[1] lease id
+-- ARGV[2] ttl in ms (0: the lease's own ttl); capped by the function's lease_ttl_seconds
+-- returns {1, expires_ms, ttl_ms} or {0}
+local id = ARGV[1]
+local m = redis.call('HGET', LEASE, id)
+if not m then return {0} end
+local fn, expires, fence, ttl, gs, granted = string.match(m, META)
+if tonumber(expires) <= now then
+  local delta = {}
+  drop_leases({id}, {m}, delta, true)
+  apply_delta(delta)
+  return {0}
+end
+local want = tonumber(ARGV[2])
+if want > 0 then
+  local plan = redis.call('HGET', CFG, 'p:f:' .. fn)
+  local cap = DEFAULT_TTL_MS
+  if plan then cap = tonumber(string.match(plan, '^[^|]*|([^|]*)|')) or cap end
+  ttl = math.min(want, cap)
+end
+local new_expires = now + ttl
+redis.call('HSET', LEASE, id, string.format('%s|%d|%s|%d|%s|%s', fn, new_expires, fence, ttl, gs, granted))
+redis.call('ZADD', EXP, 'XX', new_expires, id)
+local bk = backstop(tonumber(redis.call('HGET', USE, 'bk')), now)
+if bk then redis.call('HSET', USE, 'bk', bk) end
+return {1, new_expires, ttl}

@@ -1,0 +1,23 @@
+-- write_config.lua — apply one admin write atomically (compare-and-set on the version).
+-- The caller read the whole config at version ARGV[1], validated the change and compiled
+-- the admission plans; if anyone wrote in between, nothing is written and -1 is returned.
+-- KEYS[1] guard:{ns}:cfg
+-- ARGV[1] expected version ("0" for a namespace never written)
+-- ARGV[2] release channel (a limit change may free room: waiters are woken)
+-- ARGV[3] number N of fields to set; ARGV[4 .. 3+2N] field, value pairs; the rest: fields
+--         to delete
+-- returns the new version, or -1 when the version did not match
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
+if v ~= ARGV[1] then return -1 end
+local n = tonumber(ARGV[3])
+local last_set = 3 + 2 * n
+-- In chunks: unpack() of thousands of arguments would overflow Lua's C stack.
+for i = 4, last_set, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, last_set)))
+end
+for i = last_set + 1, #ARGV, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+local nv = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PUBLISH', ARGV[2], '*')
+return nv

@@ -1,0 +1,280 @@
+"""What the settings are and what they mean for admission — pure Python, no I/O.
+
+`Config` is one namespace's settings. Every admin write builds a new `Config`, validates
+it as a whole (`check`), and compiles the per-function admission plans the Lua script reads
+(`plans`). The rule itself (DESIGN.md "Admission rule") is enforced in
+``lua/acquire_lease.lua``; `admits` below is the same rule in Python, used by the tests'
+model and by the docs."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import keys
+from .errors import ConflictError, UsageError
+
+MAX_LIMIT = 10_000_000
+MAX_MEMBERS = 10_000
+MODES = ("enforce", "shadow")
+ON_UNAVAILABLE = ("open", "closed")
+
+
+def check_name(value: Any, what: str = "name") -> str:
+    if not isinstance(value, str) or not keys.NAME_RE.match(value):
+        raise UsageError(
+            f"{what} must be 1-128 characters of letters, digits, '_', '-', '.' (got {value!r})",
+            what,
+        )
+    return value
+
+
+def check_namespace(value: Any) -> str:
+    if not isinstance(value, str) or not keys.NAMESPACE_RE.match(value):
+        raise UsageError(
+            f"namespace must be 1-64 characters of letters, digits, '_', '-', '.' (got {value!r})",
+            "namespace",
+        )
+    return value
+
+
+def check_limit(value: Any, what: str, *, nullable: bool = True) -> int | None:
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = "an integer >= 0 or null" if nullable else "an integer >= 0"
+        raise UsageError(f"{what} must be {kind} (got {value!r})", what)
+    if not 0 <= value <= MAX_LIMIT:
+        raise UsageError(f"{what} must be between 0 and {MAX_LIMIT} (got {value})", what)
+    return value
+
+
+def check_ttl(value: Any, what: str = "lease_ttl_seconds") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageError(f"{what} must be a number of seconds (got {value!r})", what)
+    if not 0 < value <= keys.MAX_LEASE_TTL:
+        raise UsageError(f"{what} must be > 0 and <= {keys.MAX_LEASE_TTL:g} (got {value})", what)
+    return float(value)
+
+
+def _choice(value: Any, what: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UsageError(f"{what} must be one of {', '.join(choices)} (got {value!r})", what)
+    return str(value)
+
+
+def _unknown(fields: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for k in fields:
+        if k not in allowed:
+            raise UsageError(f"unknown field {k!r} (allowed: {', '.join(allowed)})", k)
+
+
+@dataclass(frozen=True)
+class Function:
+    max_concurrency: int | None = None
+    lease_ttl_seconds: float = keys.DEFAULT_LEASE_TTL
+    on_unavailable: str | None = None  # None: the SDK's Guard(on_unavailable=...) default
+    mode: str = "enforce"
+
+    FIELDS = ("max_concurrency", "lease_ttl_seconds", "on_unavailable", "mode")
+
+    @classmethod
+    def build(cls, base: Function | None = None, **fields: Any) -> Function:
+        _unknown(fields, cls.FIELDS)
+        f = replace(base or cls(), **fields)
+        check_limit(f.max_concurrency, "max_concurrency")
+        ttl = check_ttl(f.lease_ttl_seconds)
+        if f.on_unavailable is not None:
+            _choice(f.on_unavailable, "on_unavailable", ON_UNAVAILABLE)
+        _choice(f.mode, "mode", MODES)
+        return replace(f, lease_ttl_seconds=ttl)
+
+    def doc(self, name: str) -> dict[str, Any]:
+        return {"name": name, **{k: getattr(self, k) for k in self.FIELDS}}
+
+
+def _members(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise UsageError(f"members must be a list of function names (got {value!r})", "members")
+    if len(value) > MAX_MEMBERS:
+        raise UsageError(f"members holds at most {MAX_MEMBERS} names", "members")
+    names = [check_name(v, "members") for v in value]
+    if len(set(names)) != len(names):
+        raise UsageError("members must not repeat a name", "members")
+    return tuple(sorted(names))
+
+
+def _selector(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, dict) and set(value) == {"tags"}:
+        tags = value["tags"]
+        if (
+            isinstance(tags, dict)
+            and tags
+            and all(isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items())
+        ):
+            return {"tags": dict(sorted(tags.items()))}
+    if isinstance(value, dict) and set(value) == {"stack"}:
+        if isinstance(value["stack"], str) and value["stack"]:
+            return {"stack": value["stack"]}
+    raise UsageError(
+        'selector must be {"tags": {"key": "value", ...}} or {"stack": "name"} or null '
+        f"(got {value!r})",
+        "selector",
+    )
+
+
+@dataclass(frozen=True)
+class Group:
+    max_concurrency: int | None = None
+    reserved: int = 0
+    members: tuple[str, ...] = ()
+    selector: dict[str, Any] | None = None
+    mode: str = "enforce"
+
+    FIELDS = ("max_concurrency", "reserved", "members", "selector", "mode")
+
+    @classmethod
+    def build(cls, base: Group | None = None, **fields: Any) -> Group:
+        _unknown(fields, cls.FIELDS)
+        g = replace(base or cls(), **fields)
+        check_limit(g.max_concurrency, "max_concurrency")
+        check_limit(g.reserved, "reserved", nullable=False)
+        if g.max_concurrency is not None and g.reserved > g.max_concurrency:
+            raise UsageError(
+                f"reserved ({g.reserved}) must not exceed max_concurrency ({g.max_concurrency})",
+                "reserved",
+            )
+        _choice(g.mode, "mode", MODES)
+        return replace(g, members=_members(g.members), selector=_selector(g.selector))
+
+    def doc(self, name: str) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.FIELDS}
+        return {"name": name, **d, "members": list(self.members)}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One namespace's settings."""
+
+    max_concurrency: int | None = None
+    groups: dict[str, Group] = field(default_factory=dict)
+    functions: dict[str, Function] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Whole-config rules that no single field shows (DESIGN.md S2 preconditions)."""
+        check_limit(self.max_concurrency, "max_concurrency")
+        total = sum(g.reserved for g in self.groups.values())
+        if self.max_concurrency is not None and total > self.max_concurrency:
+            raise ConflictError(
+                f"the groups' reserved add up to {total}, above the account max_concurrency "
+                f"({self.max_concurrency})",
+                "reserved",
+            )
+        reserving: dict[str, str] = {}
+        for gname in sorted(self.groups):
+            g = self.groups[gname]
+            if g.reserved <= 0:
+                continue
+            for m in g.members:
+                if m in reserving:
+                    raise ConflictError(
+                        f"function {m!r} would belong to two groups with reserved > 0 "
+                        f"({reserving[m]!r} and {gname!r})",
+                        "members",
+                    )
+                reserving[m] = gname
+
+    def groups_of(self, function: str) -> list[str]:
+        return sorted(n for n, g in self.groups.items() if function in g.members)
+
+    # -- storage ------------------------------------------------------------------------
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> Config:
+        ns = json.loads(fields.get(keys.NS_DOC, "{}"))
+        groups, functions = {}, {}
+        for k, v in fields.items():
+            if k.startswith(keys.GROUP_DOC):
+                d = json.loads(v)
+                d["members"] = tuple(d.get("members", ()))
+                groups[k[len(keys.GROUP_DOC) :]] = Group(**d)
+            elif k.startswith(keys.FUNCTION_DOC):
+                functions[k[len(keys.FUNCTION_DOC) :]] = Function(**json.loads(v))
+        return cls(ns.get("max_concurrency"), groups, functions)
+
+    def to_fields(self) -> dict[str, str]:
+        """Settings documents plus compiled plans: what the cfg hash must hold."""
+        out = {keys.NS_DOC: json.dumps({"max_concurrency": self.max_concurrency})}
+        for n, g in self.groups.items():
+            d = g.doc(n)
+            del d["name"]
+            out[keys.GROUP_DOC + n] = json.dumps(d, sort_keys=True)
+        for n, f in self.functions.items():
+            d = f.doc(n)
+            del d["name"]
+            out[keys.FUNCTION_DOC + n] = json.dumps(d, sort_keys=True)
+        out.update(self.plans())
+        return out
+
+    def plans(self) -> dict[str, str]:
+        """The compact admission plans read by acquire_lease.lua (format documented there)."""
+
+        def lim(v: int | None) -> str:
+            return "" if v is None else str(v)
+
+        reserves = ",".join(
+            f"{n}={g.reserved}" for n, g in sorted(self.groups.items()) if g.reserved
+        )
+        out = {keys.NS_PLAN: f"{lim(self.max_concurrency)}|{reserves}"}
+        names = set(self.functions)
+        for g in self.groups.values():
+            names.update(g.members)
+        for name in names:
+            f = self.functions.get(name, Function())
+            gs = ",".join(
+                f"{gn}={lim(self.groups[gn].max_concurrency)}={self.groups[gn].mode[0]}"
+                for gn in self.groups_of(name)
+            )
+            onu = (f.on_unavailable or "")[:1]
+            ttl_ms = int(f.lease_ttl_seconds * 1000)
+            out[keys.FUNCTION_PLAN + name] = (
+                f"{lim(f.max_concurrency)}|{ttl_ms}|{f.mode[0]}|{onu}|{gs}"
+            )
+        return out
+
+
+def admits(cfg: Config, function: str, in_use: Mapping[str, int]) -> tuple[bool, str | None]:
+    """The admission rule in plain Python: (granted, refusing or shadow scope).
+
+    `in_use` maps ``"a"``, ``"f:<fn>"`` and ``"g:<group>"`` to live counts. Shadow levels
+    grant but still report the scope they would have refused with."""
+    f = cfg.functions.get(function, Function())
+    own = cfg.groups_of(function)
+    checks: list[tuple[str, int, int | None, bool]] = [
+        ("function", in_use.get(f"f:{function}", 0), f.max_concurrency, False)
+    ]
+    for gn in own:
+        g = cfg.groups[gn]
+        checks.append(
+            (f"group:{gn}", in_use.get(f"g:{gn}", 0), g.max_concurrency, g.mode == "shadow")
+        )
+    held = sum(
+        max(0, g.reserved - in_use.get(f"g:{n}", 0))
+        for n, g in cfg.groups.items()
+        if n not in own and g.reserved
+    )
+    checks.append(("account", in_use.get("a", 0) + held, cfg.max_concurrency, False))
+    shadow = None
+    for scope, used, limit, is_shadow in checks:
+        if limit is None or used < limit:
+            continue
+        if is_shadow or f.mode == "shadow":
+            shadow = shadow or scope
+        else:
+            return False, scope
+    return True, shadow

@@ -1,0 +1,213 @@
+"""Where state lives: the Redis connection, the Lua scripts and their replies.
+
+The scripts ship as package data (``guard/lua``); ``common.lua`` is prepended to each lease
+script. Each is registered once per client and run with EVALSHA; after a Redis restart or
+failover (NOSCRIPT) redis-py's `Script` loads it again transparently. Every driver error is
+wrapped into a `GuardError` here, so no raw redis-py error leaves the SDK."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import keys
+from .errors import ConflictError, GuardUnavailable, StoreError
+
+LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
+
+
+LUA_DIR = os.path.join(os.path.dirname(__file__), "lua")
+
+
+def _source(name: str) -> str:
+    # A plain file read: importlib.resources would cost milliseconds of import per cold start.
+    with open(os.path.join(LUA_DIR, f"{name}.lua"), encoding="utf-8") as f:
+        return f.read()
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    fence: int
+    expires_ms: int
+    ttl_ms: int
+    groups: tuple[str, ...]
+    on_unavailable: str
+    shadow_scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    scope: str
+    retry_after_ms: int
+    on_unavailable: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    expires_ms: int
+    ttl_ms: int
+
+
+class ReleaseWaiter:
+    """Blocks until a release (or config write) is published in the namespace."""
+
+    def __init__(self, pubsub: redis.client.PubSub) -> None:
+        self._pubsub = pubsub
+
+    def wait(self, timeout: float) -> bool:
+        """True when woken by a publish, False when `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            with wrap_errors("wait"):
+                if self._pubsub.get_message(timeout=left) is not None:
+                    return True
+        return False
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@contextmanager
+def wrap_errors(what: str) -> Iterator[None]:
+    """Turn every redis-py error into a GuardError (the SDK's only error family)."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        msg = str(exc)
+        if msg.startswith("CONFLICT"):
+            raise ConflictError(msg.removeprefix("CONFLICT ")) from exc
+        raise StoreError(f"{what}: store error: {msg}") from exc
+    except redis.RedisError as exc:
+        raise GuardUnavailable(f"{what}: store unreachable: {exc}") from exc
+
+
+class RedisStore:
+    """Lease and config operations of one Redis (or Sentinel/Cluster) client."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        common = (
+            f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
+            f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("common")
+        )
+        self._scripts = {n: client.register_script(common + _source(n)) for n in LEASE_SCRIPTS}
+        self._write_config = client.register_script(_source("write_config"))
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, timeout: float = 0.05, connect_timeout: float | None = None
+    ) -> RedisStore:
+        """A client whose every command is bounded by `timeout` (read) and `connect_timeout`.
+
+        A broken pooled connection (e.g. after a Redis restart) is retried once at once on a
+        new connection; a timeout is not retried, so a call never takes much more than its
+        deadline. Retrying is safe: acquire is idempotent by lease id, release by nature."""
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=connect_timeout if connect_timeout is not None else timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            retry_on_error=[redis.ConnectionError],
+        )
+        return cls(client)
+
+    # -- leases -------------------------------------------------------------------------
+
+    def _run(self, name: str, ns: str, args: Sequence[Any]) -> Any:
+        with wrap_errors(name):
+            return self._scripts[name](keys=keys.lease_keys(ns), args=args)
+
+    def acquire(
+        self,
+        ns: str,
+        function: str,
+        lease_id: bytes,
+        ttl_ms: int,
+        wait_ms: int = 0,
+        pending: Mapping[str, int] | None = None,
+    ) -> Grant | Refusal:
+        pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
+        r = self._run(
+            "acquire_lease",
+            ns,
+            (function, lease_id, ttl_ms, wait_ms, pend, keys.release_channel(ns)),
+        )
+        if r[0] == 1:
+            groups = tuple(g for g in _s(r[4]).split(",") if g)
+            return Grant(int(r[1]), int(r[2]), int(r[3]), groups, _s(r[5]), _s(r[6]))
+        return Refusal(_s(r[1]), int(r[2]), _s(r[3]))
+
+    def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:
+        r = self._run("renew_lease", ns, (lease_id, ttl_ms))
+        return Renewal(int(r[1]), int(r[2])) if r[0] == 1 else None
+
+    def release(self, ns: str, lease_id: bytes) -> bool:
+        r = self._run("release_lease", ns, (lease_id, keys.release_channel(ns)))
+        return bool(r[0] == 1)
+
+    @contextmanager
+    def release_waiter(self, ns: str) -> Iterator[ReleaseWaiter]:
+        """Subscribe to the namespace's release channel for the duration of a wait."""
+        with wrap_errors("wait"):
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(keys.release_channel(ns))
+        try:
+            yield ReleaseWaiter(pubsub)
+        finally:
+            try:
+                pubsub.close()
+            except redis.RedisError:  # pragma: no cover - closing a dead connection
+                pass
+
+    def usage_fields(self, ns: str) -> dict[str, str]:
+        """Reap expired leases, then every counter of the namespace (field -> value)."""
+        flat = self._run("read_usage", ns, ())
+        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def leases(self, ns: str) -> dict[bytes, str]:
+        """Every held lease of the namespace: raw id -> meta string (admin use)."""
+        with wrap_errors("leases"):
+            raw = self.client.hgetall(keys.lease_keys(ns)[3])
+        return {k: _s(v) for k, v in raw.items() if k}
+
+    # -- config -------------------------------------------------------------------------
+
+    def read_config(self, ns: str) -> dict[str, str]:
+        with wrap_errors("read config"):
+            raw = self.client.hgetall(keys.config_key(ns))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    def write_config(
+        self, ns: str, version: str, set_fields: Mapping[str, str], del_fields: Sequence[str]
+    ) -> bool:
+        """Compare-and-set write; False when someone else wrote since `version` was read."""
+        args: list[str] = [version, keys.release_channel(ns), str(len(set_fields))]
+        for k, v in set_fields.items():
+            args += [k, v]
+        args += list(del_fields)
+        with wrap_errors("write config"):
+            r = self._write_config(keys=[keys.config_key(ns)], args=args)
+            if int(r) < 0:
+                return False
+            self.client.sadd(keys.NAMESPACES, ns)
+        return True
+
+    def namespaces(self) -> list[str]:
+        with wrap_errors("namespaces"):
+            return sorted(_s(n) for n in self.client.smembers(keys.NAMESPACES))
+
+    def ping(self) -> bool:
+        with wrap_errors("ping"):
+            return bool(self.client.ping())
+
+    def close(self) -> None:
+        self.client.close()
