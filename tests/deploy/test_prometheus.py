@@ -136,3 +136,15 @@ def test_rules_query_only_contract_metrics(
 def test_recording_rule_names_follow_convention(recording_rules: dict[str, str]) -> None:
     for name in recording_rules:
         assert name.startswith("guard:") and name.count(":") == 2, name
+
+
+def test_tools_script_is_quiet_and_fast_when_done(promtool: str, repo: Path) -> None:
+    """scripts/tools.sh runs before every `make test`: once promtool is there it must exit 0
+    at once and print nothing."""
+    proc = subprocess.run(
+        [str(repo / "scripts/tools.sh")], capture_output=True, text=True, timeout=10
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+    version = run([promtool, "--version"])
+    assert version.returncode == 0 and "promtool" in (version.stdout + version.stderr)
