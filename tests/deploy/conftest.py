@@ -1,0 +1,189 @@
+"""Shared fixtures for the deploy-asset tests: repository paths, an HCL loader that gives the
+same shape across python-hcl2 versions, promtool, and a PromQL metric-name extractor."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# What `guard serve` reads from its environment (the container's whole configuration).
+GUARD_SERVE_ENV = frozenset(
+    {
+        "GUARD_REDIS_URL",
+        "GUARD_ADMIN_TOKENS",
+        "GUARD_CLIENT_TOKENS",
+        "GUARD_NAMESPACE",
+        "GUARD_WORKERS",
+        "GUARD_CONFIG",
+        "PROMETHEUS_MULTIPROC_DIR",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def guard_serve_env() -> frozenset[str]:
+    return GUARD_SERVE_ENV
+
+
+# ---- HCL -------------------------------------------------------------------------------------
+
+
+def _unquote(s: str) -> str:
+    return s[1:-1] if len(s) >= 2 and s[0] == s[-1] == '"' else s
+
+
+def _normalize(x: Any) -> Any:
+    """python-hcl2 >= 5 keeps quotes around keys and strings and adds `__...__` markers;
+    older versions do not. Strip both so tests see one shape."""
+    if isinstance(x, dict):
+        return {_unquote(k): _normalize(v) for k, v in x.items() if not k.startswith("__")}
+    if isinstance(x, list):
+        return [_normalize(i) for i in x]
+    if isinstance(x, str):
+        return _unquote(x)
+    return x
+
+
+def load_hcl(path: Path) -> dict[str, Any]:
+    import hcl2
+
+    with path.open() as f:
+        return _normalize(hcl2.load(f))
+
+
+def as_list(x: Any) -> list[Any]:
+    """A block is a dict in some python-hcl2 versions and a one-item list in others."""
+    if x is None:
+        return []
+    return x if isinstance(x, list) else [x]
+
+
+@pytest.fixture(scope="session")
+def hcl() -> Callable[[Path], dict[str, Any]]:
+    return load_hcl
+
+
+@pytest.fixture(scope="session")
+def tf_main() -> dict[str, Any]:
+    return load_hcl(REPO / "deploy/terraform/main.tf")
+
+
+@pytest.fixture(scope="session")
+def tf_resources(tf_main: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{resource type: {name: body}} of deploy/terraform/main.tf."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for entry in as_list(tf_main.get("resource")):
+        for rtype, named in entry.items():
+            for name, body in named.items():
+                out.setdefault(rtype, {})[name] = as_list(body)[0]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tf_data(tf_main: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for entry in as_list(tf_main.get("data")):
+        for dtype, named in entry.items():
+            for name, body in named.items():
+                out.setdefault(dtype, {})[name] = as_list(body)[0]
+    return out
+
+
+# ---- promtool --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Iterator[str]:
+    """promtool from PATH or .tools/bin; runs scripts/tools.sh (as `make` does) when neither
+    has it. Missing promtool is a failure, never a skip."""
+    local = REPO / ".tools/bin/promtool"
+    found = shutil.which("promtool") or (str(local) if os.access(local, os.X_OK) else None)
+    if found is None:
+        subprocess.run([str(REPO / "scripts/tools.sh")], check=False, timeout=600)
+        found = str(local) if os.access(local, os.X_OK) else None
+    assert found, "promtool is missing: scripts/tools.sh must install it into .tools/bin"
+    yield found
+
+
+# ---- PromQL ----------------------------------------------------------------------------------
+
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "inf", "nan"}
+    | {"group_left", "group_right", "atan2"}
+)
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (also Grafana's `label_values(metric, label)`).
+
+    Strings, label matchers, ranges, grouping clauses, Grafana variables and numbers are
+    removed; an identifier followed by `(` is a function or aggregation, not a metric."""
+    names: set[str] = set()
+    for m in re.finditer(r"label_values\(\s*(?:([A-Za-z_:][\w:]*)[^,()]*,)?\s*\w+\s*\)", expr):
+        if m.group(1):
+            names.add(m.group(1))
+    s = re.sub(r"label_values\([^()]*\)", " ", expr)
+    s = re.sub(r'"(?:\\.|[^"\\])*"', " ", s)
+    s = re.sub(r"'(?:\\.|[^'\\])*'", " ", s)
+    s = re.sub(r"\{[^}]*\}", " ", s)
+    s = re.sub(r"\[[^\]]*\]", " ", s)
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    s = re.sub(r"\$\{[^}]*\}|\$\w+", " ", s)
+    s = re.sub(  # numbers and durations (offset 5m, 1h30m)
+        r"(?<![\w:])\d+(\.\d+)?([eE][+-]?\d+)?((ms|[smhdwy])(\d+(ms|[smhdwy]))*)?(?![\w:])", " ", s
+    )
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", s):
+        if s[m.end() :].lstrip().startswith("(") or m.group(0) in _KEYWORDS:
+            continue
+        names.add(m.group(0))
+    return names
+
+
+@pytest.fixture(scope="session")
+def metric_names() -> Callable[[str], set[str]]:
+    return promql_metric_names
+
+
+@pytest.fixture(scope="session")
+def contract_families() -> dict[str, str]:
+    """{family: type} from the metrics table of docs/CONTRACT-NOTES.md."""
+    text = (REPO / "docs/CONTRACT-NOTES.md").read_text()
+    fams = dict(re.findall(r"^\|\s*`(guard_[a-z_]+)`\s*\|\s*(gauge|counter|histogram)", text, re.M))
+    assert len(fams) >= 10, f"could not read the metrics table of CONTRACT-NOTES.md: {fams}"
+    return fams
+
+
+@pytest.fixture(scope="session")
+def recording_rules(repo: Path) -> dict[str, str]:
+    """{record name: expr} of deploy/prometheus/rules/guard-recording.yml."""
+    import yaml
+
+    doc = yaml.safe_load((repo / "deploy/prometheus/rules/guard-recording.yml").read_text())
+    return {r["record"]: r["expr"] for g in doc["groups"] for r in g["rules"] if "record" in r}
+
+
+@pytest.fixture(scope="session")
+def allowed_metrics(contract_families: dict[str, str], recording_rules: dict[str, str]) -> set[str]:
+    """Series a dashboard or rule may query: the contract's families (with the histogram's
+    _bucket/_sum/_count), our recording rules, and `up`."""
+    allowed = {"up", *recording_rules}
+    for fam, kind in contract_families.items():
+        if kind == "histogram":  # a histogram's family name is not itself a series
+            allowed |= {f"{fam}_bucket", f"{fam}_sum", f"{fam}_count"}
+        else:
+            allowed.add(fam)
+    return allowed
