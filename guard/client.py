@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol, TypeVar, cast
 
 from . import keys
@@ -112,7 +112,7 @@ class Guard:
         """``redis://``, ``rediss://``, ``unix://`` (Redis mode) or ``http(s)://`` (HTTP
         mode, with `token`). `timeout` bounds every round trip, in seconds."""
         if url.startswith(("http://", "https://")):
-            from .http_backend import HttpBackend  # HTTP mode (no redis round trips)
+            from .http_backend import HttpBackend  # type: ignore[import-not-found]
 
             backend: Backend = HttpBackend(url, token=token, timeout=timeout)
         else:
@@ -284,10 +284,8 @@ class Guard:
         try:
             yield lease
         finally:
-            try:
+            with suppress(GuardError):  # the TTL frees the slot; the block's outcome matters
                 lease.release()
-            except GuardError:
-                pass  # the TTL frees the slot; the block's own outcome is what matters
 
     def limit(
         self,

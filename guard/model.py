@@ -118,9 +118,9 @@ def _selector(value: Any) -> dict[str, Any] | None:
             and all(isinstance(k, str) and k and isinstance(v, str) for k, v in tags.items())
         ):
             return {"tags": dict(sorted(tags.items()))}
-    if isinstance(value, dict) and set(value) == {"stack"}:
-        if isinstance(value["stack"], str) and value["stack"]:
-            return {"stack": value["stack"]}
+    stack = value.get("stack") if isinstance(value, dict) and set(value) == {"stack"} else None
+    if isinstance(stack, str) and stack:
+        return {"stack": stack}
     raise UsageError(
         'selector must be {"tags": {"key": "value", ...}} or {"stack": "name"} or null '
         f"(got {value!r})",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,7 @@ def wrap_errors(what: str) -> Iterator[None]:
 class RedisStore:
     """Lease and config operations of one Redis (or Sentinel/Cluster) client."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis[bytes]) -> None:
         self.client = client
         common = (
             f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
@@ -163,10 +163,8 @@ class RedisStore:
         try:
             yield ReleaseWaiter(pubsub)
         finally:
-            try:
+            with suppress(redis.RedisError):  # closing a dead connection
                 pubsub.close()
-            except redis.RedisError:  # pragma: no cover - closing a dead connection
-                pass
 
     def usage_fields(self, ns: str) -> dict[str, str]:
         """Reap expired leases, then every counter of the namespace (field -> value)."""
