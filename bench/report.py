@@ -1,0 +1,218 @@
+"""Turn run_all.py's results into docs/benchmarks.md and docs/img/*.png (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _f(v: Any, digits: int = 0) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def _uncontended_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "| subject [mode] | workers | connections | pairs/s (median) | min-max over rounds "
+        "| p50 µs | p99 µs | Redis CPU µs/pair | command µs/pair | script µs/pair | reads/pair |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        if r["workload"] != "uncontended":
+            continue
+        out.append(
+            f"| {r['label']} | {r['workers']} | {r.get('connections') or r['workers']} "
+            f"| {_f(r['pairs_per_s'])} | {_f(r['pairs_per_s_min'])}-{_f(r['pairs_per_s_max'])} "
+            f"| {_f(r['p50_us'])} | {_f(r['p99_us'])} | {_f(r['cpu_us'], 1)} "
+            f"| {_f(r['cmd_us'], 1)} | {_f(r['script_us'], 1)} | {_f(r['reads'], 2)} |"
+        )
+    return out
+
+
+def _contended_table(rows: list[dict[str, Any]], limit: int) -> list[str]:
+    out = [
+        "| subject [mode] | workers | pairs/s (median) | min-max | wait+pair p50 µs | p99 µs "
+        f"| attempts/pair | max holders seen (limit {limit}) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        if r["workload"] != "contended":
+            continue
+        out.append(
+            f"| {r['label']} | {r['workers']} | {_f(r['pairs_per_s'])} "
+            f"| {_f(r['pairs_per_s_min'])}-{_f(r['pairs_per_s_max'])} | {_f(r['p50_us'])} "
+            f"| {_f(r['p99_us'])} | {_f(r['attempts_per_pair'], 2)} | {r['max_holders']} |"
+        )
+    return out
+
+
+def _commands(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["| subject [mode], 1 worker | commands per pair (INFO commandstats calls) |"]
+    out.append("|---|---|")
+    for r in rows:
+        if r["workload"] == "uncontended" and r["workers"] == 1:
+            calls = ", ".join(f"{k} {v:.2f}" for k, v in r["calls"].items() if v >= 0.01)
+            out.append(f"| {r['label']} | {calls} |")
+    return out
+
+
+def _plots(report: dict[str, Any], img: str) -> list[str]:
+    os.makedirs(img, exist_ok=True)
+    rows = [r for r in report["rows"] if r["workload"] == "uncontended"]
+    labels = sorted({r["label"] for r in rows})
+    files = []
+    for metric, name, ylabel in (
+        ("pairs_per_s", "uncontended_throughput.png", "acquire+release pairs/s (median)"),
+        ("p99_us", "uncontended_p99.png", "p99 pair latency, µs (median of rounds)"),
+    ):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for lab in labels:
+            pts = sorted((r["workers"], r[metric]) for r in rows if r["label"] == lab)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=lab)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent workers")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(img, name), dpi=110)
+        plt.close(fig)
+        files.append(name)
+    one = [r for r in rows if r["workers"] == 1]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.barh([r["label"] for r in one], [r["cpu_us"] for r in one])
+    ax.set_xlabel("Redis main-thread CPU µs per acquire+release pair (1 worker)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(img, "redis_cpu_per_pair.png"), dpi=110)
+    plt.close(fig)
+    files.append("redis_cpu_per_pair.png")
+    held = report["held"]
+    fig, ax1 = plt.subplots(figsize=(8, 4))
+    xs = [h["held"] for h in held]
+    ax1.plot(xs, [h["cpu_us"] for h in held], marker="o", label="Redis CPU µs/pair")
+    ax1.plot(xs, [h["script_us"] for h in held], marker="s", label="EVALSHA µs/pair")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("leases already held")
+    ax1.set_ylabel("µs per acquire+release pair")
+    ax2 = ax1.twinx()
+    ax2.plot(xs, [h["bytes_per_lease"] for h in held], "k--", marker="^", label="bytes/lease")
+    ax2.set_ylabel("used_memory delta per held lease, bytes")
+    lines = ax1.get_legend_handles_labels()
+    more = ax2.get_legend_handles_labels()
+    ax1.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+    ax1.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(img, "held_lease_scaling.png"), dpi=110)
+    plt.close(fig)
+    files.append("held_lease_scaling.png")
+    return files
+
+
+def write(report: dict[str, Any], docs: str, img: str) -> None:
+    plan = report["plan"]
+    files = _plots(report, img)
+    v, m = report["versions"], report["machine"]
+    md = [
+        "# Benchmarks",
+        "",
+        f"Generated by `bench/run_all.py{' --quick' if report['mode'] == 'quick' else ''}` on "
+        f"{report['date']} in {report['elapsed_s']:.0f} s. Do not edit by hand: re-run it. "
+        "Every number below was measured in that one run, on one private `redis-server` "
+        "(loopback TCP, no persistence) that all subjects shared.",
+        "",
+        f"**Machine**: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}; shared and noisy, "
+        "so the Redis server, the load generators and the rest of the machine compete for the "
+        "same cores. Read ratios between rows, not absolute numbers.",
+        "",
+        "**Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "",
+        "## How it was measured",
+        "",
+        f"- {plan['rounds']} rounds; every round runs every configuration once (starting at a "
+        "different one), and the tables quote the **median over rounds** (min-max shown for "
+        "throughput).",
+        f"- Uncontended: each worker runs back-to-back acquire+release pairs for "
+        f"{plan['seconds']} s with a limit no run reaches ({1_000_000:,}). Contended: "
+        f"{plan['contended_workers']} workers, limit {plan['contended_limit']}, each holds the "
+        f"slot {plan['hold_ms']} ms, for {plan['contended_seconds']} s; polling subjects retry "
+        f"a refusal every {plan['retry_ms']} ms (redis-semaphore's own default is 10 ms).",
+        "- Latency is one acquire+release pair in µs, the hold excluded; in the contended "
+        "workload it includes waiting for a slot.",
+        "- Modes. Python: `processes` = forked processes, `threads` = threads of one "
+        "process; either way one connection per worker. Node: `shared` = one process and one "
+        "connection (bottleneck: one limiter, 2 connections) for all async callers, so ioredis "
+        "pipelines them; `conns` = one process, one connection (limiter) per caller; `procs` "
+        "= one process per caller (like separate Lambda instances).",
+        "- Redis cost per pair is the difference of `INFO` between just before and just after "
+        "the timed phase (taken after every worker had connected and run one warm-up pair): "
+        "main-thread CPU (`used_cpu_user_main_thread` + `used_cpu_sys_main_thread`), command "
+        "time (sum of `usec` in `INFO commandstats`; a script's inner commands are listed "
+        "too, so script bodies count twice there — *script µs* is the EVAL*/FCALL* part alone) "
+        "and `total_reads_processed` (round trips, fewer when a client pipelines).",
+        "- Max holders is the largest value returned by `INCR` on a side counter key, sent on "
+        "a separate connection right after a grant (and `DECR` before the release), across "
+        "all workers and processes; it never counts more holders than the library admitted.",
+        "",
+        "## Ceiling: redis-benchmark",
+        "",
+        "`redis-benchmark` (C, one thread, no pipelining) against the same server; `EVALSHA` "
+        "of `return 1`. A pair is two round trips, so about half of these is the pair ceiling.",
+        "",
+        "| test | requests/s (median) |",
+        "|---|--:|",
+        *[f"| {k} | {_f(val)} |" for k, val in report["ceiling"].items()],
+        "",
+        "## Uncontended: throughput, latency and Redis cost",
+        "",
+        *_uncontended_table(report["rows"]),
+        "",
+        "![throughput](img/uncontended_throughput.png)",
+        "",
+        "![p99](img/uncontended_p99.png)",
+        "",
+        "![Redis CPU per pair](img/redis_cpu_per_pair.png)",
+        "",
+        *_commands(report["rows"]),
+        "",
+        "## Contended",
+        "",
+        *_contended_table(report["rows"], plan["contended_limit"]),
+        "",
+        "## Held leases (reference semaphore)",
+        "",
+        "N leases are held (TTL 1 h) in the semaphore's sorted set while one worker runs "
+        f"{plan['held_pairs']:,} acquire+release pairs per round; bytes per lease is the "
+        "`used_memory` delta of adding them divided by N (small N is dominated by allocator "
+        "granularity).",
+        "",
+        "| leases held | Redis CPU µs/pair | command µs/pair | EVALSHA µs/pair | p50 µs "
+        "| bytes/lease |",
+        "|--:|--:|--:|--:|--:|--:|",
+        *[
+            f"| {h['held']:,} | {_f(h['cpu_us'], 1)} | {_f(h['cmd_us'], 1)} "
+            f"| {_f(h['script_us'], 1)} | {_f(h['p50_us'])} | {_f(h['bytes_per_lease'])} |"
+            for h in report["held"]
+        ],
+        "",
+        "![held lease scaling](img/held_lease_scaling.png)",
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "npm ci --prefix bench   # redis-semaphore, ioredis, bottleneck (bench/package-lock.json)",
+        ".venv/bin/python bench/run_all.py --quick   # or without --quick for the full run",
+        "```",
+        "",
+        f"Plots: {', '.join(f'`docs/img/{f}`' for f in files)}. Raw results: "
+        "`bench/out/results.json` (not committed).",
+        "",
+    ]
+    with open(os.path.join(docs, "benchmarks.md"), "w") as f:
+        f.write("\n".join(md))

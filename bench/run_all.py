@@ -1,0 +1,279 @@
+"""Run every workload over every subject on one private redis-server; write docs/benchmarks.md.
+
+    python bench/run_all.py --quick     # ~2-3 minutes
+    python bench/run_all.py             # full: longer runs, more rounds (~10-15 minutes on 2 cores)
+
+Measurements are interleaved: each round runs every configuration once (starting at a
+different one each round), and the tables quote the median over rounds, so machine noise
+hits every subject alike. Raw results go to bench/out/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import harness
+import redis
+from harness import BenchConfig, NodeSubject, PySubject, Result, median
+from reference import ReferenceSemaphore
+from subjects import NODE_SUBJECTS, PY_SUBJECTS, guard_subjects
+
+ROOT = os.path.dirname(harness.BENCH_DIR)
+DOCS = os.path.join(ROOT, "docs")
+IMG = os.path.join(DOCS, "img")
+OUT = os.path.join(harness.BENCH_DIR, "out")
+UNLIMITED = 1_000_000  # uncontended: a limit no run reaches
+
+
+@dataclass(frozen=True)
+class Plan:
+    seconds: float
+    contended_seconds: float
+    rounds: int
+    workers: tuple[int, ...]
+    contended_workers: int
+    contended_limit: int
+    hold_ms: float
+    retry_ms: float
+    held_sizes: tuple[int, ...]
+    held_pairs: int
+    ceiling_requests: int
+
+
+QUICK = Plan(1.0, 2.0, 3, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 2000,
+             50_000)  # fmt: skip
+FULL = Plan(3.0, 5.0, 5, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 10_000,
+            200_000)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Config:
+    """One measured configuration: a subject, a mode, a worker count and a workload."""
+
+    label: str  # subject name + mode, the row label
+    subject: PySubject | NodeSubject
+    mode: str
+    workers: int
+    workload: str
+
+
+def configs(plan: Plan) -> list[Config]:
+    subjects = PY_SUBJECTS + guard_subjects()
+    out: list[Config] = []
+    for subj, kinds in subjects:
+        for kind in kinds:
+            for w in plan.workers:
+                if kind == "threads" and w == 1:
+                    continue  # one thread is the one-process run
+                out.append(Config(f"{subj.name} [{kind}]", subj, kind, w, "uncontended"))
+    if harness.node_modules_ready():
+        for ns in NODE_SUBJECTS:
+            for w in plan.workers:
+                if ns.mode != "shared" and w == 1:
+                    continue  # one caller: the same as shared
+                out.append(Config(f"{ns.name} [{ns.mode}]", ns, ns.mode, w, "uncontended"))
+    w = plan.contended_workers
+    for subj, kinds in subjects:
+        out.append(Config(f"{subj.name} [{kinds[0]}]", subj, kinds[0], w, "contended"))
+    if harness.node_modules_ready():
+        for ns in NODE_SUBJECTS:
+            if ns.mode in ("shared", "procs"):
+                out.append(Config(f"{ns.name} [{ns.mode}]", ns, ns.mode, w, "contended"))
+    return out
+
+
+def measure(server: harness.RedisServer, plan: Plan, c: Config) -> Result:
+    contended = c.workload == "contended"
+    limit = plan.contended_limit if contended else UNLIMITED
+    cfg = BenchConfig(url=server.url, key=f"bench:{uuid.uuid4().hex[:12]}", limit=limit)
+    seconds = plan.contended_seconds if contended else plan.seconds
+    hold = plan.hold_ms if contended else 0.0
+    if isinstance(c.subject, NodeSubject):
+        return harness.run_node(
+            c.subject, cfg, server.port, c.workers, seconds, c.workload, hold, plan.retry_ms
+        )
+    return harness.run_python(
+        c.subject, cfg, c.workers, seconds, c.mode, c.workload, hold, plan.retry_ms
+    )
+
+
+def held_scaling(server: harness.RedisServer, plan: Plan) -> list[dict[str, Any]]:
+    """Reference only: cost of one admission with N leases already held, and bytes per lease."""
+    client = server.client()
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in plan.held_sizes:
+            key = f"bench:held:{uuid.uuid4().hex[:12]}"
+            sem = ReferenceSemaphore(client, key, limit=n + 10)
+            sem.acquire("warm", 1.0)  # loads the script, creates nothing that lasts
+            sem.release("warm")
+            mem0 = harness.info_snapshot(client).used_memory
+            for start in range(0, n, 1000):
+                pipe = client.pipeline(transaction=False)
+                for i in range(start, min(n, start + 1000)):
+                    sem.acquire_in(pipe, f"held-{i:06d}-{uuid.uuid4().hex[:16]}", 3600.0)
+                pipe.execute()
+            mem1 = harness.info_snapshot(client).used_memory
+            held = int(client.zcard(key))
+            costs, p50s = [], []
+            for _ in range(plan.rounds):
+                lat: list[float] = []
+
+                def pair(lat: list[float] = lat, sem: ReferenceSemaphore = sem) -> None:
+                    t0 = time.perf_counter_ns()
+                    lid = uuid.uuid4().hex
+                    if not sem.acquire(lid, 30.0):
+                        raise RuntimeError("held-lease run refused a grant")
+                    sem.release(lid)
+                    lat.append((time.perf_counter_ns() - t0) / 1000)
+
+                costs.append(harness.redis_cost(client, pair, plan.held_pairs))
+                p50s.append(harness.percentile(sorted(lat), 0.5))
+            rows.append(
+                {
+                    "held": held,
+                    "cpu_us": median([c.cpu_us for c in costs]),
+                    "cmd_us": median([c.cmd_us for c in costs]),
+                    "script_us": median([c.script_us for c in costs]),
+                    "p50_us": median(p50s),
+                    "bytes_per_lease": (mem1 - mem0) / held if held else float("nan"),
+                    "pairs": plan.held_pairs,
+                }
+            )
+            client.delete(key)
+    finally:
+        client.close()
+    return rows
+
+
+def versions() -> dict[str, str]:
+    def cmd(args: list[str]) -> str:
+        try:
+            return subprocess.run(args, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unavailable"
+
+    v = {
+        "redis-server": cmd(["redis-server", "--version"]),
+        "node": cmd(["node", "--version"]),
+        "python": platform.python_version(),
+        "redis-py": redis.__version__,
+    }
+    for pkg in ("redis-semaphore", "ioredis", "bottleneck"):
+        path = os.path.join(harness.BENCH_DIR, "node_modules", pkg, "package.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                v[pkg] = json.load(f)["version"]
+    return v
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release()}
+
+
+def aggregate(results: list[Result]) -> dict[str, Any]:
+    """Medians over rounds; max_holders is the maximum over rounds (the worst seen)."""
+    costs = [r.cost for r in results if r.cost]
+    holders = [r.max_holders for r in results if r.max_holders is not None]
+    return {
+        "rounds": len(results),
+        "pairs_per_s": median([r.pairs_per_s for r in results]),
+        "pairs_per_s_min": min(r.pairs_per_s for r in results),
+        "pairs_per_s_max": max(r.pairs_per_s for r in results),
+        "p50_us": median([r.p50_us for r in results]),
+        "p99_us": median([r.p99_us for r in results]),
+        "refused": sum(r.refused for r in results),
+        "attempts_per_pair": median([r.attempts_per_pair or float("nan") for r in results]),
+        "max_holders": max(holders) if holders else None,
+        "cpu_us": median([c.cpu_us for c in costs]) if costs else float("nan"),
+        "cmd_us": median([c.cmd_us for c in costs]) if costs else float("nan"),
+        "script_us": median([c.script_us for c in costs]) if costs else float("nan"),
+        "reads": median([c.reads for c in costs]) if costs else float("nan"),
+        "calls": costs[len(costs) // 2].calls if costs else {},
+        "connections": results[0].extra.get("connections"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true", help="short runs (~2-3 minutes in all)")
+    ap.add_argument("--no-docs", action="store_true", help="print results, write no docs")
+    opts = ap.parse_args(argv)
+    plan = QUICK if opts.quick else FULL
+    if not harness.node_modules_ready():
+        print("bench/node_modules missing: run `npm ci --prefix bench`; Node peers skipped")
+    t_start = time.monotonic()
+    plan_configs = configs(plan)
+    by_config: dict[int, list[Result]] = {i: [] for i in range(len(plan_configs))}
+    with harness.redis_server() as server:
+        print(f"redis-server on 127.0.0.1:{server.port}; {len(plan_configs)} configs")
+        ceilings: list[dict[str, float]] = []
+        for rnd in range(plan.rounds):
+            ceilings.append(harness.redis_benchmark_ceiling(server.port, plan.ceiling_requests))
+            order = list(range(len(plan_configs)))
+            shift = rnd * len(order) // plan.rounds
+            for i in order[shift:] + order[:shift]:
+                c = plan_configs[i]
+                r = measure(server, plan, c)
+                by_config[i].append(r)
+                print(
+                    f"round {rnd + 1}/{plan.rounds} {c.workload:11} {c.label:34} w={c.workers:<3}"
+                    f" {r.pairs_per_s:9.0f} pairs/s p50 {r.p50_us:8.0f}us p99 {r.p99_us:8.0f}us"
+                    + (f" max_holders {r.max_holders}" if r.max_holders is not None else ""),
+                    flush=True,
+                )
+        ceiling = {k: median([c[k] for c in ceilings]) for k in ceilings[0]}
+        held = held_scaling(server, plan)
+    rows = []
+    for i, c in enumerate(plan_configs):
+        rows.append(
+            {
+                "label": c.label,
+                "subject": c.subject.name,
+                "mode": c.mode,
+                "workers": c.workers,
+                "workload": c.workload,
+                **aggregate(by_config[i]),
+            }
+        )
+    report = {
+        "mode": "quick" if opts.quick else "full",
+        "plan": asdict(plan),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "elapsed_s": time.monotonic() - t_start,
+        "versions": versions(),
+        "machine": machine(),
+        "ceiling": ceiling,
+        "rows": rows,
+        "held": held,
+        "raw": {str(i): [asdict(r) for r in rs] for i, rs in by_config.items()},
+    }
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    if not opts.no_docs:
+        import report as report_mod  # matplotlib only when docs are written
+
+        report_mod.write(report, DOCS, IMG)
+        print(f"wrote {os.path.join(DOCS, 'benchmarks.md')}")
+    print(f"done in {report['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
