@@ -94,7 +94,8 @@ class Admin:
             want = new.to_fields()
             stale = [k for k in fields if k != keys.VERSION and k not in want]
             diff = {k: v for k, v in want.items() if fields.get(k) != v}
-            if self.store.write_config(self.namespace, fields.get(keys.VERSION, "0"), diff, stale):
+            version = _text(fields.get(keys.VERSION, "0"))
+            if self.store.write_config(self.namespace, version, diff, stale):
                 return new
         raise ConflictError("too many concurrent writes to this namespace; try again")
 
@@ -166,3 +167,7 @@ class Admin:
         """Make the namespace hold exactly `cfg` (used by ``guard apply``)."""
         cfg.check()
         return self._write(lambda _old: cfg)
+
+
+def _text(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v

@@ -30,7 +30,8 @@ def config_key(ns: str) -> str:
 
 
 def release_channel(ns: str) -> str:
-    """Pub/sub channel a release publishes on while some acquire waits (and config writes)."""
+    """Pub/sub channel a release publishes on while some acquire waits (and config writes).
+    release_lease.lua derives the same name from the use key: "guard:{ns}:" + "released"."""
     return f"{PREFIX}:{{{ns}}}:released"
 
 

@@ -8,6 +8,7 @@ wrapped into a `GuardError` here, so no raw redis-py error leaves the SDK."""
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -48,6 +49,27 @@ class Refusal:
     scope: str
     retry_after_ms: int
     on_unavailable: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    lease_id: str
+    function: str
+    groups: tuple[str, ...]
+    expires_ms: int
+    granted_ms: int
+    fence: int
+    ttl_ms: int
+
+    META = struct.Struct(">ddiiB")  # common.lua META, without the trailing strings
+
+    @classmethod
+    def unpack(cls, raw_id: bytes, meta: bytes) -> LeaseInfo:
+        expires, granted, fence, ttl, n = cls.META.unpack_from(meta)
+        head = cls.META.size
+        fn = meta[head : head + n].decode()
+        groups = tuple(g for g in meta[head + n :].decode().split(",") if g)
+        return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +157,14 @@ class RedisStore:
         wait_ms: int = 0,
         pending: Mapping[str, int] | None = None,
     ) -> Grant | Refusal:
-        pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
-        r = self._run(
-            "acquire_lease",
-            ns,
-            (function, lease_id, ttl_ms, wait_ms, pend, keys.release_channel(ns)),
-        )
-        if r[0] == 1:
-            groups = tuple(g for g in _s(r[4]).split(",") if g)
-            return Grant(int(r[1]), int(r[2]), int(r[3]), groups, _s(r[5]), _s(r[6]))
+        args: tuple[Any, ...] = (function, lease_id, ttl_ms)
+        if wait_ms or pending:  # optional trailing arguments: fewer to send and to unpack
+            pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
+            args = (function, lease_id, ttl_ms, wait_ms, pend)
+        r = self._run("acquire_lease", ns, args)
+        if int(r[0]) > 0:
+            groups = tuple(g for g in _s(r[3]).split(",") if g)
+            return Grant(int(r[0]), int(r[1]), int(r[2]), groups, _s(r[4]), _s(r[5]))
         return Refusal(_s(r[1]), int(r[2]), _s(r[3]))
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:
@@ -151,8 +172,7 @@ class RedisStore:
         return Renewal(int(r[1]), int(r[2])) if r[0] == 1 else None
 
     def release(self, ns: str, lease_id: bytes) -> bool:
-        r = self._run("release_lease", ns, (lease_id, keys.release_channel(ns)))
-        return bool(r[0] == 1)
+        return bool(self._run("release_lease", ns, (lease_id,)) == 1)
 
     @contextmanager
     def release_waiter(self, ns: str) -> Iterator[ReleaseWaiter]:
@@ -171,24 +191,43 @@ class RedisStore:
         flat = self._run("read_usage", ns, ())
         return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
 
-    def leases(self, ns: str) -> dict[bytes, str]:
-        """Every held lease of the namespace: raw id -> meta string (admin use)."""
+    def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
+        """Held (unexpired, unreleased) leases of the namespace, optionally of one function.
+        An admin view: it reads the whole lease hash (O(held leases))."""
         with wrap_errors("leases"):
             raw = self.client.hgetall(keys.lease_keys(ns)[3])
-        return {k: _s(v) for k, v in raw.items() if k}
+            now = self.client.time()
+        now_ms = now[0] * 1000 + now[1] // 1000
+        out = []
+        for k, v in raw.items():
+            if len(k) != 16:  # the sentinel
+                continue
+            info = LeaseInfo.unpack(k, v)
+            if info.expires_ms > now_ms and function in (None, info.function):
+                out.append(info)
+        return sorted(out, key=lambda i: i.fence)
 
     # -- config -------------------------------------------------------------------------
 
-    def read_config(self, ns: str) -> dict[str, str]:
+    def read_config(self, ns: str) -> dict[str, str | bytes]:
+        """The cfg hash: settings documents as text, compiled plans (``p:…``) as bytes."""
         with wrap_errors("read config"):
             raw = self.client.hgetall(keys.config_key(ns))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        out: dict[str, str | bytes] = {}
+        for k, v in raw.items():
+            name = _s(k)
+            out[name] = v if name.startswith("p:") else _s(v)
+        return out
 
     def write_config(
-        self, ns: str, version: str, set_fields: Mapping[str, str], del_fields: Sequence[str]
+        self,
+        ns: str,
+        version: str,
+        set_fields: Mapping[str, str | bytes],
+        del_fields: Sequence[str],
     ) -> bool:
         """Compare-and-set write; False when someone else wrote since `version` was read."""
-        args: list[str] = [version, keys.release_channel(ns), str(len(set_fields))]
+        args: list[str | bytes] = [version, keys.release_channel(ns), str(len(set_fields))]
         for k, v in set_fields.items():
             args += [k, v]
         args += list(del_fields)

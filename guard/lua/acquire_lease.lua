@@ -3,46 +3,49 @@
 -- ARGV[1] function name
 -- ARGV[2] lease id (chosen by the client; a retry with the same id returns the same lease)
 -- ARGV[3] requested ttl in ms (0: the function's lease_ttl_seconds); capped by that setting
--- ARGV[4] wait in ms: > 0 registers a waiter, so releases publish on ARGV[6] until then
--- ARGV[5] fail-open runs the client counted while the store was out of reach: "fn=n,fn=n"
--- ARGV[6] release channel
--- returns {1, fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope}
+-- ARGV[4] optional: wait in ms; > 0 registers a waiter, so releases publish until then
+-- ARGV[5] optional: fail-open runs the client counted while the store was out of reach,
+--         "fn=n,fn=n"
+-- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope} (fence >= 1)
 --      or {0, scope, retry_after_ms, on_unavailable}
 --   scope: "function" | "group:<name>" | "account"; on_unavailable: "open" | "closed" | ""
 local fn, id = ARGV[1], ARGV[2]
 local f_use, f_grants = 'f:' .. fn, 'n:' .. fn
 
--- The compiled plans (written by write_config.lua from guard/model.py):
---   p:ns   = "<max>|<grp>=<reserved>,..."                  (groups with reserved > 0)
---   p:f:fn = "<max>|<ttl_ms>|<e|s>|<o|c|>|<grp>=<max>=<e|s>,..."  (groups fn belongs to)
--- An empty max means unlimited. A function with no plan has no limit of its own.
+-- The compiled plans (written by write_config.lua, packed by guard/model.py `plans`), in
+-- struct.pack formats because unpacking them is far cheaper than Lua patterns + tonumber:
+--   p:ns   = '>iB' max, n; then n x '>iBc0' reserved, name   (groups with reserved > 0)
+--   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;
+--            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to)
+-- A max of -1 means unlimited. A function with no plan has no limit of its own.
 local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn)
-local ns_max, f_max, f_shadow, onu, ttl_cap, gplan = nil, nil, false, '', DEFAULT_TTL_MS, ''
-local fields = {'fence', 'reap', 'bk', 'wu', 'a', f_use, f_grants, 'h', 'h:' .. fn}
-local BASE = 9
-local gname, gmax, gshadow, own = {}, {}, {}, {}
+local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
+local fields = {'fence', 'reap', 'a', f_use, f_grants}
+local BASE = 5
+local gname, gmax, gshadow, own, NG = {}, {}, {}, {}, 0
 if plan[2] then
-  local m, t, md, ou
-  m, t, md, ou, gplan = string.match(plan[2], '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-  f_max, ttl_cap, f_shadow = tonumber(m), tonumber(t), md == 's'
-  if ou == 'o' then onu = 'open' elseif ou == 'c' then onu = 'closed' end
-  for g, gm, gmd in string.gmatch(gplan, '([^,=]+)=([^,=]*)=([es])') do
-    local i = #gname + 1
-    gname[i], gmax[i], gshadow[i], own[g] = g, tonumber(gm), gmd == 's', true
+  local md, ou, pos
+  f_max, ttl_cap, md, ou, NG, pos = struct.unpack('>iiBBB', plan[2])
+  f_shadow = md == 1
+  if ou == 1 then onu = 'open' elseif ou == 2 then onu = 'closed' end
+  for i = 1, NG do
+    local gm, gmd, g
+    gm, gmd, g, pos = struct.unpack('>iBBc0', plan[2], pos)
+    gname[i], gmax[i], gshadow[i], own[g] = g, gm, gmd == 1, true
     fields[BASE + i] = 'g:' .. g
   end
 end
-local NG = #gname
 -- Unused reserve of groups this function is not in is held back from it (S2).
-local rname, rres = {}, {}
+local rres = {}
 if plan[1] then
-  local m, rs = string.match(plan[1], '^([^|]*)|(.*)$')
-  ns_max = tonumber(m)
-  for g, r in string.gmatch(rs, '([^,=]+)=(%d+)') do
+  local nr, pos
+  ns_max, nr, pos = struct.unpack('>iB', plan[1])
+  for _ = 1, nr do
+    local r, g
+    r, g, pos = struct.unpack('>iBc0', plan[1], pos)
     if not own[g] then
-      local i = #rname + 1
-      rname[i], rres[i] = g, tonumber(r)
-      fields[BASE + NG + i] = 'g:' .. g
+      rres[#rres + 1] = r
+      fields[BASE + NG + #rres] = 'g:' .. g
     end
   end
 end
@@ -57,13 +60,13 @@ end
 -- Check every level; the first enforcing refusal wins, a shadow one is only counted.
 -- A refusal records the level's index (0 function, 1..NG groups, -1 account).
 local refuse, shadow, in_level, level_max = nil, nil, 0, 0
-local in_a, in_f = num(u[5]), num(u[6])
-if f_max and in_f >= f_max then
+local in_a, in_f = num(u[3]), num(u[4])
+if f_max >= 0 and in_f >= f_max then
   if f_shadow then shadow = 0 else refuse, in_level, level_max = 0, in_f, f_max end
 end
 for i = 1, NG do
   local used = num(u[BASE + i])
-  if not refuse and gmax[i] and used >= gmax[i] then
+  if not refuse and gmax[i] >= 0 and used >= gmax[i] then
     if f_shadow or gshadow[i] then
       shadow = shadow or i
     else
@@ -71,9 +74,9 @@ for i = 1, NG do
     end
   end
 end
-if not refuse and ns_max then
+if not refuse and ns_max >= 0 then
   local used = in_a
-  for i = 1, #rname do
+  for i = 1, #rres do
     local unused = rres[i] - num(u[BASE + NG + i])
     if unused > 0 then used = used + unused end
   end
@@ -91,19 +94,18 @@ if refuse then
   -- A retried acquire of a lease that is already held is not a new admission.
   local m = redis.call('HGET', LEASE, id)
   if m then
-    local lfn, e, f, t, gs = string.match(m, META)
-    if lfn == fn and tonumber(e) > now then return {1, f, e, t, gs, onu, ''} end
+    local lfn, e, f, t, gs = meta_of(m)
+    if lfn == fn and e > now then return {f, e, t, gs, onu, ''} end
   end
   local scope = scope_of(refuse)
+  local r = redis.call('HMGET', USE, 'h:' .. fn, 'wu')
   redis.call('HINCRBY', USE, 't:' .. fn .. '|' .. scope, 1)
   -- retry_after: the expected time until enough leases at the refusing level are released,
-  -- estimated as mean hold time (EWMA of observed holds: the function's own for the
-  -- function level, the namespace's otherwise) times the share of holders that must leave,
-  -- (in_use - max + 1) / in_use. With no history yet: until the earliest lease expiry.
-  -- A max of 0 waits for an operator, so it gets a long hint. Clamped to [10 ms, 60 s].
-  local hold = tonumber(u[8])
-  if refuse == 0 then hold = tonumber(u[9]) end
-  local retry
+  -- estimated as this function's mean hold time (EWMA of its observed holds) times the
+  -- share of holders that must leave, (in_use - max + 1) / in_use. With no history yet:
+  -- until the earliest lease expiry in the namespace. A max of 0 waits for an operator,
+  -- so it gets a long hint. Clamped to [10 ms, 60 s].
+  local hold, retry = tonumber(r[1]), nil
   if level_max == 0 then
     retry = 5000
   elseif hold then
@@ -113,8 +115,8 @@ if refuse then
     retry = (tonumber(first[2]) or now + 1000) - now
   end
   retry = math.floor(math.min(math.max(retry, 10), 60000))
-  local wait = tonumber(ARGV[4])
-  if wait > 0 and num(u[4]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
+  local wait = tonumber(ARGV[4] or 0)
+  if wait > 0 and num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
   return {0, scope, retry, onu}
 end
 
@@ -122,32 +124,27 @@ local ttl = tonumber(ARGV[3])
 if ttl <= 0 or ttl > ttl_cap then ttl = ttl_cap end
 local fence = num(u[1]) + 1
 local expires = now + ttl
-local gcsv = string.gsub(gplan, '=[^,]*', '')
-local meta = string.format('%s|%d|%d|%d|%s|%d', fn, expires, fence, ttl, gcsv, now)
+local gcsv = table.concat(gname, ',')
+local meta = struct.pack(META, expires, now, fence, ttl, #fn, fn) .. gcsv
 if redis.call('HSETNX', LEASE, id, meta) == 0 then
   -- Retry of an acquire that was granted (its lease is live: expired ones were reaped above).
-  local lfn, e, f, t, gs = string.match(redis.call('HGET', LEASE, id), META)
+  local lfn, e, f, t, gs = meta_of(redis.call('HGET', LEASE, id))
   if lfn ~= fn then return redis.error_reply('CONFLICT lease id is held by another function') end
-  return {1, f, e, t, gs, onu, ''}
+  return {f, e, t, gs, onu, ''}
 end
 redis.call('ZADD', EXP, expires, id)
-local set = {'fence', fence, 'a', in_a + 1, f_use, in_f + 1, f_grants, num(u[7]) + 1}
+local set = {'fence', fence, 'a', in_a + 1, f_use, in_f + 1, f_grants, num(u[5]) + 1}
 for i = 1, NG do
   set[7 + 2 * i] = fields[BASE + i]
   set[8 + 2 * i] = num(u[BASE + i]) + 1
 end
-if expires < num(u[2]) then
+if expires < tonumber(u[2]) then
   set[#set + 1] = 'reap'
   set[#set + 1] = expires
 end
-local bk = backstop(tonumber(u[3]), now)
-if bk then
-  set[#set + 1] = 'bk'
-  set[#set + 1] = bk
-end
 redis.call('HSET', USE, unpack(set))
 if shadow then redis.call('HINCRBY', USE, 's:' .. fn .. '|' .. scope_of(shadow), 1) end
-if ARGV[5] ~= '' then
+if ARGV[5] then
   for pfn, n in string.gmatch(ARGV[5], '([^,=]+)=(%d+)') do redis.call('HINCRBY', USE, 'u:' .. pfn, n) end
 end
-return {1, fence, expires, ttl, gcsv, onu, shadow and scope_of(shadow) or ''}
+return {fence, expires, ttl, gcsv, onu, shadow and scope_of(shadow) or ''}

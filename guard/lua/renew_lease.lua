@@ -7,8 +7,8 @@
 local id = ARGV[1]
 local m = redis.call('HGET', LEASE, id)
 if not m then return {0} end
-local fn, expires, fence, ttl, gs, granted = string.match(m, META)
-if tonumber(expires) <= now then
+local fn, expires, fence, ttl, gs, granted = meta_of(m)
+if expires <= now then
   local delta = {}
   drop_leases({id}, {m}, delta, true)
   apply_delta(delta)
@@ -18,12 +18,11 @@ local want = tonumber(ARGV[2])
 if want > 0 then
   local plan = redis.call('HGET', CFG, 'p:f:' .. fn)
   local cap = DEFAULT_TTL_MS
-  if plan then cap = tonumber(string.match(plan, '^[^|]*|([^|]*)|')) or cap end
+  if plan then cap = select(2, struct.unpack('>ii', plan)) end
   ttl = math.min(want, cap)
 end
 local new_expires = now + ttl
-redis.call('HSET', LEASE, id, string.format('%s|%d|%s|%d|%s|%s', fn, new_expires, fence, ttl, gs, granted))
+redis.call('HSET', LEASE, id, struct.pack(META, new_expires, granted, fence, ttl, #fn, fn) .. gs)
 redis.call('ZADD', EXP, 'XX', new_expires, id)
-local bk = backstop(tonumber(redis.call('HGET', USE, 'bk')), now)
-if bk then redis.call('HSET', USE, 'bk', bk) end
+backstop()
 return {1, new_expires, ttl}
