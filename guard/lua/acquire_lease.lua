@@ -6,9 +6,10 @@
 -- ARGV[4] wait in ms: > 0 registers a waiter, so releases publish on ARGV[6] until then
 -- ARGV[5] fail-open runs the client counted while the store was out of reach: "fn=n,fn=n"
 -- ARGV[6] release channel
+-- ARGV[7] "1": failover quarantine on (see the block "Failover quarantine" below), else ""
 -- returns {1, fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope}
 --      or {0, scope, retry_after_ms, on_unavailable}
---   scope: "function" | "group:<name>" | "account"; on_unavailable: "open" | "closed" | ""
+--   scope: "function" | "group:<name>" | "account" | "quarantine"; on_unavailable: "open" | "closed" | ""
 local fn, id = ARGV[1], ARGV[2]
 local f_use, f_grants = 'f:' .. fn, 'n:' .. fn
 
@@ -44,6 +45,44 @@ if plan[1] then
       rname[i], rres[i] = g, tonumber(r)
       fields[BASE + NG + i] = 'g:' .. g
     end
+  end
+end
+
+-- Failover quarantine (ARGV[7] == "1"; docs/guarantees.md). The epoch is the serving
+-- process's run_id, read here (not passed by a client). When it differs from the one stored
+-- in `ep`, this is a promoted replica or a restarted server that may have lost recent lease
+-- writes, so every grant is refused until `qu` = now + the longest lease TTL the namespace
+-- can hold (max of the plans' caps and `mt`, the longest TTL granted with quarantine on).
+-- A retried acquire of a lease that is still held is answered as usual.
+local q_mt
+if ARGV[7] == '1' then
+  local q = redis.call('HMGET', USE, 'ep', 'qu', 'mt')
+  local ep = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  local qu = num(q[2])
+  q_mt = num(q[3])
+  if q[1] ~= ep then
+    if q[1] then
+      local longest = q_mt
+      local c = redis.call('HGETALL', CFG)
+      for i = 1, #c, 2 do
+        local cap = string.match(c[i], '^p:f:') and tonumber(string.match(c[i + 1], '^[^|]*|(%d+)|'))
+        if cap and cap > longest then longest = cap end
+      end
+      if longest == 0 then longest = DEFAULT_TTL_MS end
+      qu = now + longest
+      redis.call('HSET', USE, 'ep', ep, 'qu', qu)
+    else
+      redis.call('HSET', USE, 'ep', ep)
+    end
+  end
+  if now < qu then
+    local m = redis.call('HGET', LEASE, id)
+    if m then
+      local lfn, e, f, t, gs = string.match(m, META)
+      if lfn == fn and tonumber(e) > now then return {1, f, e, t, gs, onu, ''} end
+    end
+    redis.call('HINCRBY', USE, 't:' .. fn .. '|quarantine', 1)
+    return {0, 'quarantine', qu - now, onu}
   end
 end
 
@@ -144,6 +183,10 @@ local bk = backstop(tonumber(u[3]), now)
 if bk then
   set[#set + 1] = 'bk'
   set[#set + 1] = bk
+end
+if q_mt and ttl > q_mt then  -- quarantine: the longest TTL granted (see above)
+  set[#set + 1] = 'mt'
+  set[#set + 1] = ttl
 end
 redis.call('HSET', USE, unpack(set))
 if shadow then redis.call('HINCRBY', USE, 's:' .. fn .. '|' .. scope_of(shadow), 1) end

@@ -14,6 +14,8 @@
 --   h, h:<fn>  EWMA of hold time (ms)  fence    last fence issued
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   bk         when backstop TTLs were last refreshed   wu  waiters registered until (ms)
+--   ep, qu, mt failover quarantine (only with it on): server run_id last seen, grants refused
+--              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 -- The exp zset and lease hash carry a sentinel member/field "" so that they are never
 -- emptied (and so never lose their backstop TTL) while the namespace is in use.
 --
