@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -55,6 +56,7 @@ class RedisProcess:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused server cannot handle SIGTERM
             self.proc.terminate()
             try:
                 self.proc.wait(5)
@@ -69,9 +71,20 @@ class RedisProcess:
             self.proc.wait()
         self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
+    def restart(self, hard: bool = False) -> None:
+        """Stop (SIGTERM, or SIGKILL when `hard`) and start again on the same port and dir:
+        empty without persistence, with its data under ``--appendonly yes``."""
+        self.kill() if hard else self.stop()
         self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its sockets open but answers nothing (a stall)."""
+        if self.proc:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc:
+            os.kill(self.proc.pid, signal.SIGCONT)
 
     def cleanup(self) -> None:
         self.stop()
