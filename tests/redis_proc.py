@@ -92,3 +92,33 @@ class RedisProcess:
 
     def client(self, **kw: object) -> redis.Redis:
         return redis.Redis(port=self.port, **kw)  # type: ignore[arg-type]
+
+
+class SentinelProcess(RedisProcess):
+    """One ``redis-server --sentinel`` watching `service` at `master_port` (quorum 2)."""
+
+    def __init__(self, service: str, master_port: int, down_after_ms: int = 500) -> None:
+        super().__init__()
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w", encoding="utf-8") as f:
+            f.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"logfile {os.path.join(self.dir, 'sentinel.log')}\n"
+                f"sentinel monitor {service} 127.0.0.1 {master_port} 2\n"
+                f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+                f"sentinel failover-timeout {service} 5000\n"
+            )
+
+    def start(self, timeout: float = 10.0) -> SentinelProcess:
+        cmd = [shutil.which("redis-server") or "redis-server", self.conf, "--sentinel"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    client.close()
+                    return self
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis sentinel did not start on port {self.port}")
