@@ -22,6 +22,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 class RedisProcess:
     """One redis-server child. `restart()` keeps the port (and, with AOF, the data)."""
 
@@ -52,6 +70,7 @@ class RedisProcess:
                     return self
             except redis.RedisError:
                 time.sleep(0.02)
+        self.kill()
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
@@ -121,4 +140,5 @@ class SentinelProcess(RedisProcess):
                     return self
             except redis.RedisError:
                 time.sleep(0.02)
+        self.kill()
         raise RuntimeError(f"redis sentinel did not start on port {self.port}")
