@@ -107,10 +107,13 @@ class Guard:
         token: str | None = None,
         timeout: float = 0.05,
         connect_timeout: float | None = None,
+        quarantine: bool = False,
         **kwargs: Any,
     ) -> Guard:
-        """``redis://``, ``rediss://``, ``unix://`` (Redis mode) or ``http(s)://`` (HTTP
-        mode, with `token`). `timeout` bounds every round trip, in seconds."""
+        """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+        ``redis+cluster://`` (Redis mode) or ``http(s)://`` (HTTP mode, with `token`).
+        `timeout` bounds every round trip, in seconds. `quarantine` (Redis mode) refuses
+        grants for one lease TTL after a failover or restart (docs/guarantees.md)."""
         if url.startswith(("http://", "https://")):
             from .http_backend import HttpBackend  # type: ignore[import-not-found]
 
@@ -118,13 +121,16 @@ class Guard:
         else:
             from .store import RedisStore
 
-            backend = RedisStore.from_url(url, timeout=timeout, connect_timeout=connect_timeout)
+            backend = RedisStore.from_url(
+                url, timeout=timeout, connect_timeout=connect_timeout, quarantine=quarantine
+            )
         return cls(backend, namespace=namespace, **kwargs)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Guard:
         """From ``GUARD_REDIS_URL`` (or ``GUARD_URL`` + ``GUARD_TOKEN``), ``GUARD_NAMESPACE``,
-        ``GUARD_ON_UNAVAILABLE``, ``GUARD_TIMEOUT`` and the ``GUARD_DISABLED`` kill switch."""
+        ``GUARD_ON_UNAVAILABLE``, ``GUARD_TIMEOUT``, ``GUARD_QUARANTINE`` and the
+        ``GUARD_DISABLED`` kill switch."""
         env = os.environ
         url = env.get("GUARD_URL") or env.get("GUARD_REDIS_URL")
         disabled = env.get("GUARD_DISABLED", "").lower() in TRUE
@@ -133,6 +139,8 @@ class Guard:
         kwargs.setdefault("namespace", env.get("GUARD_NAMESPACE", "default"))
         kwargs.setdefault("on_unavailable", env.get("GUARD_ON_UNAVAILABLE", "open"))
         kwargs.setdefault("disabled", disabled)
+        if "GUARD_QUARANTINE" in env:
+            kwargs.setdefault("quarantine", env["GUARD_QUARANTINE"].lower() in TRUE)
         if "GUARD_TIMEOUT" in env:
             kwargs.setdefault("timeout", float(env["GUARD_TIMEOUT"]))
         if env.get("GUARD_URL"):

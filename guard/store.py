@@ -14,13 +14,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from . import keys
-from .errors import ConflictError, GuardUnavailable, StoreError
+from .errors import ConflictError, GuardUnavailable, StoreError, UsageError
 
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
 
@@ -115,8 +117,9 @@ def wrap_errors(what: str) -> Iterator[None]:
 class RedisStore:
     """Lease and config operations of one Redis (or Sentinel/Cluster) client."""
 
-    def __init__(self, client: redis.Redis[bytes]) -> None:
+    def __init__(self, client: redis.Redis[bytes], *, quarantine: bool = False) -> None:
         self.client = client
+        self.quarantine = quarantine
         common = (
             f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
             f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("common")
@@ -126,21 +129,41 @@ class RedisStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout: float = 0.05, connect_timeout: float | None = None
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.05,
+        connect_timeout: float | None = None,
+        quarantine: bool = False,
     ) -> RedisStore:
         """A client whose every command is bounded by `timeout` (read) and `connect_timeout`.
 
+        ``redis://``, ``rediss://``, ``unix://``; ``redis+sentinel://[:password@]host:port
+        [,host:port...]/service_name[/db]`` (the current primary, found through Sentinel);
+        ``redis+cluster://host:port`` (Redis Cluster; a namespace lives in one slot).
+
         A broken pooled connection (e.g. after a Redis restart) is retried once at once on a
         new connection; a timeout is not retried, so a call never takes much more than its
-        deadline. Retrying is safe: acquire is idempotent by lease id, release by nature."""
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=connect_timeout if connect_timeout is not None else timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-            retry_on_error=[redis.ConnectionError],
-        )
-        return cls(client)
+        deadline. Retrying is safe: acquire is idempotent by lease id, release by nature.
+        `quarantine` turns on the failover quarantine (docs/guarantees.md)."""
+        conn: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout if connect_timeout is not None else timeout,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            "retry_on_error": [redis.ConnectionError],
+        }
+        client: Any
+        if url.startswith("redis+sentinel://"):
+            client = _sentinel_master(url, conn)
+        elif url.startswith("redis+cluster://"):
+            # MOVED/ASK/TRYAGAIN are followed inside RedisCluster; connection errors are
+            # retried on a refreshed slot map a few times (each bounded by `timeout`).
+            conn.pop("retry_on_error")
+            conn["retry"] = Retry(NoBackoff(), 2)
+            client = redis.RedisCluster.from_url("redis://" + url.split("://", 1)[1], **conn)
+        else:
+            client = redis.Redis.from_url(url, **conn)
+        return cls(client, quarantine=quarantine)
 
     # -- leases -------------------------------------------------------------------------
 
@@ -158,9 +181,9 @@ class RedisStore:
         pending: Mapping[str, int] | None = None,
     ) -> Grant | Refusal:
         args: tuple[Any, ...] = (function, lease_id, ttl_ms)
-        if wait_ms or pending:  # optional trailing arguments: fewer to send and to unpack
+        if wait_ms or pending or self.quarantine:  # optional trailing arguments
             pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
-            args = (function, lease_id, ttl_ms, wait_ms, pend)
+            args = (function, lease_id, ttl_ms, wait_ms, pend, "1" if self.quarantine else "")
         r = self._run("acquire_lease", ns, args)
         if int(r[0]) > 0:
             groups = tuple(g for g in _s(r[3]).split(",") if g)
@@ -242,9 +265,70 @@ class RedisStore:
         with wrap_errors("namespaces"):
             return sorted(_s(n) for n in self.client.smembers(keys.NAMESPACES))
 
+    # -- epoch and reset detection --------------------------------------------------------
+
+    def epoch(self, ns: str | None = None) -> str:
+        """The identity of the server process that serves `ns` (its ``run_id``).
+
+        It changes whenever another process starts answering: a restart (with or without
+        persistence), a Sentinel failover, a Cluster failover or slot move. A change is
+        the cue to ask whether state was lost: `config_version` tells whether the
+        namespace's settings survived (the quarantine in acquire_lease.lua uses the same
+        run_id, read inside the script). On Cluster, `ns` picks the node owning its slot."""
+        with wrap_errors("epoch"):
+            if isinstance(self.client, redis.RedisCluster):
+                node = self.client.get_node_from_key(keys.config_key(ns or "default"))
+                info = self.client.info("server", target_nodes=node)
+            else:
+                info = self.client.info("server")
+        return str(info["run_id"])
+
+    def config_version(self, ns: str) -> str | None:
+        """The version of the namespace's stored settings; None when it has none.
+
+        Store-reset detection for ``guard serve --config``: a namespace that the config
+        file defines but whose version is None was reset (e.g. Redis restarted empty) and
+        must be re-applied before it admits anything without limits. Cheap (one HGET);
+        poll it, or check it whenever `epoch` changes."""
+        with wrap_errors("config version"):
+            v = self.client.hget(keys.config_key(ns), keys.VERSION)
+        return None if v is None else _s(v)
+
     def ping(self) -> bool:
         with wrap_errors("ping"):
             return bool(self.client.ping())
 
     def close(self) -> None:
         self.client.close()
+
+
+def _sentinel_master(url: str, conn: dict[str, Any]) -> redis.Redis[bytes]:
+    """``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]`` -> a
+    client of the service's current primary. The password is the primary's; sentinels are
+    asked with the same timeouts (each discovery tries the sentinels in turn)."""
+    rest = url.split("://", 1)[1]
+    auth, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts or not service:
+        raise UsageError(
+            f"sentinel URL must be redis+sentinel://host:port[,host:port]/service[/db]: {url!r}",
+            "url",
+        )
+    nodes = []
+    for h in hosts.split(","):
+        host, _, port = h.rpartition(":")
+        nodes.append((host or "localhost", int(port or 26379)))
+    user, _, password = auth.partition(":")
+    sentinel = Sentinel(
+        nodes,
+        socket_timeout=conn["socket_timeout"],
+        socket_connect_timeout=conn["socket_connect_timeout"],
+    )
+    return sentinel.master_for(
+        service,
+        db=int(db.strip("/") or 0),
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        **conn,
+    )

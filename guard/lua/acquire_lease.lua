@@ -6,9 +6,11 @@
 -- ARGV[4] optional: wait in ms; > 0 registers a waiter, so releases publish until then
 -- ARGV[5] optional: fail-open runs the client counted while the store was out of reach,
 --         "fn=n,fn=n"
+-- ARGV[6] optional: "1" turns the failover quarantine on (see "Failover quarantine")
 -- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope} (fence >= 1)
 --      or {0, scope, retry_after_ms, on_unavailable}
---   scope: "function" | "group:<name>" | "account"; on_unavailable: "open" | "closed" | ""
+--   scope: "function" | "group:<name>" | "account" | "quarantine"
+--   on_unavailable: "open" | "closed" | ""
 local fn, id = ARGV[1], ARGV[2]
 local f_use, f_grants = 'f:' .. fn, 'n:' .. fn
 
@@ -47,6 +49,54 @@ if plan[1] then
       rres[#rres + 1] = r
       fields[BASE + NG + #rres] = 'g:' .. g
     end
+  end
+end
+
+-- A retried acquire of a lease that is already held is not a new admission: its reply,
+-- or nil. (Only refusal paths need this; a grant finds out through HSETNX.)
+local function held_reply()
+  local m = redis.call('HGET', LEASE, id)
+  if m then
+    local lfn, e, f, t, gs = meta_of(m)
+    if lfn == fn and e > now then return {f, e, t, gs, onu, ''} end
+  end
+  return nil
+end
+
+-- Failover quarantine (ARGV[6] == "1"; docs/guarantees.md). The epoch is the serving
+-- process's run_id, read here (not passed by a client). When it differs from the one stored
+-- in `ep`, this is a promoted replica or a restarted server that may have lost recent lease
+-- writes, so every grant is refused until `qu` = now + the longest lease TTL the namespace
+-- can hold (max of the plans' caps and `mt`, the longest TTL granted with quarantine on).
+-- A retried acquire of a lease that is still held is answered as usual.
+local q_mt
+if ARGV[6] == '1' then
+  local q = redis.call('HMGET', USE, 'ep', 'qu', 'mt')
+  local ep = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  local qu = num(q[2])
+  q_mt = num(q[3])
+  if q[1] ~= ep then
+    if q[1] then
+      local longest = q_mt
+      local c = redis.call('HGETALL', CFG)
+      for i = 1, #c, 2 do
+        if string.sub(c[i], 1, 4) == 'p:f:' then
+          local cap = select(2, struct.unpack('>ii', c[i + 1]))
+          if cap > longest then longest = cap end
+        end
+      end
+      if longest == 0 then longest = DEFAULT_TTL_MS end
+      qu = now + longest
+      redis.call('HSET', USE, 'ep', ep, 'qu', qu)
+    else
+      redis.call('HSET', USE, 'ep', ep)
+    end
+  end
+  if now < qu then
+    local again = held_reply()
+    if again then return again end
+    redis.call('HINCRBY', USE, 't:' .. fn .. '|quarantine', 1)
+    return {0, 'quarantine', qu - now, onu}
   end
 end
 
@@ -91,12 +141,8 @@ local function scope_of(i)
 end
 
 if refuse then
-  -- A retried acquire of a lease that is already held is not a new admission.
-  local m = redis.call('HGET', LEASE, id)
-  if m then
-    local lfn, e, f, t, gs = meta_of(m)
-    if lfn == fn and e > now then return {f, e, t, gs, onu, ''} end
-  end
+  local again = held_reply()
+  if again then return again end
   local scope = scope_of(refuse)
   local r = redis.call('HMGET', USE, 'h:' .. fn, 'wu')
   redis.call('HINCRBY', USE, 't:' .. fn .. '|' .. scope, 1)
@@ -141,6 +187,10 @@ end
 if expires < tonumber(u[2]) then
   set[#set + 1] = 'reap'
   set[#set + 1] = expires
+end
+if q_mt and ttl > q_mt then  -- quarantine: the longest TTL granted (see above)
+  set[#set + 1] = 'mt'
+  set[#set + 1] = ttl
 end
 redis.call('HSET', USE, unpack(set))
 if shadow then redis.call('HINCRBY', USE, 's:' .. fn .. '|' .. scope_of(shadow), 1) end

@@ -14,6 +14,8 @@
 --   h:<fn>     EWMA of hold time (ms)  fence    last fence issued
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
+--   ep, qu, mt failover quarantine (only with it on): server run_id last seen, grants refused
+--              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 --   ""         sentinel (see below)
 -- Sentinels: the use hash, lease hash and exp zset each hold one entry named "" or SENTINEL
 -- whose value/name is longer than 64 bytes. That keeps the keys from ever being emptied (so
