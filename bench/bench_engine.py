@@ -5,9 +5,11 @@ Side by side in one run, on a private redis-server (never the machine's shared o
   * Redis main-thread CPU per pair (INFO cpu: used_cpu_user_main_thread + sys);
   * command time per pair (INFO commandstats, sum of usec over all commands);
   * round trips per pair (INFO stats total_reads_processed);
-  * `import guard` cost once `redis` is imported (fresh interpreters, median).
+  * `import guard` cost once `redis` is imported (fresh interpreters, median);
+  * with --callgrind, Redis instructions per pair (bench/callgrind_cost.py), which unlike
+    the timings do not move with the load of a shared machine.
 
-    .venv/bin/python bench/bench_engine.py [--pairs 20000] [--rounds 15] [--json out.json]
+    .venv/bin/python bench/bench_engine.py [--pairs 20000] [--rounds 15] [--callgrind]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import redis
 
+sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import guard
 
@@ -89,12 +92,20 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("redis-server did not start")
 
 
-def server_cost(c: redis.Redis, run: Callable[[], None], n: int) -> dict[str, float]:
+TOP_LEVEL = {"guard": ("cmdstat_evalsha",), "reference": ("cmdstat_evalsha", "cmdstat_zrem")}
+
+
+def server_cost(
+    c: redis.Redis, run: Callable[[], None], n: int, top_level: tuple[str, ...]
+) -> dict[str, float]:
+    """Redis-side cost of `n` pairs. Command time counts only the commands the client sent
+    (commandstats also lists the commands a script calls, inside the script's own time)."""
+
     def snap() -> tuple[float, float, int]:
         cpu = c.info("cpu")
         stats = c.info("commandstats")
         reads = c.info("stats")["total_reads_processed"]
-        usec = sum(v["usec"] for v in stats.values())
+        usec = sum(stats[k]["usec"] for k in top_level if k in stats)
         return cpu["used_cpu_user_main_thread"] + cpu["used_cpu_sys_main_thread"], usec, reads
 
     c.config_resetstat()
@@ -141,6 +152,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--json")
+    ap.add_argument("--callgrind", action="store_true", help="also count instructions")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_redis(tmp)
@@ -162,7 +174,7 @@ def main() -> None:
             for run in subjects.values():  # warm up: scripts loaded, connections open
                 for _ in range(500):
                     run()
-            cost = {k: server_cost(c, run, a.pairs) for k, run in subjects.items()}
+            cost = {k: server_cost(c, run, a.pairs, TOP_LEVEL[k]) for k, run in subjects.items()}
             times = pair_times(subjects, a.rounds, max(200, a.pairs // a.rounds))
             imp = import_cost()
         finally:
@@ -180,6 +192,11 @@ def main() -> None:
         },
         **imp,
     }
+    if a.callgrind:
+        from callgrind_cost import measure
+
+        ins = {k: measure(k, 2000) for k in ("guard", "reference")}
+        res["instructions_per_pair"] = {**ins, "ratio": ins["guard"] / ins["reference"]}
     print(json.dumps(res, indent=2))
     if a.json:
         with open(a.json, "w") as f:
