@@ -8,7 +8,11 @@ Each request becomes a payload 2.0 (HTTP API, function URL) or 1.0 (REST API) ev
 minimal context object whose deadline is `timeout` seconds away; the handler's answer
 (``statusCode``, ``headers``, ``multiValueHeaders``, ``cookies``, ``body``,
 ``isBase64Encoded``) becomes the Flask response. A 2.0 handler that returns anything other
-than a dict with ``statusCode`` gets API Gateway's inference: a 200 JSON response."""
+than a dict with ``statusCode`` gets API Gateway's inference: a 200 JSON response.
+
+WSGI hands over a repeated request header as one comma-joined value, so
+``multiValueHeaders`` holds it as a single item; repeated query parameters and response headers
+(``multiValueHeaders``, ``cookies``) keep every value."""
 
 from __future__ import annotations
 
