@@ -1,0 +1,20 @@
+"""AWS integration (extra ``aws``): Lambda handler adapters, group sync, handlers on Flask.
+
+    import guard, guard.aws
+
+    g = guard.Guard.from_env()
+
+    @guard.aws.api_gateway(g)            # 429 + Retry-After when refused
+    def handler(event, context): ...
+
+    @guard.aws.sqs(g, on_throttle="report", visibility_backoff=(30, 90))
+    def consume(event, context): ...
+
+This package imports neither boto3 nor Flask: boto3 loads only for a visibility backoff or a
+sync (`guard.aws.sync`), Flask only with `guard.aws.flask`."""
+
+from __future__ import annotations
+
+from .adapters import api_gateway, sqs
+
+__all__ = ["api_gateway", "sqs"]

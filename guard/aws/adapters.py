@@ -1,0 +1,202 @@
+"""Lambda handler decorators that take a lease at entry and shape a refusal for the caller.
+
+- `api_gateway`: API Gateway REST (payload 1.0), HTTP API (2.0) and function-URL events. A
+  refusal is an HTTP answer — 429 with ``Retry-After`` — not an error: the client retries, the
+  invocation succeeds, and Lambda does not count it as a function error.
+- `sqs`: an SQS-triggered handler. A refusal must put the messages back on the queue; how, and
+  how soon they come back, is the caller's choice (docs/aws.md weighs the options).
+
+Neither imports boto3 unless `visibility_backoff` is used."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import Any, TypeVar, cast
+
+from ..client import Guard
+from ..errors import GuardError, GuardUnavailable, Throttled, UsageError
+from ..lease import Lease
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("guard.aws")
+
+PROBLEM_THROTTLED = "urn:guard:problem:throttled"
+PROBLEM_UNAVAILABLE = "urn:guard:problem:unavailable"
+ON_THROTTLE = ("raise", "report")
+MAX_VISIBILITY = 43_200  # SQS: 12 hours
+
+
+def function_name(function: str | None, context: Any) -> str | None:
+    """The guarded name: the argument, else ``AWS_LAMBDA_FUNCTION_NAME``, else the context's
+    ``function_name`` (set by `guard.aws.flask` when a handler runs in a container)."""
+    return (
+        function
+        or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        or getattr(context, "function_name", None)
+        or None
+    )
+
+
+def _split(args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, Any]:
+    event = kw.get("event", args[0] if args else None)
+    context = kw.get("context", args[1] if len(args) > 1 else None)
+    return event, context
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` is whole seconds; round up, and never say 0 (that invites a hot loop)."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An API Gateway / function-URL response carrying an RFC 9457 problem document."""
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/problem+json", **(headers or {})},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def throttled_response(exc: Throttled) -> dict[str, Any]:
+    return problem_response(
+        429,
+        "Too Many Requests",
+        str(exc),
+        type_=PROBLEM_THROTTLED,
+        headers={"Retry-After": retry_after_header(exc.retry_after)},
+        scope=exc.scope,
+        function=exc.function,
+        retry_after=exc.retry_after,
+    )
+
+
+def unavailable_response(exc: GuardUnavailable) -> dict[str, Any]:
+    return problem_response(
+        503,
+        "Service Unavailable",
+        f"the concurrency guard's store is unreachable and {exc.function!r} fails closed",
+        type_=PROBLEM_UNAVAILABLE,
+        function=exc.function,
+    )
+
+
+def api_gateway(g: Guard, function: str | None = None, *, wait: float = 0.0) -> Callable[[F], F]:
+    """Decorate ``handler(event, context)`` of an API Gateway (v1 or v2) or function-URL
+    integration. A lease is held while the handler runs; its TTL follows the context's
+    deadline. `Throttled` becomes a 429 problem response with ``Retry-After``, and
+    `GuardUnavailable` (a function that fails closed) a 503; the handler does not run."""
+
+    def wrap(handler: F) -> F:
+        @functools.wraps(handler)
+        def guarded(*args: Any, **kw: Any) -> Any:
+            _, context = _split(args, kw)
+            try:
+                lease = g.acquire(function_name(function, context), wait=wait, context=context)
+            except Throttled as exc:
+                return throttled_response(exc)
+            except GuardUnavailable as exc:
+                return unavailable_response(exc)
+            return _run(lease, handler, args, kw)
+
+        return cast(F, guarded)
+
+    return wrap
+
+
+def _run(lease: Lease, handler: Callable[..., Any], args: Any, kw: Any) -> Any:
+    try:
+        return handler(*args, **kw)
+    finally:
+        with suppress(GuardError):  # the TTL frees the slot; the handler's outcome matters
+            lease.release()
+
+
+def _check_backoff(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    ok = (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    )
+    if not ok or not 0 <= value[0] <= value[1] <= MAX_VISIBILITY:
+        raise UsageError(
+            "visibility_backoff must be (lo, hi): whole seconds with "
+            f"0 <= lo <= hi <= {MAX_VISIBILITY} (got {value!r})",
+            "visibility_backoff",
+        )
+    return int(value[0]), int(value[1])
+
+
+def sqs(
+    g: Guard,
+    function: str | None = None,
+    on_throttle: str = "raise",
+    visibility_backoff: tuple[int, int] | None = None,
+    *,
+    client: Any = None,
+    rng: random.Random | None = None,
+) -> Callable[[F], F]:
+    """Decorate an SQS-triggered ``handler(event, context)``; one lease covers the batch.
+
+    When refused (`Throttled`, or `GuardUnavailable` for a function that fails closed):
+
+    - ``visibility_backoff=(lo, hi)`` first hides every record's message for a jittered
+      ``lo..hi`` seconds (``ChangeMessageVisibilityBatch``; a failure there is logged, never
+      fatal), so the refused batch does not come straight back;
+    - ``on_throttle="raise"`` re-raises: the invocation fails and Lambda backs off its pollers;
+    - ``on_throttle="report"`` returns every record in ``batchItemFailures`` (the mapping needs
+      ``ReportBatchItemFailures``): the invocation succeeds and the messages return.
+
+    `client` is an SQS client to use (default: one boto3 client per region, made on first
+    use); `rng` makes the jitter reproducible in tests."""
+    if on_throttle not in ON_THROTTLE:
+        raise UsageError(
+            f"on_throttle must be one of {', '.join(ON_THROTTLE)} (got {on_throttle!r})",
+            "on_throttle",
+        )
+    backoff = _check_backoff(visibility_backoff)
+    clients: dict[str, Any] = {}
+
+    def refused(event: Any, exc: GuardError) -> Any:
+        records = list((event or {}).get("Records") or [])
+        if backoff is not None and records:
+            from .queues import delay_messages
+
+            delay_messages(records, backoff, clients, client=client, rng=rng or random.Random())
+        if on_throttle == "raise":
+            raise exc
+        log.info("guard refused a batch of %d record(s): %s", len(records), exc)
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+
+    def wrap(handler: F) -> F:
+        @functools.wraps(handler)
+        def guarded(*args: Any, **kw: Any) -> Any:
+            event, context = _split(args, kw)
+            try:
+                lease = g.acquire(function_name(function, context), context=context)
+            except (Throttled, GuardUnavailable) as exc:
+                return refused(event, exc)
+            return _run(lease, handler, args, kw)
+
+        return cast(F, guarded)
+
+    return wrap
