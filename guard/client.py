@@ -94,6 +94,7 @@ class Guard:
         self._policy: dict[str, str] = {}
         self._pending: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._names: set[str] = set()
         self._admin: Any = None
 
     # -- construction -------------------------------------------------------------------
@@ -218,8 +219,10 @@ class Guard:
         raise Throttled(name, r.scope, r.retry_after_ms / 1000)
 
     def _call(self, name: str, raw: bytes, ttl_ms: int, wait_ms: int) -> Grant | Refusal:
-        with self._lock:
-            pending, self._pending = self._pending, {}
+        pending: dict[str, int] = {}
+        if self._pending:  # fail-open runs to report: rare, so no lock on the common path
+            with self._lock:
+                pending, self._pending = self._pending, {}
         try:
             r = self.backend.acquire(self.namespace, name, raw, ttl_ms, wait_ms, pending)
         except GuardError:
@@ -323,4 +326,8 @@ class Guard:
             raise UsageError(
                 "no function name: pass one or set AWS_LAMBDA_FUNCTION_NAME", "function"
             )
-        return check_name(name, "function")
+        if name not in self._names:  # validated once per name
+            check_name(name, "function")
+            if len(self._names) < 10_000:
+                self._names.add(name)
+        return name

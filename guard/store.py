@@ -22,7 +22,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from . import keys
-from .errors import ConflictError, GuardUnavailable, StoreError, UsageError
+from .errors import ConflictError, GuardError, GuardUnavailable, StoreError, UsageError
 
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
 
@@ -100,18 +100,23 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-@contextmanager
-def wrap_errors(what: str) -> Iterator[None]:
-    """Turn every redis-py error into a GuardError (the SDK's only error family)."""
-    try:
-        yield
-    except redis.ResponseError as exc:
+def translate(what: str, exc: redis.RedisError) -> GuardError:
+    """The GuardError for a redis-py error (the SDK's only error family)."""
+    if isinstance(exc, redis.ResponseError):
         msg = str(exc)
         if msg.startswith("CONFLICT"):
-            raise ConflictError(msg.removeprefix("CONFLICT ")) from exc
-        raise StoreError(f"{what}: store error: {msg}") from exc
+            return ConflictError(msg.removeprefix("CONFLICT "))
+        return StoreError(f"{what}: store error: {msg}")
+    return GuardUnavailable(f"{what}: store unreachable: {exc}")
+
+
+@contextmanager
+def wrap_errors(what: str) -> Iterator[None]:
+    """Turn every redis-py error raised in the block into a GuardError."""
+    try:
+        yield
     except redis.RedisError as exc:
-        raise GuardUnavailable(f"{what}: store unreachable: {exc}") from exc
+        raise translate(what, exc) from exc
 
 
 class RedisStore:
@@ -120,6 +125,7 @@ class RedisStore:
     def __init__(self, client: redis.Redis[bytes], *, quarantine: bool = False) -> None:
         self.client = client
         self.quarantine = quarantine
+        self._keys: dict[str, list[str]] = {}
         common = (
             f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
             f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("common")
@@ -168,8 +174,14 @@ class RedisStore:
     # -- leases -------------------------------------------------------------------------
 
     def _run(self, name: str, ns: str, args: Sequence[Any]) -> Any:
-        with wrap_errors(name):
-            return self._scripts[name](keys=keys.lease_keys(ns), args=args)
+        # The hot path: a plain try (no context manager) and the namespace's keys cached.
+        ks = self._keys.get(ns)
+        if ks is None:
+            ks = self._keys[ns] = keys.lease_keys(ns)
+        try:
+            return self._scripts[name](keys=ks, args=args)
+        except redis.RedisError as exc:
+            raise translate(name, exc) from exc
 
     def acquire(
         self,
