@@ -112,7 +112,7 @@ class Guard:
         """``redis://``, ``rediss://``, ``unix://`` (Redis mode) or ``http(s)://`` (HTTP
         mode, with `token`). `timeout` bounds every round trip, in seconds."""
         if url.startswith(("http://", "https://")):
-            from .http_backend import HttpBackend  # type: ignore[import-not-found]
+            from .http_backend import HttpBackend
 
             backend: Backend = HttpBackend(url, token=token, timeout=timeout)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from ..config_file import config_from_doc, config_to_doc
 from ..errors import NotFound
 from ..model import check_name
 from . import schemas as s
@@ -36,6 +37,19 @@ def put_namespace(ns: str) -> Response:
 @bp.get("/<ns>/usage")
 def usage(ns: str) -> Response:
     return reply(s.UsageOut, admin(ns).usage())
+
+
+@bp.get("/<ns>/config")
+def get_config(ns: str) -> Response:
+    return reply(s.ConfigDoc, config_to_doc(admin(ns).config()))
+
+
+@bp.put("/<ns>/config")
+def put_config(ns: str) -> Response:
+    """Replace the whole settings in one atomic write (what ``guard apply`` does)."""
+    a = admin(ns)
+    doc = body(s.ConfigDoc).model_dump()
+    return reply(s.ConfigDoc, config_to_doc(a.replace_config(config_from_doc(doc))))
 
 
 # -- groups ------------------------------------------------------------------------------

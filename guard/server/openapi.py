@@ -23,6 +23,10 @@ ROUTES: dict[str, dict[str, Op]] = {
         "put": ("Set the account-wide limit", s.NamespaceIn, (200, s.NamespaceOut), ADMIN_W),
     },
     f"{NS}/usage": {"get": ("Live in-use and limits", None, (200, s.UsageOut), (400,))},
+    f"{NS}/config": {
+        "get": ("All settings of a namespace", None, (200, s.ConfigDoc), (400,)),
+        "put": ("Replace all settings atomically", s.ConfigDoc, (200, s.ConfigDoc), ADMIN_W),
+    },
     f"{NS}/groups": {"get": ("List groups", None, (200, s.GroupList), (400,))},
     f"{NS}/groups/{{name}}": {
         "get": ("A group", None, (200, s.GroupOut), (400, 404)),
@@ -53,7 +57,7 @@ OPS = {
 MODELS = [
     s.NamespaceIn, s.GroupIn, s.FunctionIn, s.LeaseIn, s.RenewIn, s.NamespaceOut,
     s.NamespaceList, s.GroupOut, s.GroupList, s.FunctionOut, s.FunctionList, s.UsageOut,
-    s.LeaseOut, s.RenewalOut, s.LeaseList, s.Problem, s.Health,
+    s.LeaseOut, s.RenewalOut, s.LeaseList, s.Problem, s.Health, s.ConfigDoc,
 ]  # fmt: skip
 PARAMS = {
     "ns": keys.NAMESPACE_RE.pattern,

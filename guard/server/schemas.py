@@ -183,3 +183,11 @@ class Problem(BaseModel):
 class Health(BaseModel):
     status: str
     detail: str | None = None
+
+
+class ConfigDoc(Strict):
+    """A namespace's whole settings (``GET``/``PUT …/{ns}/config``; ``guard apply``)."""
+
+    max_concurrency: Limit | None = None
+    groups: dict[Name, GroupIn] = Field(default_factory=dict)
+    functions: dict[Name, FunctionIn] = Field(default_factory=dict)
