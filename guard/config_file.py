@@ -95,8 +95,10 @@ def parse(data: Any, default_namespace: str | None = None) -> dict[str, Config]:
             out[ns] = config_from_doc(doc, f"namespaces.{ns}")
         return out
     rest = dict(data)
-    ns = rest.pop("namespace", None) or default_namespace or os.environ.get(
-        "GUARD_NAMESPACE", "default"
+    ns = (
+        rest.pop("namespace", None)
+        or default_namespace
+        or os.environ.get("GUARD_NAMESPACE", "default")
     )
     try:
         check_namespace(ns)

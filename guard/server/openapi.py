@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -66,6 +66,9 @@ PARAMS = {
 }
 
 
+BRACES = str.maketrans("", "", "{}")
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
@@ -85,7 +88,7 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
     leases = "/leases" in path
     doc: dict[str, Any] = {
         "summary": summary,
-        "operationId": f"{method}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+        "operationId": method + "_" + path.strip("/").replace("/", "_").translate(BRACES),
         "tags": ["leases" if leases else "admin"],
         "parameters": [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string", "pattern": rx}}
@@ -116,7 +119,8 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
 @cache
 def document() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}"
+        [(cast(type[BaseModel], m), "validation") for m in MODELS],
+        ref_template="#/components/schemas/{model}",
     )
     paths: dict[str, Any] = {
         path: {m: _operation(path, m, op) for m, op in ops.items()} for path, ops in ROUTES.items()
