@@ -152,11 +152,12 @@ def serve(bind: str, workers: int, config_path: str | None) -> None:  # fmt: ski
     if not admin and not client:
         srv.say("!!! OPEN MODE: no GUARD_ADMIN_TOKENS / GUARD_CLIENT_TOKENS — anyone who can "
                 f"reach {bind} may change limits. Loopback only. !!!")  # fmt: skip
+    store = None
     if not os.environ.get("GUARD_REDIS_URL"):
         store = embedded.start()
         os.environ["GUARD_REDIS_URL"] = store.url
         srv.say(f"!!! no GUARD_REDIS_URL: using {store.describe()}; limits vanish on exit !!!")
-    keeper = None
+    keeper: srv.ConfigKeeper | None = None
     if config_path:
         from .config_file import load
         from .store import RedisStore
@@ -169,9 +170,14 @@ def serve(bind: str, workers: int, config_path: str | None) -> None:  # fmt: ski
         srv.say(f"applied {config_path} to namespace(s) {', '.join(sorted(configs))}")
         keeper.start(float(os.environ.get("GUARD_CONFIG_CHECK_SECONDS", "10")))
     srv.say(f"serving on http://{bind} with {workers} worker(s)")
-    srv.GuardApplication(srv.options(bind, workers)).run()
-    if keeper is not None:
-        keeper.stop()
+
+    def on_exit() -> None:
+        if keeper is not None:
+            keeper.stop()
+        if store is not None:
+            store.stop()
+
+    srv.GuardApplication(srv.options(bind, workers), on_exit).run()
 
 
 @main.command()

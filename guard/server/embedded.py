@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -70,6 +71,17 @@ class EmbeddedStore:
             shutdown()
 
 
+def _die_with_parent() -> None:
+    """Linux: the redis-server child gets SIGTERM when guard serve dies, even by SIGKILL."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start(prefer_redis: bool = True) -> EmbeddedStore:
     """Start the embedded store; it stops when this process exits."""
     port = free_port()
@@ -79,7 +91,12 @@ def start(prefer_redis: bool = True) -> EmbeddedStore:
         store.dir = tempfile.mkdtemp(prefix="guard-embedded-")
         cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--dir", store.dir]  # fmt: skip
-        store.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        store.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
     else:
         from fakeredis import TcpFakeServer
 

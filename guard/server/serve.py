@@ -97,18 +97,18 @@ def _child_exit(server: Any, worker: Any) -> None:
 class GuardApplication(BaseApplication):  # type: ignore[misc]
     """gunicorn embedded, configured from `options` (gunicorn setting names)."""
 
-    def __init__(self, options: dict[str, Any], on_ready: Callable[[], None] | None = None):
+    def __init__(self, options: dict[str, Any], on_exit: Callable[[], None] | None = None):
         self.options = options
-        self.on_ready = on_ready
+        self.on_exit = on_exit
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("child_exit", _child_exit)
-        if self.on_ready is not None:
-            ready = self.on_ready
-            self.cfg.set("when_ready", lambda server: ready())
+        if self.on_exit is not None:
+            done = self.on_exit
+            self.cfg.set("on_exit", lambda server: done())
 
     def load(self) -> Any:
         from . import create_app
@@ -129,4 +129,5 @@ def options(bind: str, workers: int) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": os.environ.get("GUARD_LOG_LEVEL", "info"),
         "proc_name": "guard",
+        "control_socket_disable": True,  # several guard serve may run on one host
     }
