@@ -46,6 +46,12 @@ class Target:
                 raise click.UsageError(f"set {ENV_HELP} (or --url / --redis-url)")
         return self._admin if namespace is None else self._admin.for_namespace(namespace)
 
+    def close(self) -> None:
+        if self._admin is not None:
+            conn = getattr(self._admin, "backend", None) or self._admin.store
+            conn.close()
+            self._admin = None
+
     def read_config(self, ns: str) -> Config:
         a = self.admin(ns)
         if hasattr(a, "config_doc"):
@@ -120,6 +126,7 @@ def main(ctx: click.Context, namespace: str, url: str | None, token: str | None,
          redis_url: str | None) -> None:  # fmt: skip
     """guard: concurrency limits for serverless functions."""
     ctx.obj = Target(namespace, url, token, redis_url)
+    ctx.call_on_close(ctx.obj.close)
 
 
 pass_target = click.make_pass_decorator(Target)
