@@ -30,7 +30,9 @@ class LiveServer:
         self.env.update({"GUARD_ADMIN_TOKENS": ADMIN_TOKEN, "GUARD_CLIENT_TOKENS": CLIENT_TOKEN,
                          "GUARD_LOG_LEVEL": "warning"})  # fmt: skip
         self.env.update(env or {})
-        self.log = tempfile.NamedTemporaryFile(prefix="guard-serve-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
+            prefix="guard-serve-", suffix=".log", delete=False
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> LiveServer:

@@ -57,7 +57,9 @@ def test_resource_commands(mode: str, request: pytest.FixtureRequest) -> None:
     assert json.loads(r.output)["mode"] == "shadow" and json.loads(r.output)["max_concurrency"] == 5
     assert "etl" in run(["groups", "list"], env).output
     assert json.loads(run(["groups", "get", "etl"], env).output)["name"] == "etl"
-    r = run(["functions", "put", "a", "--max-concurrency", "none", "--lease-ttl-seconds", "30"], env)
+    r = run(
+        ["functions", "put", "a", "--max-concurrency", "none", "--lease-ttl-seconds", "30"], env
+    )
     assert json.loads(r.output)["lease_ttl_seconds"] == 30
     assert run(["functions", "patch", "a", "--on-unavailable", "closed"], env).exit_code == 0
     assert "closed" in run(["functions", "list"], env).output

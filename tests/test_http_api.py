@@ -120,7 +120,9 @@ def test_config_document_roundtrip(http: Any, ns: str) -> None:
     r = http.put(p(ns, "/config"), json=doc)
     assert r.status_code == 200
     got = http.get(p(ns, "/config")).json
-    assert got["groups"]["api"]["reserved"] == 2 and got["functions"]["login"]["max_concurrency"] == 3
+    assert (
+        got["groups"]["api"]["reserved"] == 2 and got["functions"]["login"]["max_concurrency"] == 3
+    )
     r = http.put(p(ns, "/config"), json={"max_concurrency": 1, "groups": doc["groups"]})
     assert r.status_code == 409
     assert http.get(p(ns, "/config")).json == got

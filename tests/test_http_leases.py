@@ -123,7 +123,9 @@ def test_open_mode_without_tokens(redis_server: Any, ns: str) -> None:
     from guard.server import create_app
 
     c = create_app({"REDIS_URL": redis_server.url, "ADMIN_TOKENS": [], "CLIENT_TOKENS": []})
-    assert c.test_client().put(f"/v1/namespaces/{ns}", json={"max_concurrency": 1}).status_code == 200
+    assert (
+        c.test_client().put(f"/v1/namespaces/{ns}", json={"max_concurrency": 1}).status_code == 200
+    )
 
 
 def test_metrics_token_can_be_required(redis_server: Any) -> None:
@@ -165,7 +167,9 @@ def test_readyz_needs_runnable_scripts_not_just_ping(app: Any) -> None:
 
     assert app.test_client().get("/readyz").json == {"status": "ok"}
     # This Redis answers PING but cannot run the lease scripts: not ready.
-    crippled = RedisProcess(args=["--rename-command", "EVALSHA", "", "--rename-command", "EVAL", ""])
+    crippled = RedisProcess(
+        args=["--rename-command", "EVALSHA", "", "--rename-command", "EVAL", ""]
+    )
     crippled.start()
     try:
         c = create_app({"REDIS_URL": crippled.url, "ADMIN_TOKENS": [ADMIN_TOKEN]}).test_client()

@@ -103,7 +103,11 @@ def from_validation_error(exc: ValidationError) -> Response:
 def from_http_exception(exc: HTTPException) -> Response:
     code = exc.code or 500
     name = exc.name or "Error"
-    return problem(code, name.lower().replace(" ", "-"), name, exc.description or name)
+    resp = problem(code, name.lower().replace(" ", "-"), name, exc.description or name)
+    for key, val in exc.get_headers():  # e.g. Allow on 405
+        if key.lower() != "content-type":
+            resp.headers[key] = val
+    return resp
 
 
 def register(app: Flask) -> None:

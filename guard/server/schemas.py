@@ -9,16 +9,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from .. import keys
 from ..model import MAX_LIMIT, MAX_MEMBERS
 
 MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
 
+
+def _no_bool(value: Any) -> Any:
+    """JSON true/false are not numbers here (pydantic's lax mode would read them as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+NoBool = BeforeValidator(_no_bool)
 Name = Annotated[str, Field(pattern=keys.NAME_RE.pattern, max_length=128)]
-Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT)]
-Ttl = Annotated[float, Field(gt=0, le=keys.MAX_LEASE_TTL)]
+Limit = Annotated[int, NoBool, Field(ge=0, le=MAX_LIMIT)]
+Ttl = Annotated[float, NoBool, Field(gt=0, le=keys.MAX_LEASE_TTL)]
+# A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
+NAME_KEYS: JsonDict = {
+    "propertyNames": {"pattern": keys.NAME_RE.pattern},
+    "additionalProperties": False,
+}
 LeaseId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{32}$", description="128 bits as 32 hex")]
 Mode = Literal["enforce", "shadow"]
 
@@ -69,11 +84,12 @@ class LeaseIn(Strict):
     lease_id: LeaseId | None = Field(
         default=None, description="chosen by the client so a retried acquire is one lease"
     )
-    wait_seconds: float = Field(
+    wait_seconds: Annotated[float, NoBool] = Field(
         default=0.0, ge=0, le=MAX_WAIT_SECONDS, description="wait for a slot, at most 30 s"
     )
-    unavailable: dict[Name, Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+    unavailable: dict[Name, Annotated[int, NoBool, Field(ge=1, le=1_000_000)]] = Field(
         default_factory=dict,
+        json_schema_extra=NAME_KEYS,
         description="fail-open runs the SDK counted while the service was out of reach; "
         "added to guard_unavailable_total",
     )
@@ -189,5 +205,5 @@ class ConfigDoc(Strict):
     """A namespace's whole settings (``GET``/``PUT …/{ns}/config``; ``guard apply``)."""
 
     max_concurrency: Limit | None = None
-    groups: dict[Name, GroupIn] = Field(default_factory=dict)
-    functions: dict[Name, FunctionIn] = Field(default_factory=dict)
+    groups: dict[Name, GroupIn] = Field(default_factory=dict, json_schema_extra=NAME_KEYS)
+    functions: dict[Name, FunctionIn] = Field(default_factory=dict, json_schema_extra=NAME_KEYS)
