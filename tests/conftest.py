@@ -58,8 +58,7 @@ def g(redis_server: RedisProcess, ns: str) -> Iterator[guard.Guard]:
 
 # -- HTTP service fixtures ------------------------------------------------------------------
 
-ADMIN_TOKEN = "test-admin-token"
-CLIENT_TOKEN = "test-client-token"
+from live import ADMIN_TOKEN, CLIENT_TOKEN  # noqa: E402
 
 
 @pytest.fixture

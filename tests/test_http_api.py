@@ -135,7 +135,7 @@ def test_unknown_route_and_method(http: Any) -> None:
 
 
 def test_store_down_is_503(redis_server: Any) -> None:
-    from conftest import ADMIN_TOKEN
+    from live import ADMIN_TOKEN
 
     from guard.server import create_app
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import ADMIN_TOKEN, CLIENT_TOKEN
+from live import ADMIN_TOKEN, CLIENT_TOKEN
 
 
 def lp(ns: str, rest: str = "") -> str:
