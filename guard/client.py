@@ -116,7 +116,7 @@ class Guard:
         `timeout` bounds every round trip, in seconds. `quarantine` (Redis mode) refuses
         grants for one lease TTL after a failover or restart (docs/guarantees.md)."""
         if url.startswith(("http://", "https://")):
-            from .http_backend import HttpBackend  # type: ignore[import-not-found]
+            from .http_backend import HttpBackend
 
             backend: Backend = HttpBackend(url, token=token, timeout=timeout)
         else:

@@ -73,6 +73,18 @@ class LeaseInfo:
         groups = tuple(g for g in meta[head + n :].decode().split(",") if g)
         return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
 
+    def doc(self) -> dict[str, Any]:
+        """The lease as the HTTP API and the CLI show it (seconds, server time)."""
+        return {
+            "lease_id": self.lease_id,
+            "function": self.function,
+            "groups": list(self.groups),
+            "expires_at": self.expires_ms / 1000,
+            "fence": self.fence,
+            "ttl_seconds": self.ttl_ms / 1000,
+            "granted_at": self.granted_ms / 1000,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Renewal:
@@ -128,7 +140,7 @@ class RedisStore:
         self._keys: dict[str, list[str]] = {}
         common = (
             f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
-            f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("common")
+            f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("struct_compat") + _source("common")
         )
         self._scripts = {n: client.register_script(common + _source(n)) for n in LEASE_SCRIPTS}
         self._write_config = client.register_script(_source("write_config"))
@@ -224,7 +236,7 @@ class RedisStore:
     def usage_fields(self, ns: str) -> dict[str, str]:
         """Reap expired leases, then every counter of the namespace (field -> value)."""
         flat = self._run("read_usage", ns, ())
-        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i]}
 
     def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
         """Held (unexpired, unreleased) leases of the namespace, optionally of one function.
