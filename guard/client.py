@@ -41,6 +41,10 @@ class Backend(Protocol):
 
     def release(self, ns: str, lease_id: bytes) -> bool: ...
 
+    def admin(self, namespace: str) -> Any:
+        """Admin operations on `namespace` over the same store (`guard.admin.Admin` or its
+        HTTP twin)."""
+
     def close(self) -> None: ...
 
 
@@ -150,11 +154,10 @@ class Guard:
 
     @property
     def admin(self) -> Any:
-        """Admin operations on this namespace (`guard.admin.Admin`)."""
+        """Admin operations on this namespace: `guard.admin.Admin` on Redis, its HTTP twin
+        (`guard.http_backend.HttpAdmin`) in HTTP mode."""
         if self._admin is None:
-            from .admin import Admin
-
-            self._admin = Admin(cast(Any, self.backend), self.namespace)
+            self._admin = self.backend.admin(self.namespace)
         return self._admin
 
     def close(self) -> None:

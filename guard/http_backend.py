@@ -151,6 +151,9 @@ class HttpBackend:
             return False
         raise error_for(status, doc)
 
+    def admin(self, namespace: str) -> HttpAdmin:
+        return HttpAdmin(self, namespace)
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []

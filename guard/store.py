@@ -318,6 +318,11 @@ class RedisStore:
             v = self.client.hget(keys.config_key(ns), keys.VERSION)
         return None if v is None else _s(v)
 
+    def admin(self, namespace: str) -> Any:
+        from .admin import Admin
+
+        return Admin(self, namespace)
+
     def ping(self) -> bool:
         with wrap_errors("ping"):
             return bool(self.client.ping())

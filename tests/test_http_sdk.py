@@ -121,3 +121,19 @@ def test_import_guard_does_not_import_http_backend() -> None:
 
     code = "import guard, sys; assert 'guard.http_backend' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_admin_follows_the_mode(live_server: str, g: guard.Guard) -> None:
+    """`Guard.admin` speaks HTTP in HTTP mode and Redis in Redis mode, with one surface."""
+    from live import ADMIN_TOKEN
+
+    from guard.admin import Admin
+    from guard.http_backend import HttpAdmin
+
+    hg = guard.Guard.from_url(live_server, namespace=g.namespace, token=ADMIN_TOKEN)
+    try:
+        assert isinstance(hg.admin, HttpAdmin) and isinstance(g.admin, Admin)
+        hg.admin.put_function("via-http", max_concurrency=2)
+        assert g.admin.get_function("via-http")["max_concurrency"] == 2
+    finally:
+        hg.close()
