@@ -15,6 +15,7 @@ from .errors import (
     GuardUnavailable,
     NotFound,
     StoreError,
+    StoreReset,
     Throttled,
     UsageError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Lease",
     "NotFound",
     "StoreError",
+    "StoreReset",
     "Throttled",
     "UsageError",
 ]

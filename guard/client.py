@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, Protocol, TypeVar, cast
 
 from . import keys
-from .errors import GuardError, GuardUnavailable, Throttled, UsageError
+from .errors import GuardError, GuardUnavailable, StoreReset, Throttled, UsageError
 from .lease import Lease
 from .model import check_name, check_namespace, check_ttl
 from .store import Grant, Refusal, Renewal
@@ -228,6 +228,8 @@ class Guard:
                 pending, self._pending = self._pending, {}
         try:
             r = self.backend.acquire(self.namespace, name, raw, ttl_ms, wait_ms, pending)
+        except StoreReset:
+            raise  # the store answered: the counts it carried were recorded
         except GuardError:
             if pending:
                 with self._lock:
@@ -253,7 +255,7 @@ class Guard:
 
     def _unavailable(self, name: str, raw: bytes, exc: GuardUnavailable) -> Lease:
         if self._policy.get(name, self.on_unavailable) == "closed":
-            raise GuardUnavailable(str(exc), function=name) from exc
+            raise type(exc)(str(exc), function=name) from exc  # same class, names the function
         with self._lock:  # counted here, reported with the next successful acquire
             self._pending[name] = self._pending.get(name, 0) + 1
         return Lease(None, name, raw.hex(), held=False)

@@ -55,3 +55,10 @@ class GuardUnavailable(GuardError):
 
 class StoreError(GuardUnavailable):
     """The store answered with an error guard cannot recover from (wrapping the driver's)."""
+
+
+class StoreReset(GuardUnavailable):
+    """A namespace this client saw configured has no configuration any more: the store was
+    reset. Treated like an unreachable store (``on_unavailable`` decides) until the
+    configuration is back. The acquire that found it changed nothing: its lease was given
+    back, and the fail-open counts it carried were recorded."""

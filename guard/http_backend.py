@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from .errors import ConflictError, GuardError, GuardUnavailable, NotFound, UsageError
+from .errors import (
+    ConflictError,
+    GuardError,
+    GuardUnavailable,
+    NotFound,
+    StoreReset,
+    UsageError,
+)
 from .store import Grant, Refusal, Renewal
 
 Reply = tuple[int, Any]
@@ -177,6 +184,8 @@ def error_for(status: int, doc: Any) -> GuardError:
         return ConflictError(msg, field)
     if 400 <= status < 500:
         return UsageError(msg, field)
+    if isinstance(doc, dict) and str(doc.get("type", "")).endswith("store-reset"):
+        return StoreReset(msg)
     return GuardUnavailable(msg)
 
 

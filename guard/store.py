@@ -22,7 +22,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from . import keys
-from .errors import ConflictError, GuardError, GuardUnavailable, StoreError, UsageError
+from .errors import ConflictError, GuardError, GuardUnavailable, StoreError, StoreReset, UsageError
 
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
 
@@ -138,6 +138,7 @@ class RedisStore:
         self.client = client
         self.quarantine = quarantine
         self._keys: dict[str, list[str]] = {}
+        self._configured: set[str] = set()  # namespaces seen with a config (reset detection)
         common = (
             f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
             f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("struct_compat") + _source("common")
@@ -209,10 +210,28 @@ class RedisStore:
             pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
             args = (function, lease_id, ttl_ms, wait_ms, pend, "1" if self.quarantine else "")
         r = self._run("acquire_lease", ns, args)
-        if int(r[0]) > 0:
+        granted = int(r[0]) > 0
+        if not r[-1]:  # the namespace has no config (version) at all
+            self._check_reset(ns, lease_id if granted else None)
+        elif ns not in self._configured:
+            self._configured.add(ns)
+        if granted:
             groups = tuple(g for g in _s(r[3]).split(",") if g)
             return Grant(int(r[0]), int(r[1]), int(r[2]), groups, _s(r[4]), _s(r[5]))
         return Refusal(_s(r[1]), int(r[2]), _s(r[3]))
+
+    def _check_reset(self, ns: str, lease_id: bytes | None) -> None:
+        """A namespace this client saw configured has no config now: the store was reset
+        (restarted empty, flushed, failed over to an empty replica). Its limits are gone until
+        someone re-applies them (``guard serve --config`` does), so rather than run silently
+        without limits this is reported as unavailable: ``on_unavailable`` decides, and
+        fail-open runs are counted. A lease the empty store just granted is given back."""
+        if ns not in self._configured:
+            return  # never configured as far as this client knows: no limits is the setting
+        if lease_id is not None:
+            with suppress(GuardError):
+                self.release(ns, lease_id)
+        raise StoreReset(f"namespace {ns!r} lost its configuration (store reset?)")
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:
         r = self._run("renew_lease", ns, (lease_id, ttl_ms))

@@ -137,3 +137,24 @@ def test_admin_follows_the_mode(live_server: str, g: guard.Guard) -> None:
         assert g.admin.get_function("via-http")["max_concurrency"] == 2
     finally:
         hg.close()
+
+
+def test_store_reset_reaches_http_clients_as_unavailable(live_server: str, g: guard.Guard,
+                                                         rclient: Any) -> None:  # fmt: skip
+    """The server's store reports a reset as 503 store-reset; the HTTP client applies
+    on_unavailable exactly as the Redis mode does."""
+    from live import CLIENT_TOKEN
+
+    from guard import keys
+
+    g.admin.put_function("pay", max_concurrency=3, on_unavailable="closed")
+    hg = guard.Guard.from_url(live_server, namespace=g.namespace, token=CLIENT_TOKEN, timeout=5)
+    try:
+        for _ in range(6):  # reach every worker, so each one has seen the namespace configured
+            hg.acquire("pay").release()
+        rclient.delete(keys.config_key(g.namespace))  # what an empty restart leaves
+        with pytest.raises(guard.GuardUnavailable):
+            for _ in range(6):
+                hg.acquire("pay").release()
+    finally:
+        hg.close()

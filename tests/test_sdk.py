@@ -224,3 +224,32 @@ def test_import_is_light() -> None:
     )
     out = subprocess.check_output([sys.executable, "-c", code], text=True).strip()
     assert out == "[]"
+
+
+def test_store_reset_is_unavailable_not_unlimited(own_redis: RedisProcess) -> None:
+    """A namespace the client saw configured and now finds empty (Redis restarted without
+    persistence) is not run without limits: on_unavailable decides, runs are counted."""
+    g = guard.Guard.from_url(own_redis.url, namespace="r", timeout=0.5)
+    g.admin.put_function("payments", max_concurrency=1, on_unavailable="closed")
+    g.acquire("payments").release()
+    g.acquire("reports").release()
+    own_redis.restart()  # comes back empty
+    with pytest.raises(guard.StoreReset):
+        g.acquire("payments")  # closed: refused, not granted without its limit
+    lease = g.acquire("reports")  # open (the default): runs unguarded, counted
+    assert lease.unguarded
+    c = own_redis.client()
+    assert c.hlen(keys.lease_keys("r")[3]) <= 1  # no lease left behind (at most the sentinel)
+    g.admin.put_function("payments", max_concurrency=1, on_unavailable="closed")  # re-applied
+    held = g.acquire("payments")
+    assert held.held
+    with pytest.raises(guard.Throttled):
+        g.acquire("payments")  # the limit is back
+    assert int(c.hget(keys.lease_keys("r")[1], "u:reports")) >= 1
+
+
+def test_never_configured_namespace_is_not_a_reset(own_redis: RedisProcess) -> None:
+    g = guard.Guard.from_url(own_redis.url, namespace="fresh", timeout=0.5)
+    g.acquire("job").release()
+    own_redis.restart()
+    assert g.acquire("job").held  # no limits was the setting all along

@@ -7,8 +7,10 @@
 -- ARGV[5] optional: fail-open runs the client counted while the store was out of reach,
 --         "fn=n,fn=n"
 -- ARGV[6] optional: "1" turns the failover quarantine on (see "Failover quarantine")
--- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope} (fence >= 1)
---      or {0, scope, retry_after_ms, on_unavailable}
+-- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope, cfg_version}
+--      (fence >= 1) or {0, scope, retry_after_ms, on_unavailable, cfg_version}
+--   cfg_version: the config's version, "" when the namespace has no config at all (never
+--   configured, or the store was reset: the client tells the two apart)
 --   scope: "function" | "group:<name>" | "account" | "quarantine"
 --   on_unavailable: "open" | "closed" | ""
 local fn, id = ARGV[1], ARGV[2]
@@ -20,7 +22,8 @@ local f_use, f_grants = 'f:' .. fn, 'n:' .. fn
 --   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;
 --            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to)
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
-local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn)
+local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v')
+local cfgv = plan[3] or ''
 local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
 local fields = {'fence', 'reap', 'a', f_use, f_grants}
 local BASE = 5
@@ -58,7 +61,7 @@ local function held_reply()
   local m = redis.call('HGET', LEASE, id)
   if m then
     local lfn, e, f, t, gs = meta_of(m)
-    if lfn == fn and e > now then return {f, e, t, gs, onu, ''} end
+    if lfn == fn and e > now then return {f, e, t, gs, onu, '', cfgv} end
   end
   return nil
 end
@@ -96,7 +99,7 @@ if ARGV[6] == '1' then
     local again = held_reply()
     if again then return again end
     redis.call('HINCRBY', USE, 't:' .. fn .. '|quarantine', 1)
-    return {0, 'quarantine', qu - now, onu}
+    return {0, 'quarantine', qu - now, onu, cfgv}
   end
 end
 
@@ -163,7 +166,7 @@ if refuse then
   retry = math.floor(math.min(math.max(retry, 10), 60000))
   local wait = tonumber(ARGV[4] or 0)
   if wait > 0 and num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
-  return {0, scope, retry, onu}
+  return {0, scope, retry, onu, cfgv}
 end
 
 local ttl = tonumber(ARGV[3])
@@ -176,7 +179,7 @@ if redis.call('HSETNX', LEASE, id, meta) == 0 then
   -- Retry of an acquire that was granted (its lease is live: expired ones were reaped above).
   local lfn, e, f, t, gs = meta_of(redis.call('HGET', LEASE, id))
   if lfn ~= fn then return redis.error_reply('CONFLICT lease id is held by another function') end
-  return {f, e, t, gs, onu, ''}
+  return {f, e, t, gs, onu, '', cfgv}
 end
 redis.call('ZADD', EXP, expires, id)
 local set = {'fence', fence, 'a', in_a + 1, f_use, in_f + 1, f_grants, num(u[5]) + 1}
@@ -197,4 +200,4 @@ if shadow then redis.call('HINCRBY', USE, 's:' .. fn .. '|' .. scope_of(shadow),
 if ARGV[5] then
   for pfn, n in string.gmatch(ARGV[5], '([^,=]+)=(%d+)') do redis.call('HINCRBY', USE, 'u:' .. pfn, n) end
 end
-return {fence, expires, ttl, gcsv, onu, shadow and scope_of(shadow) or ''}
+return {fence, expires, ttl, gcsv, onu, shadow and scope_of(shadow) or '', cfgv}

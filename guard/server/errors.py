@@ -19,6 +19,7 @@ from ..errors import (
     GuardError,
     GuardUnavailable,
     NotFound,
+    StoreReset,
     Throttled,
     UsageError,
 )
@@ -54,6 +55,7 @@ STATUS: dict[type[BaseException], tuple[int, str, str]] = {
     NotFound: (404, "not-found", "Not found"),
     ConflictError: (409, "conflict", "Conflict"),
     Throttled: (429, "throttled", "Throttled"),
+    StoreReset: (503, "store-reset", "Store reset"),
     GuardUnavailable: (503, "store-unavailable", "Store unavailable"),
 }
 

@@ -181,10 +181,21 @@ def test_sigkill_and_empty_restart(server: RedisProcess, mk: Any, policy: str) -
     g.acquire("work", ttl=30)
     server.kill()
     lat = check_outage(g, policy)
-    server.start()  # empty: leases and limits are gone (the service re-applies its config)
-    took = resume_grants(g, "work")  # NOSCRIPT and the dead pool recovered by themselves
+    server.start()  # empty: leases and limits are gone
+    # The client saw "work" configured: an empty store is a reset, not "no limits".
+    t0 = time.monotonic()
+    if policy == "closed":
+        with pytest.raises(guard.StoreReset):
+            g.acquire("work", ttl=5)
+    else:
+        assert g.acquire("work", ttl=5).unguarded
     assert store.epoch("faults") != epoch
     assert store.config_version("faults") is None  # the reset signal
+    # What `guard serve --config` does on reset; NOSCRIPT and the dead pool recovered by
+    # themselves, so grants resume at once.
+    g.admin.put_function("work", max_concurrency=1, on_unavailable=policy)
+    resume_grants(g, "work")
+    took = time.monotonic() - t0  # start → config re-applied → a real grant
     record(f"sigkill_{policy}_acquire_latency_s (deadline {TIMEOUT}s)", lat)
     record(f"sigkill_empty_restart_{policy}_resume_s", {"after_start": round(took, 4)})
 
