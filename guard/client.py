@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol, TypeVar, cast
@@ -40,6 +39,17 @@ class Backend(Protocol):
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None: ...
 
     def release(self, ns: str, lease_id: bytes) -> bool: ...
+
+    def acquire_waiting(
+        self,
+        ns: str,
+        function: str,
+        lease_id: bytes,
+        ttl_ms: int,
+        wait: float,
+        pending: dict[str, int] | None = None,
+    ) -> Grant | Refusal:
+        """`acquire`, waiting up to `wait` seconds for a slot (woken by releases)."""
 
     def admin(self, namespace: str) -> Any:
         """Admin operations on `namespace` over the same store (`guard.admin.Admin` or its
@@ -189,45 +199,20 @@ class Guard:
             raise UsageError(f"wait must be >= 0 seconds (got {wait!r})", "wait")
         if self.disabled:
             return Lease(None, name, raw.hex(), held=False)
-        deadline = time.monotonic() + wait
         try:
-            return self._acquire(name, raw, ttl_ms, wait, deadline)
+            return self._acquire(name, raw, ttl_ms, wait)
         except Throttled:
             raise
         except GuardUnavailable as exc:
             return self._unavailable(name, raw, exc)
 
-    def _acquire(self, name: str, raw: bytes, ttl_ms: int, wait: float, deadline: float) -> Lease:
-        r = self._call(name, raw, ttl_ms, int(wait * 1000))
-        if isinstance(r, Grant):
-            return self._lease(name, raw, r)
-        if wait <= 0:
-            raise Throttled(name, r.scope, r.retry_after_ms / 1000)
-        # Wait for a release: subscribe first, then retry, so no release is missed.
-        waiter_of = getattr(self.backend, "release_waiter", None)
-        if waiter_of is None:  # HTTP mode: the server waits (bounded); we loop
-            while isinstance(r, Refusal) and (left := deadline - time.monotonic()) > 0:
-                r = self._call(name, raw, ttl_ms, int(left * 1000))
-        else:
-            with waiter_of(self.namespace) as waiter:
-                while (left := deadline - time.monotonic()) > 0:
-                    r = self._call(name, raw, ttl_ms, int(left * 1000))
-                    if isinstance(r, Grant):
-                        break
-                    waiter.wait(min(left, max(r.retry_after_ms / 1000, 0.001)))
-                else:
-                    r = self._call(name, raw, ttl_ms, 0)
-        if isinstance(r, Grant):
-            return self._lease(name, raw, r)
-        raise Throttled(name, r.scope, r.retry_after_ms / 1000)
-
-    def _call(self, name: str, raw: bytes, ttl_ms: int, wait_ms: int) -> Grant | Refusal:
+    def _acquire(self, name: str, raw: bytes, ttl_ms: int, wait: float) -> Lease:
         pending: dict[str, int] = {}
         if self._pending:  # fail-open runs to report: rare, so no lock on the common path
             with self._lock:
                 pending, self._pending = self._pending, {}
         try:
-            r = self.backend.acquire(self.namespace, name, raw, ttl_ms, wait_ms, pending)
+            r = self.backend.acquire_waiting(self.namespace, name, raw, ttl_ms, wait, pending)
         except StoreReset:
             raise  # the store answered: the counts it carried were recorded
         except GuardError:
@@ -238,19 +223,18 @@ class Guard:
             raise
         if r.on_unavailable:
             self._policy[name] = r.on_unavailable
-        return r
-
-    def _lease(self, name: str, raw: bytes, g: Grant) -> Lease:
+        if isinstance(r, Refusal):
+            raise Throttled(name, r.scope, r.retry_after_ms / 1000)
         return Lease(
             self,
             name,
             raw.hex(),
             held=True,
-            groups=g.groups,
-            expires_at=g.expires_ms / 1000,
-            fence=g.fence,
-            ttl=g.ttl_ms / 1000,
-            shadow_scope=g.shadow_scope or None,
+            groups=r.groups,
+            expires_at=r.expires_ms / 1000,
+            fence=r.fence,
+            ttl=r.ttl_ms / 1000,
+            shadow_scope=r.shadow_scope or None,
         )
 
     def _unavailable(self, name: str, raw: bytes, exc: GuardUnavailable) -> Lease:

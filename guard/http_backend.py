@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -139,6 +140,22 @@ class HttpBackend:
                 doc.get("on_unavailable", ""),
             )
         raise error_for(status, doc)
+
+    def acquire_waiting(
+        self,
+        ns: str,
+        function: str,
+        lease_id: bytes,
+        ttl_ms: int,
+        wait: float,
+        pending: Mapping[str, int] | None = None,
+    ) -> Grant | Refusal:
+        """The server waits (woken by releases, at most 30 s a request); longer waits loop."""
+        deadline = time.monotonic() + wait
+        r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending)
+        while isinstance(r, Refusal) and (left := deadline - time.monotonic()) > 0:
+            r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000))
+        return r
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:
         body = {"ttl_seconds": ttl_ms / 1000} if ttl_ms else {}

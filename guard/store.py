@@ -220,6 +220,30 @@ class RedisStore:
             return Grant(int(r[0]), int(r[1]), int(r[2]), groups, _s(r[4]), _s(r[5]))
         return Refusal(_s(r[1]), int(r[2]), _s(r[3]))
 
+    def acquire_waiting(
+        self,
+        ns: str,
+        function: str,
+        lease_id: bytes,
+        ttl_ms: int,
+        wait: float,
+        pending: Mapping[str, int] | None = None,
+    ) -> Grant | Refusal:
+        """`acquire`, waiting up to `wait` seconds for a slot. It subscribes to the release
+        channel first and then retries, so no release is missed; each sleep ends at the
+        next release or config write, or after the refusal's retry_after at most."""
+        deadline = time.monotonic() + wait
+        r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending)
+        if isinstance(r, Grant) or wait <= 0:
+            return r
+        with self.release_waiter(ns) as waiter:
+            while (left := deadline - time.monotonic()) > 0:
+                r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000))
+                if isinstance(r, Grant):
+                    return r
+                waiter.wait(min(left, max(r.retry_after_ms / 1000, 0.001)))
+        return self.acquire(ns, function, lease_id, ttl_ms, 0)
+
     def _check_reset(self, ns: str, lease_id: bytes | None) -> None:
         """A namespace this client saw configured has no config now: the store was reset
         (restarted empty, flushed, failed over to an empty replica). Its limits are gone until

@@ -9,7 +9,6 @@ released, or never granted; the store cannot tell these apart — answers 404 wi
 from __future__ import annotations
 
 import os
-import time
 
 from flask import Blueprint, Response, request
 
@@ -24,20 +23,8 @@ bp = Blueprint("leases", __name__, url_prefix="/v1/namespaces/<ns>/leases")
 
 
 def _acquire(ns: str, b: s.LeaseIn, raw: bytes) -> Grant | Refusal:
-    st = store()
     ttl_ms = int(b.ttl_seconds * 1000) if b.ttl_seconds is not None else 0
-    wait = b.wait_seconds
-    deadline = time.monotonic() + wait
-    r = st.acquire(ns, b.function, raw, ttl_ms, int(wait * 1000), b.unavailable)
-    if isinstance(r, Grant) or wait <= 0:
-        return r
-    with st.release_waiter(ns) as waiter:  # subscribe first, then retry: no release is missed
-        while (left := deadline - time.monotonic()) > 0:
-            r = st.acquire(ns, b.function, raw, ttl_ms, int(left * 1000))
-            if isinstance(r, Grant):
-                return r
-            waiter.wait(min(left, max(r.retry_after_ms / 1000, 0.001)))
-    return st.acquire(ns, b.function, raw, ttl_ms, 0)
+    return store().acquire_waiting(ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable)
 
 
 @bp.post("")
