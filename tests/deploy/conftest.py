@@ -211,8 +211,9 @@ def traffic(live_server: str, redis_server: Any) -> Iterator[Traffic]:
     the last one labelled with the reserving group `api`), a shadow throttle, an expired
     lease, and a fail-open run reported after the store came back (through a TCP proxy that
     resets connections, then passes them)."""
-    import guard
     from faults.proxy import Proxy
+
+    import guard
 
     ns = f"e2e{os.getpid()}"
     g = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=2.0)
