@@ -18,8 +18,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What `guard serve` reads from its environment (the container's whole configuration).
-GUARD_SERVE_ENV = frozenset(
+# The variables every deploy asset relies on; `guard_serve_env` checks that the server still
+# reads each of them.
+CORE_SERVE_ENV = frozenset(
     {
         "GUARD_REDIS_URL",
         "GUARD_ADMIN_TOKENS",
@@ -31,6 +32,27 @@ GUARD_SERVE_ENV = frozenset(
     }
 )
 
+# Where `guard serve` (the CLI command, the Flask app it loads, gunicorn options, the config
+# file loader) reads its environment.
+SERVE_SOURCES = ("guard/cli.py", "guard/config_file.py", "guard/server/*.py")
+# Named there but without effect on a server: the CLI's client-mode options, and a marker
+# `guard serve` sets for itself.
+NOT_SERVE_SETTINGS = frozenset({"GUARD_URL", "GUARD_TOKEN", "GUARD_EMBEDDED_STORE"})
+
+
+def serve_env_from_source() -> frozenset[str]:
+    """Every environment variable name quoted in `guard serve`'s source: `os.environ.get("X")`,
+    `env.get("X")`, click's `envvar="X"`."""
+    names: set[str] = set()
+    for pattern in SERVE_SOURCES:
+        for path in sorted(REPO.glob(pattern)):
+            names |= set(re.findall(r"[\"'](GUARD_[A-Z0-9_]+|PROMETHEUS_[A-Z_]+)[\"']",
+                                    path.read_text()))  # fmt: skip
+    return frozenset(names - NOT_SERVE_SETTINGS)
+
+
+GUARD_SERVE_ENV = serve_env_from_source()
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
@@ -39,6 +61,10 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def guard_serve_env() -> frozenset[str]:
+    """What `guard serve` reads from its environment, grepped from its source (so a renamed
+    or removed variable fails the asset tests)."""
+    missing = CORE_SERVE_ENV - GUARD_SERVE_ENV
+    assert not missing, f"guard serve no longer reads {sorted(missing)}"
     return GUARD_SERVE_ENV
 
 
