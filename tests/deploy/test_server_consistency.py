@@ -189,3 +189,10 @@ def test_loadgen_fails_with_a_wrong_token(live_server: str, tmp_path: Path, ns: 
     rc, out = run_loadgen(live_server, "not-a-token", ns, tmp_path, 1)
     assert rc == 1, out
     assert "HTTP 401" in out and "granted=0" in out, out
+
+
+def test_terraform_exports_the_module_namespace(tf_resources: Any) -> None:
+    """guard serve exports only namespaces an admin wrote plus GUARD_METRICS_NAMESPACES; the
+    module's `namespace` must be on /metrics even when only leases were taken there."""
+    td = tf_resources["aws_ecs_task_definition"]["this"]["container_definitions"]
+    assert re.search(r"GUARD_METRICS_NAMESPACES\s*=\s*var\.namespace", td), td
