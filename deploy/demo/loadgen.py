@@ -7,7 +7,9 @@ minutes, and a few leases it abandons on purpose so they expire (the leak signal
 
 Environment: GUARD_URL (default http://guard:8000), GUARD_TOKEN (a client-scope token),
 GUARD_NAMESPACE (default "default"), LOADGEN_WORKERS (threads, default 64),
-LOADGEN_HEARTBEAT (file touched on every loop, for the container healthcheck).
+LOADGEN_HEARTBEAT (file touched on every loop, for the container healthcheck),
+LOADGEN_SECONDS (stop after this long, print a summary and exit 0 only when leases were
+granted and every reply was one the lease API documents; default 0 = run forever).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ TOKEN = os.environ.get("GUARD_TOKEN", "")
 NAMESPACE = os.environ.get("GUARD_NAMESPACE", "default")
 WORKERS = int(os.environ.get("LOADGEN_WORKERS", "64"))
 HEARTBEAT = Path(os.environ.get("LOADGEN_HEARTBEAT", "/tmp/loadgen.alive"))
+SECONDS = float(os.environ.get("LOADGEN_SECONDS", "0"))
 LEASES = f"{URL}/v1/namespaces/{NAMESPACE}/leases"
 
 # function -> (weight, mean seconds held, ttl seconds)
@@ -39,6 +42,19 @@ WORKLOAD: dict[str, tuple[int, float, float]] = {
     "send-email": (2, 0.3, 10),
 }
 ABANDON_RATE = 0.01  # share of leases never released, so they expire
+
+# outcome -> count: granted (201), throttled (429), released (204), not_held (404 on
+# release: the lease had expired), abandoned, unexpected (any other reply or an error)
+STATS: dict[str, int] = dict.fromkeys(
+    ("granted", "throttled", "released", "not_held", "abandoned", "unexpected"), 0
+)
+_stats_lock = threading.Lock()
+STOP = threading.Event()  # set at the end of a bounded run: sleeps end, held leases are released
+
+
+def count(outcome: str) -> None:
+    with _stats_lock:
+        STATS[outcome] += 1
 
 
 def call(method: str, url: str, body: dict[str, object] | None = None) -> tuple[int, dict]:
@@ -71,34 +87,46 @@ def one_invocation(rng: random.Random) -> None:
         {"function": function, "ttl_seconds": ttl, "lease_id": secrets.token_hex(16)},
     )
     if status == 429:
+        count("throttled")
         retry_after = float(lease.get("retry_after") or lease.get("_retry_after") or 1.0)
-        time.sleep(min(retry_after, 5.0) * rng.uniform(0.5, 1.5))
+        STOP.wait(min(retry_after, 5.0) * rng.uniform(0.5, 1.5))
         return
-    if status != 201:
+    if status != 201 or not lease.get("lease_id"):
+        count("unexpected")
         print(f"loadgen: acquire {function}: HTTP {status} {lease}", flush=True)
-        time.sleep(2.0)
+        STOP.wait(2.0)
         return
-    time.sleep(rng.expovariate(1.0 / hold))
+    count("granted")
+    STOP.wait(rng.expovariate(1.0 / hold))
     if rng.random() < ABANDON_RATE:
+        count("abandoned")
         return  # a "crashed" invocation: the lease expires after its TTL
-    call("DELETE", f"{LEASES}/{lease['lease_id']}")
+    status, reply = call("DELETE", f"{LEASES}/{lease['lease_id']}")
+    if status == 204:
+        count("released")
+    elif status == 404:  # held past its TTL: it expired (type lease-not-held)
+        count("not_held")
+    else:
+        count("unexpected")
+        print(f"loadgen: release {function}: HTTP {status} {reply}", flush=True)
 
 
 def worker(seed: int) -> None:
     rng = random.Random(seed)
-    while True:
+    while not STOP.is_set():
         HEARTBEAT.touch()
         try:
             one_invocation(rng)
         except (OSError, ValueError, KeyError) as exc:  # guard restarting, bad reply
+            count("unexpected")
             print(f"loadgen: {type(exc).__name__}: {exc}", flush=True)
-            time.sleep(2.0)
+            STOP.wait(2.0)
         # bursty arrivals: quiet spells between busy minutes
         busy = (time.time() // 60) % 3 != 2
-        time.sleep(rng.uniform(0.0, 0.2 if busy else 2.0))
+        STOP.wait(rng.uniform(0.0, 0.2 if busy else 2.0))
 
 
-def main() -> None:
+def main() -> int:
     print(f"loadgen: {WORKERS} workers against {LEASES}", flush=True)
     threads = [
         threading.Thread(target=worker, args=(i,), daemon=True, name=f"loadgen-{i}")
@@ -106,9 +134,17 @@ def main() -> None:
     ]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    if SECONDS <= 0:
+        for t in threads:
+            t.join()
+    STOP.wait(SECONDS)
+    STOP.set()
+    for t in threads:  # each finishes its request and releases what it holds
+        t.join(15)
+    summary = " ".join(f"{k}={v}" for k, v in STATS.items())
+    print(f"loadgen: {summary}", flush=True)
+    return 0 if STATS["granted"] > 0 and STATS["unexpected"] == 0 else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -503,12 +503,19 @@ resource "aws_ecs_task_definition" "this" {
         { containerPort = local.port, protocol = "tcp" },
       ]
       environment = [
-        for k, v in merge(var.environment, {
-          GUARD_NAMESPACE          = var.namespace
-          GUARD_WORKERS            = tostring(var.workers)
-          PROMETHEUS_MULTIPROC_DIR = "/var/lib/guard/metrics"
-          AWS_REGION               = local.region
-        }) : { name = k, value = v }
+        for k, v in merge(
+          # the module's namespace is on /metrics even before an admin has written to it
+          # (guard serve exports the namespaces admins wrote plus GUARD_METRICS_NAMESPACES);
+          # `environment` may override this one
+          { GUARD_METRICS_NAMESPACES = var.namespace },
+          var.environment,
+          {
+            GUARD_NAMESPACE          = var.namespace
+            GUARD_WORKERS            = tostring(var.workers)
+            PROMETHEUS_MULTIPROC_DIR = "/var/lib/guard/metrics"
+            AWS_REGION               = local.region
+          },
+        ) : { name = k, value = v }
       ]
       # GUARD_REDIS_URL is rediss://:<AUTH token>@<primary endpoint>:6379/0, built by this
       # module from the replication group and kept in Secrets Manager.

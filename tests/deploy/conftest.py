@@ -7,7 +7,10 @@ import os
 import re
 import shutil
 import subprocess
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# What `guard serve` reads from its environment (the container's whole configuration).
-GUARD_SERVE_ENV = frozenset(
+# The variables every deploy asset relies on; `guard_serve_env` checks that the server still
+# reads each of them.
+CORE_SERVE_ENV = frozenset(
     {
         "GUARD_REDIS_URL",
         "GUARD_ADMIN_TOKENS",
@@ -28,6 +32,27 @@ GUARD_SERVE_ENV = frozenset(
     }
 )
 
+# Where `guard serve` (the CLI command, the Flask app it loads, gunicorn options, the config
+# file loader) reads its environment.
+SERVE_SOURCES = ("guard/cli.py", "guard/config_file.py", "guard/server/*.py")
+# Named there but without effect on a server: the CLI's client-mode options, and a marker
+# `guard serve` sets for itself.
+NOT_SERVE_SETTINGS = frozenset({"GUARD_URL", "GUARD_TOKEN", "GUARD_EMBEDDED_STORE"})
+
+
+def serve_env_from_source() -> frozenset[str]:
+    """Every environment variable name quoted in `guard serve`'s source: `os.environ.get("X")`,
+    `env.get("X")`, click's `envvar="X"`."""
+    names: set[str] = set()
+    for pattern in SERVE_SOURCES:
+        for path in sorted(REPO.glob(pattern)):
+            names |= set(re.findall(r"[\"'](GUARD_[A-Z0-9_]+|PROMETHEUS_[A-Z_]+)[\"']",
+                                    path.read_text()))  # fmt: skip
+    return frozenset(names - NOT_SERVE_SETTINGS)
+
+
+GUARD_SERVE_ENV = serve_env_from_source()
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
@@ -36,6 +61,10 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def guard_serve_env() -> frozenset[str]:
+    """What `guard serve` reads from its environment, grepped from its source (so a renamed
+    or removed variable fails the asset tests)."""
+    missing = CORE_SERVE_ENV - GUARD_SERVE_ENV
+    assert not missing, f"guard serve no longer reads {sorted(missing)}"
     return GUARD_SERVE_ENV
 
 
@@ -187,3 +216,84 @@ def allowed_metrics(contract_families: dict[str, str], recording_rules: dict[str
         else:
             allowed.add(fam)
     return allowed
+
+
+# ---- the live server with traffic in every family --------------------------------------------
+
+
+@dataclass
+class Traffic:
+    """What `traffic` did in its own namespace on the session's live `guard serve`."""
+
+    url: str  # the live server
+    namespace: str
+    scopes: list[str]  # Throttled.scope of the refusals, in order
+
+
+@pytest.fixture(scope="session")
+def traffic(live_server: str, redis_server: Any) -> Iterator[Traffic]:
+    """SDK traffic (direct Redis mode) that gives every contract family a sample in a
+    namespace of its own: grants, one refusal by each scope (function, group:etl, account —
+    the last one labelled with the reserving group `api`), a shadow throttle, an expired
+    lease, and a fail-open run reported after the store came back (through a TCP proxy that
+    resets connections, then passes them)."""
+    from faults.proxy import Proxy
+
+    import guard
+
+    ns = f"e2e{os.getpid()}"
+    g = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=2.0)
+    proxy = Proxy(redis_server.port, lifetime=120).start()
+    flaky = guard.Guard.from_url(f"redis://127.0.0.1:{proxy.port}/0", namespace=ns, timeout=0.2)
+    try:
+        a = g.admin
+        a.set_namespace(max_concurrency=5)  # also lists ns in guard:namespaces (metrics)
+        a.put_group("api", reserved=2, members=["login"])
+        a.put_group("etl", max_concurrency=1, members=["ingest"])
+        a.put_function("capped", max_concurrency=1)
+        a.put_function("rep", max_concurrency=0, mode="shadow")
+
+        proxy.set_mode("reset")  # the store is out of reach: `offline` runs unguarded
+        assert flaky.acquire("offline", ttl=30).unguarded
+        proxy.set_mode("pass")  # back: the next acquire reports the fail-open run
+        flaky.acquire("offline", ttl=30).release()
+        assert flaky.unavailable_pending() == {}
+
+        g.acquire("short", ttl=0.05)  # never released: it expires
+        time.sleep(0.2)
+
+        scopes = []
+        g.acquire("rep", ttl=60)  # shadow: granted, counted as a would-be throttle
+        for fn in ("ingest", "capped", "login", "login"):
+            # non-members see in_use + api's unused reserve (2) against max 5
+            g.acquire(fn, ttl=60)
+            if fn != "login":
+                with pytest.raises(guard.Throttled) as refused:
+                    g.acquire(fn, ttl=60)
+                scopes.append(refused.value.scope)
+        with pytest.raises(guard.Throttled) as refused:
+            g.acquire("login", ttl=60)  # 5 in use: the account refuses a member of api
+        scopes.append(refused.value.scope)
+        assert scopes == ["group:etl", "function", "account"], scopes
+        yield Traffic(live_server, ns, scopes)
+    finally:
+        flaky.close()
+        proxy.stop()
+        c = redis_server.client()
+        keys = list(c.scan_iter(match=f"guard:{{{ns}}}:*"))
+        if keys:
+            c.delete(*keys)
+        c.srem("guard:namespaces", ns)
+        c.close()
+        g.close()
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+@pytest.fixture(scope="session")
+def exposition(traffic: Traffic) -> str:
+    """The live server's /metrics after `traffic`."""
+    return scrape(traffic.url)

@@ -126,3 +126,34 @@ def test_provisioning(repo: Path) -> None:
     dash = json.loads((GRAFANA / "dashboards/guard.json").read_text())
     ds_var = next(v for v in dash["templating"]["list"] if v["name"] == "datasource")
     assert ds_var["query"] == "prometheus" and ds_var["current"]["value"] == source["uid"]
+
+
+def test_every_queried_guard_series_is_really_exported(
+    dashboard: dict[str, Any],
+    metric_names: Callable[[str], set[str]],
+    recording_rules: dict[str, str],
+    exposition: str,
+) -> None:
+    """Every `guard_*` series the dashboard and the rule files query (recording-rule outputs
+    and `up` aside) is a sample name in the live `guard serve`'s /metrics after traffic that
+    touches every family — the contract table could be wrong; the server is what counts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    exported = {s.name for fam in text_string_to_metric_families(exposition) for s in fam.samples}
+    rules_dir = Path(__file__).resolve().parents[2] / "deploy/prometheus/rules"
+    rule_exprs = [
+        r["expr"]
+        for f in sorted(rules_dir.glob("*.yml"))
+        for grp in yaml.safe_load(f.read_text())["groups"]
+        for r in grp["rules"]
+    ]
+    queried: dict[str, set[str]] = {}
+    for where, exprs in (("dashboard", expressions(dashboard)), ("rules", rule_exprs)):
+        for expr in exprs:
+            for name in metric_names(expr):
+                if name != "up" and name not in recording_rules:
+                    queried.setdefault(name, set()).add(where)
+    assert len(queried) >= 10 and all(n.startswith("guard_") for n in queried), queried
+    assert "guard_http_request_duration_seconds_bucket" in queried
+    missing = {n: sorted(w) for n, w in queried.items() if n not in exported}
+    assert not missing, f"queried but not exported by /metrics: {missing}"
