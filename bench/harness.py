@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -713,7 +714,7 @@ def guard_http_server(
     env = dict(os.environ, GUARD_REDIS_URL=redis_url, GUARD_CLIENT_TOKENS=client_token,
                GUARD_ADMIN_TOKENS=admin_token, GUARD_THREADS=str(threads),
                GUARD_LOG_LEVEL="warning")  # fmt: skip
-    exe = os.path.join(os.path.dirname(os.path.realpath(sys.executable)), "guard")
+    exe = os.path.join(os.path.dirname(sys.executable), "guard")  # the venv's console script
     cmd = [exe if os.path.exists(exe) else "guard", "serve", "--bind", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
         [*cmd, "--workers", str(workers)],
@@ -724,9 +725,8 @@ def guard_http_server(
         deadline = time.monotonic() + 30
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
+                with urllib.request.urlopen(f"{server.base}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
                         break
             except OSError:
                 pass
