@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short runs (~2-3 minutes in all)")
     ap.add_argument("--no-docs", action="store_true", help="print results, write no docs")
     ap.add_argument("--report-only", action="store_true",
-                    help="measure nothing: rewrite the docs from bench/out/results.json")  # fmt: skip
+                    help="rewrite the docs from bench/out/results.json")  # fmt: skip
     opts = ap.parse_args(argv)
     if opts.report_only:
         import report as report_mod
