@@ -6,30 +6,12 @@ returns a session whose ``acquire(lease_id)`` gives a handle or None (refused) a
 ``release(handle)`` frees it. ``cfg`` is a ``harness.BenchConfig``: ``url``, ``key`` (unique per
 measurement: use it as guard's namespace), ``limit`` and ``ttl``.
 
-guard's SDK plugs in like this (once ``guard`` is importable)::
-
-    import guard
-
-    def guard_setup(cfg):
-        g = guard.Guard.from_url(cfg.url, namespace=cfg.key)
-        g.admin.put_function("bench", max_concurrency=cfg.limit)
-
-    def guard_open(cfg):
-        g = guard.Guard.from_url(cfg.url, namespace=cfg.key)
-
-        def acquire(lease_id):
-            try:
-                return g.acquire("bench", ttl=cfg.ttl, lease_id=lease_id)
-            except guard.Throttled:
-                return None
-
-        return CallableSession(acquire, lambda lease: lease.release())
-
-    PySubject("guard SDK", open=guard_open, setup=guard_setup)
-
-guard's HTTP API the same way, with ``POST /v1/namespaces/{ns}/leases`` as acquire (201 →
-handle = lease id, 429 → None) and ``DELETE …/leases/{id}`` as release on a kept-alive
-``http.client.HTTPConnection`` per worker.
+guard's subjects (``guard_subjects()``): the SDK (``Guard.from_url(url, namespace=cfg.key)``,
+``acquire(fn, ttl=, lease_id=)`` / ``lease.release()``, ``guard.Throttled`` → None) as forked
+processes and as threads, and — with a running ``guard serve`` — the HTTP lease API
+(``POST /v1/namespaces/{ns}/leases`` 201 → lease id, 429 → None; ``DELETE …/leases/{id}``) on
+one kept-alive ``http.client.HTTPConnection`` per worker. Each measurement's namespace checks
+three levels on every admission (``guard_limits``).
 """
 
 from __future__ import annotations
