@@ -30,32 +30,22 @@ import redis
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import guard
+from reference import ReferenceSemaphore
 
-REF_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-  return 1
-end
-return 0
-"""
+import guard
 
 
 class Reference:
-    """A bare one-level semaphore: one Lua acquire, release is a plain ZREM."""
+    """The bare one-level semaphore of bench/reference.py: one Lua acquire + a plain ZREM."""
 
     def __init__(self, client: redis.Redis, limit: int = 1000) -> None:
-        self.client, self.limit = client, limit
-        self.script = client.register_script(REF_ACQUIRE)
+        self.sem = ReferenceSemaphore(client, "ref:{sem}", limit)
 
     def pair(self) -> None:
-        lid = os.urandom(16)
-        if not self.script(keys=["ref:{sem}"], args=[self.limit, lid, 30000]):
+        lid = os.urandom(16).hex()
+        if not self.sem.acquire(lid, 30.0):
             raise RuntimeError("reference refused")
-        self.client.zrem("ref:{sem}", lid)
+        self.sem.release(lid)
 
 
 def free_port() -> int:

@@ -105,60 +105,60 @@ class Admin:
         return self.get_namespace()
 
     def put_group(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace a group (fields not given take their defaults)."""
         check_name(name, "group")
         g = Group.build(**fields)
         self._write(lambda c: replace(c, groups={**c.groups, name: g}))
         return g.doc(name)
 
     def patch_group(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Change only the given fields of an existing group (NotFound otherwise)."""
         check_name(name, "group")
         Group.build(**fields)  # field errors before any read
-
-        def change(c: Config) -> Config:
-            if name not in c.groups:
-                raise NotFound(f"no group {name!r} in namespace {self.namespace!r}", "group")
-            return replace(c, groups={**c.groups, name: Group.build(c.groups[name], **fields)})
-
-        return self._write(change).groups[name].doc(name)
+        return self._patch("groups", name, lambda old: Group.build(old, **fields))
 
     def delete_group(self, name: str) -> bool:
-        check_name(name, "group")
-        found = False
-
-        def change(c: Config) -> Config:
-            nonlocal found
-            found = name in c.groups
-            return replace(c, groups={k: v for k, v in c.groups.items() if k != name})
-
-        self._write(change)
-        return found
+        """Remove a group; False when there was none."""
+        return self._delete("groups", check_name(name, "group"))
 
     def put_function(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace a function's settings (fields not given take their defaults)."""
         check_name(name, "function")
         f = Function.build(**fields)
         self._write(lambda c: replace(c, functions={**c.functions, name: f}))
         return f.doc(name)
 
     def patch_function(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Change only the given fields of a configured function (NotFound otherwise)."""
         check_name(name, "function")
         Function.build(**fields)
-
-        def change(c: Config) -> Config:
-            if name not in c.functions:
-                raise NotFound(f"no function {name!r} in namespace {self.namespace!r}", "function")
-            fs = {**c.functions, name: Function.build(c.functions[name], **fields)}
-            return replace(c, functions=fs)
-
-        return self._write(change).functions[name].doc(name)
+        return self._patch("functions", name, lambda old: Function.build(old, **fields))
 
     def delete_function(self, name: str) -> bool:
-        check_name(name, "function")
+        """Remove a function's settings; False when there were none."""
+        return self._delete("functions", check_name(name, "function"))
+
+    def _patch(self, kind: str, name: str, build: Callable[[Any], Any]) -> dict[str, Any]:
+        def change(c: Config) -> Config:
+            items = getattr(c, kind)
+            if name not in items:
+                what = kind[:-1]
+                raise NotFound(f"no {what} {name!r} in namespace {self.namespace!r}", what)
+            changes: dict[str, Any] = {kind: {**items, name: build(items[name])}}
+            return replace(c, **changes)
+
+        doc: dict[str, Any] = getattr(self._write(change), kind)[name].doc(name)
+        return doc
+
+    def _delete(self, kind: str, name: str) -> bool:
         found = False
 
         def change(c: Config) -> Config:
             nonlocal found
-            found = name in c.functions
-            return replace(c, functions={k: v for k, v in c.functions.items() if k != name})
+            items = getattr(c, kind)
+            found = name in items
+            changes: dict[str, Any] = {kind: {k: v for k, v in items.items() if k != name}}
+            return replace(c, **changes)
 
         self._write(change)
         return found

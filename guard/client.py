@@ -41,6 +41,10 @@ class Backend(Protocol):
 
     def release(self, ns: str, lease_id: bytes) -> bool: ...
 
+    def admin(self, namespace: str) -> Any:
+        """Admin operations on `namespace` over the same store (`guard.admin.Admin` or its
+        HTTP twin)."""
+
     def close(self) -> None: ...
 
 
@@ -94,6 +98,7 @@ class Guard:
         self._policy: dict[str, str] = {}
         self._pending: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._names: set[str] = set()
         self._admin: Any = None
 
     # -- construction -------------------------------------------------------------------
@@ -115,7 +120,7 @@ class Guard:
         `timeout` bounds every round trip, in seconds. `quarantine` (Redis mode) refuses
         grants for one lease TTL after a failover or restart (docs/guarantees.md)."""
         if url.startswith(("http://", "https://")):
-            from .http_backend import HttpBackend  # type: ignore[import-not-found]
+            from .http_backend import HttpBackend
 
             backend: Backend = HttpBackend(url, token=token, timeout=timeout)
         else:
@@ -149,11 +154,10 @@ class Guard:
 
     @property
     def admin(self) -> Any:
-        """Admin operations on this namespace (`guard.admin.Admin`)."""
+        """Admin operations on this namespace: `guard.admin.Admin` on Redis, its HTTP twin
+        (`guard.http_backend.HttpAdmin`) in HTTP mode."""
         if self._admin is None:
-            from .admin import Admin
-
-            self._admin = Admin(cast(Any, self.backend), self.namespace)
+            self._admin = self.backend.admin(self.namespace)
         return self._admin
 
     def close(self) -> None:
@@ -218,8 +222,10 @@ class Guard:
         raise Throttled(name, r.scope, r.retry_after_ms / 1000)
 
     def _call(self, name: str, raw: bytes, ttl_ms: int, wait_ms: int) -> Grant | Refusal:
-        with self._lock:
-            pending, self._pending = self._pending, {}
+        pending: dict[str, int] = {}
+        if self._pending:  # fail-open runs to report: rare, so no lock on the common path
+            with self._lock:
+                pending, self._pending = self._pending, {}
         try:
             r = self.backend.acquire(self.namespace, name, raw, ttl_ms, wait_ms, pending)
         except GuardError:
@@ -323,4 +329,8 @@ class Guard:
             raise UsageError(
                 "no function name: pass one or set AWS_LAMBDA_FUNCTION_NAME", "function"
             )
-        return check_name(name, "function")
+        if name not in self._names:  # validated once per name
+            check_name(name, "function")
+            if len(self._names) < 10_000:
+                self._names.add(name)
+        return name

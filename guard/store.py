@@ -22,7 +22,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from . import keys
-from .errors import ConflictError, GuardUnavailable, StoreError, UsageError
+from .errors import ConflictError, GuardError, GuardUnavailable, StoreError, UsageError
 
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
 
@@ -73,6 +73,18 @@ class LeaseInfo:
         groups = tuple(g for g in meta[head + n :].decode().split(",") if g)
         return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
 
+    def doc(self) -> dict[str, Any]:
+        """The lease as the HTTP API and the CLI show it (seconds, server time)."""
+        return {
+            "lease_id": self.lease_id,
+            "function": self.function,
+            "groups": list(self.groups),
+            "expires_at": self.expires_ms / 1000,
+            "fence": self.fence,
+            "ttl_seconds": self.ttl_ms / 1000,
+            "granted_at": self.granted_ms / 1000,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Renewal:
@@ -100,18 +112,23 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-@contextmanager
-def wrap_errors(what: str) -> Iterator[None]:
-    """Turn every redis-py error into a GuardError (the SDK's only error family)."""
-    try:
-        yield
-    except redis.ResponseError as exc:
+def translate(what: str, exc: redis.RedisError) -> GuardError:
+    """The GuardError for a redis-py error (the SDK's only error family)."""
+    if isinstance(exc, redis.ResponseError):
         msg = str(exc)
         if msg.startswith("CONFLICT"):
-            raise ConflictError(msg.removeprefix("CONFLICT ")) from exc
-        raise StoreError(f"{what}: store error: {msg}") from exc
+            return ConflictError(msg.removeprefix("CONFLICT "))
+        return StoreError(f"{what}: store error: {msg}")
+    return GuardUnavailable(f"{what}: store unreachable: {exc}")
+
+
+@contextmanager
+def wrap_errors(what: str) -> Iterator[None]:
+    """Turn every redis-py error raised in the block into a GuardError."""
+    try:
+        yield
     except redis.RedisError as exc:
-        raise GuardUnavailable(f"{what}: store unreachable: {exc}") from exc
+        raise translate(what, exc) from exc
 
 
 class RedisStore:
@@ -120,9 +137,10 @@ class RedisStore:
     def __init__(self, client: redis.Redis[bytes], *, quarantine: bool = False) -> None:
         self.client = client
         self.quarantine = quarantine
+        self._keys: dict[str, list[str]] = {}
         common = (
             f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
-            f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("common")
+            f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("struct_compat") + _source("common")
         )
         self._scripts = {n: client.register_script(common + _source(n)) for n in LEASE_SCRIPTS}
         self._write_config = client.register_script(_source("write_config"))
@@ -168,8 +186,14 @@ class RedisStore:
     # -- leases -------------------------------------------------------------------------
 
     def _run(self, name: str, ns: str, args: Sequence[Any]) -> Any:
-        with wrap_errors(name):
-            return self._scripts[name](keys=keys.lease_keys(ns), args=args)
+        # The hot path: a plain try (no context manager) and the namespace's keys cached.
+        ks = self._keys.get(ns)
+        if ks is None:
+            ks = self._keys[ns] = keys.lease_keys(ns)
+        try:
+            return self._scripts[name](keys=ks, args=args)
+        except redis.RedisError as exc:
+            raise translate(name, exc) from exc
 
     def acquire(
         self,
@@ -212,7 +236,7 @@ class RedisStore:
     def usage_fields(self, ns: str) -> dict[str, str]:
         """Reap expired leases, then every counter of the namespace (field -> value)."""
         flat = self._run("read_usage", ns, ())
-        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i]}
 
     def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
         """Held (unexpired, unreleased) leases of the namespace, optionally of one function.
@@ -293,6 +317,11 @@ class RedisStore:
         with wrap_errors("config version"):
             v = self.client.hget(keys.config_key(ns), keys.VERSION)
         return None if v is None else _s(v)
+
+    def admin(self, namespace: str) -> Any:
+        from .admin import Admin
+
+        return Admin(self, namespace)
 
     def ping(self) -> bool:
         with wrap_errors("ping"):

@@ -54,3 +54,41 @@ def g(redis_server: RedisProcess, ns: str) -> Iterator[guard.Guard]:
     client = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=2.0)
     yield client
     client.close()
+
+
+# -- HTTP service fixtures ------------------------------------------------------------------
+
+from live import ADMIN_TOKEN, CLIENT_TOKEN  # noqa: E402
+
+
+@pytest.fixture
+def app(redis_server: RedisProcess):  # type: ignore[no-untyped-def]
+    """The Flask app on the session redis-server, with one admin and one client token."""
+    from guard.server import create_app
+
+    return create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": redis_server.url,
+            "ADMIN_TOKENS": [ADMIN_TOKEN],
+            "CLIENT_TOKENS": [CLIENT_TOKEN],
+        }
+    )
+
+
+@pytest.fixture
+def http(app):  # type: ignore[no-untyped-def]
+    """Test client sending the admin token."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {ADMIN_TOKEN}"
+    return client
+
+
+@pytest.fixture(scope="session")
+def live_server(redis_server: RedisProcess) -> Iterator[str]:
+    """`guard serve --workers 3` on a free port (tokens set); yields its base URL."""
+    from live import LiveServer
+
+    server = LiveServer(redis_server.url, workers=3).start()
+    yield server.url
+    server.stop()

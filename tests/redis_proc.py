@@ -16,6 +16,22 @@ from collections.abc import Sequence
 import redis
 
 
+def wait_for_ping(port: int, timeout: float) -> bool:
+    """Poll PING (bounded by `timeout`) until the server on `port` answers."""
+    client = redis.Redis(port=port, socket_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return True
+            except redis.RedisError:
+                time.sleep(0.02)
+        return False
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,17 +77,10 @@ class RedisProcess:
             *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    client.close()
-                    return self
-            except redis.RedisError:
-                time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+        if not wait_for_ping(self.port, timeout):
+            self.kill()
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -131,14 +140,7 @@ class SentinelProcess(RedisProcess):
     def start(self, timeout: float = 10.0) -> SentinelProcess:
         cmd = [shutil.which("redis-server") or "redis-server", self.conf, "--sentinel"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    client.close()
-                    return self
-            except redis.RedisError:
-                time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"redis sentinel did not start on port {self.port}")
+        if not wait_for_ping(self.port, timeout):
+            self.kill()
+            raise RuntimeError(f"redis sentinel did not start on port {self.port}")
+        return self

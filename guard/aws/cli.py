@@ -23,8 +23,8 @@ def _admin(redis_url: str | None, namespace: str) -> Any:
 
 @click.command("sync-aws")
 @click.option(
-    "--namespace", "-n", default=lambda: os.environ.get("GUARD_NAMESPACE", "default"),
-    show_default="$GUARD_NAMESPACE or default", help="Namespace to sync.",
+    "--namespace", "-n", default=None,
+    help="Namespace to sync [the main command's -n, $GUARD_NAMESPACE or default].",
 )  # fmt: skip
 @click.option("--redis-url", default=None, help="Store URL (default: $GUARD_REDIS_URL).")
 @click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
@@ -37,7 +37,7 @@ def _admin(redis_url: str | None, namespace: str) -> Any:
 @click.pass_context
 def sync_aws(
     ctx: click.Context,
-    namespace: str,
+    namespace: str | None,
     redis_url: str | None,
     dry_run: bool,
     push_sqs_max: bool,
@@ -47,9 +47,14 @@ def sync_aws(
 
     AWS credentials and region come from the usual environment; AWS_ENDPOINT_URL is honoured.
     Exits 1 when any group or mapping failed."""
-    # A parent group may hand over an Admin and boto3 clients/session in ctx.obj (tests too).
+    # Under `guard`, ctx.obj is the CLI's target (HTTP API or Redis, like every command);
+    # a caller (or a test) may instead hand over {"admin": ..., "aws": ...}.
     obj: dict[str, Any] = ctx.obj if isinstance(ctx.obj, dict) else {}
-    admin = obj.get("admin") or _admin(redis_url, namespace)
+    admin = obj.get("admin")
+    if admin is None and hasattr(ctx.obj, "admin") and not redis_url:
+        admin = ctx.obj.admin(namespace)
+    if admin is None:
+        admin = _admin(redis_url, namespace or os.environ.get("GUARD_NAMESPACE", "default"))
     report = run_sync(admin, obj.get("aws"), dry_run=dry_run, push_sqs_max=push_sqs_max)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

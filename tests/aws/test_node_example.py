@@ -3,7 +3,6 @@ behaviour against a live ``guard serve``."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -12,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 import guard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from live import CLIENT_TOKEN
 from redis_proc import free_port
 
 HANDLER = Path(__file__).resolve().parents[2] / "examples" / "node_http" / "handler.mjs"
@@ -153,55 +152,13 @@ def test_unavailable_open_and_closed(stand_in: str) -> None:
 
 # -- against a live guard serve ----------------------------------------------------------------
 
-HAVE_SERVER = importlib.util.find_spec("guard.server") is not None and (
-    importlib.util.find_spec("guard.cli") is not None
-)
+# The live test uses the session `live_server` fixture of tests/conftest.py: a real
+# `guard serve --workers 3` against the test redis-server, tokens from tests/live.py.
 
 
-@pytest.fixture
-def live_server(redis_server: Any) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GUARD_REDIS_URL": redis_server.url,
-        "GUARD_ADMIN_TOKENS": "admin-tok",
-        "GUARD_CLIENT_TOKENS": "client-tok",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from guard.cli import main; main()", "serve",
-         "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"guard serve did not come up: {err[-2000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.mark.skipif(
-    not HAVE_SERVER, reason="guard.server / guard.cli (the HTTP service) not merged yet"
-)
 def test_live_guard_serve(live_server: str, g: guard.Guard) -> None:
     g.admin.put_function("node-fn", max_concurrency=1)
-    env = env_for(live_server, GUARD_TOKEN="client-tok", GUARD_NAMESPACE=g.namespace)
+    env = env_for(live_server, GUARD_TOKEN=CLIENT_TOKEN, GUARD_NAMESPACE=g.namespace)
 
     out = run_node(env)
     assert out["statusCode"] == 200, out

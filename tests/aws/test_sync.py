@@ -202,3 +202,41 @@ def test_clients_mapping_and_endpoint_env(
     assert c.meta.endpoint_url == "http://localhost:4566"
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://localhost:9324")
     assert _clients.client("sqs").meta.endpoint_url == "http://localhost:9324"
+
+
+def test_guard_sync_aws_subcommand_uses_the_cli_target(
+    g: guard.Guard, lambdas: Any, redis_server: Any
+) -> None:
+    """`guard -n NS sync-aws` reaches the store the way every guard command does."""
+    from guard.cli import main
+
+    lambdas.create("ingest", {"team": "data"})
+    g.admin.put_group("data", selector={"tags": {"team": "data"}})
+    runner = CliRunner()
+    base = ["--redis-url", redis_server.url, "-n", g.namespace, "sync-aws"]
+    out = runner.invoke(main, [*base, "--dry-run"], env={"GUARD_URL": ""})
+    assert out.exit_code == 0, out.output
+    assert "+ ingest" in out.output and g.admin.get_group("data")["members"] == []
+    out = runner.invoke(main, base, env={"GUARD_URL": ""})
+    assert out.exit_code == 0, out.output
+    assert g.admin.get_group("data")["members"] == ["ingest"]
+
+
+def test_serve_periodic_sync_updates_members(
+    g: guard.Guard, lambdas: Any, redis_server: Any
+) -> None:
+    """What `guard serve --sync-aws-every` runs: a daemon loop over every namespace."""
+    import time
+
+    from guard.server.serve import start_aws_sync
+
+    g.admin.put_group("data", selector={"tags": {"team": "data"}})
+    stop = start_aws_sync(redis_server.url, 0.2)
+    try:
+        lambdas.create("late", {"team": "data"})  # appears after the loop started
+        deadline = time.monotonic() + 10
+        while g.admin.get_group("data")["members"] != ["late"]:
+            assert time.monotonic() < deadline, "periodic sync never picked the function up"
+            time.sleep(0.1)
+    finally:
+        stop.set()

@@ -1,0 +1,268 @@
+"""The SDK's HTTP mode: leases over guard's HTTP API, for functions that cannot reach Redis.
+
+Standard library only (`http.client`), kept-alive connections from a small pool so the
+background renewer and the handler thread never share one. HTTP answers map to the same
+results and errors as the Redis mode: 201 → `Grant`, 429 → `Refusal`, 400 → `UsageError`,
+404 → `NotFound`, 409 → `ConflictError`; a connection failure, a timeout or a 5xx is a
+`GuardUnavailable`, so ``on_unavailable`` works identically. 401/403 are configuration
+mistakes (a bad ``GUARD_TOKEN``), raised as `UsageError` rather than failing open."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from .errors import ConflictError, GuardError, GuardUnavailable, NotFound, UsageError
+from .store import Grant, Refusal, Renewal
+
+Reply = tuple[int, Any]
+
+
+class HttpBackend:
+    """`guard.client.Backend` over HTTP. `timeout` bounds each round trip (plus any wait)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 0.05) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"not an http(s) URL: {url!r}", "url")
+        self.url = url
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.https else 80)
+        self.base = parts.path.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    # -- transport ----------------------------------------------------------------------
+
+    def _conn(self) -> http.client.HTTPConnection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        return cls(self.host, self.port, timeout=self.timeout)
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, extra_timeout: float = 0.0
+    ) -> Reply:
+        """One round trip; (status, parsed JSON or None). Transport errors → GuardUnavailable.
+
+        A kept-alive connection the server closed meanwhile is retried once on a new one
+        (safe: acquire is idempotent by lease id, renew and release by nature)."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (0, 1):
+            conn = self._conn()
+            reused = conn.sock is not None
+            try:
+                conn.timeout = self.timeout + extra_timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(conn.timeout)
+                conn.request(method, self.base + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                if reused and attempt == 0 and not isinstance(exc, TimeoutError):
+                    continue
+                raise GuardUnavailable(f"guard service unreachable at {self.url}: {exc}") from exc
+            if resp.will_close:
+                conn.close()
+            else:
+                with self._lock:
+                    self._idle.append(conn)
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = None
+            return resp.status, parsed
+        raise AssertionError("unreachable")
+
+    def call(self, method: str, path: str, body: Any = None, *, extra_timeout: float = 0.0) -> Any:
+        """A round trip whose non-2xx answers raise the matching GuardError."""
+        status, doc = self.request(method, path, body, extra_timeout=extra_timeout)
+        if status < 300:
+            return doc
+        raise error_for(status, doc)
+
+    # -- Backend ------------------------------------------------------------------------
+
+    def acquire(
+        self,
+        ns: str,
+        function: str,
+        lease_id: bytes,
+        ttl_ms: int,
+        wait_ms: int = 0,
+        pending: Mapping[str, int] | None = None,
+    ) -> Grant | Refusal:
+        wait = min(wait_ms / 1000, 30.0)  # the server's bound (guard.server.schemas)
+        body: dict[str, Any] = {"function": function, "lease_id": lease_id.hex()}
+        if ttl_ms:
+            body["ttl_seconds"] = ttl_ms / 1000
+        if wait > 0:
+            body["wait_seconds"] = wait
+        if pending:
+            body["unavailable"] = dict(pending)
+        status, doc = self.request("POST", f"/v1/namespaces/{q(ns)}/leases", body,
+                                   extra_timeout=wait)  # fmt: skip
+        if status == 201:
+            return Grant(
+                int(doc["fence"]),
+                round(doc["expires_at"] * 1000),
+                round(doc["ttl_seconds"] * 1000),
+                tuple(doc["groups"]),
+                doc.get("on_unavailable", ""),
+                doc.get("shadow_scope", ""),
+            )
+        if status == 429 and isinstance(doc, dict):
+            return Refusal(
+                doc.get("scope", "account"),
+                round(float(doc.get("retry_after", 1.0)) * 1000),
+                doc.get("on_unavailable", ""),
+            )
+        raise error_for(status, doc)
+
+    def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:
+        body = {"ttl_seconds": ttl_ms / 1000} if ttl_ms else {}
+        path = f"/v1/namespaces/{q(ns)}/leases/{lease_id.hex()}/renew"
+        status, doc = self.request("POST", path, body)
+        if status == 200:
+            return Renewal(round(doc["expires_at"] * 1000), round(doc["ttl_seconds"] * 1000))
+        if status == 404:
+            return None
+        raise error_for(status, doc)
+
+    def release(self, ns: str, lease_id: bytes) -> bool:
+        status, doc = self.request("DELETE", f"/v1/namespaces/{q(ns)}/leases/{lease_id.hex()}")
+        if status in (200, 204):
+            return True
+        if status == 404:
+            return False
+        raise error_for(status, doc)
+
+    def admin(self, namespace: str) -> HttpAdmin:
+        return HttpAdmin(self, namespace)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+def error_for(status: int, doc: Any) -> GuardError:
+    detail = doc.get("detail", "") if isinstance(doc, dict) else ""
+    field = doc.get("field") if isinstance(doc, dict) else None
+    msg = f"HTTP {status}: {detail}".rstrip(": ")
+    if status in (401, 403):
+        return UsageError(f"{msg} (check GUARD_TOKEN)", "token")
+    if status == 404:
+        return NotFound(msg, field)
+    if status == 409:
+        return ConflictError(msg, field)
+    if 400 <= status < 500:
+        return UsageError(msg, field)
+    return GuardUnavailable(msg)
+
+
+class HttpAdmin:
+    """`guard.admin.Admin`'s operations over the HTTP API (used by the CLI with GUARD_URL)."""
+
+    def __init__(self, backend: HttpBackend, namespace: str) -> None:
+        self.backend = backend
+        self.namespace = namespace
+        self._p = f"/v1/namespaces/{q(namespace)}"
+
+    def for_namespace(self, namespace: str) -> HttpAdmin:
+        return HttpAdmin(self.backend, namespace)
+
+    def list_namespaces(self) -> list[str]:
+        return list(self.backend.call("GET", "/v1/namespaces")["namespaces"])
+
+    def get_namespace(self) -> dict[str, Any]:
+        return dict(self.backend.call("GET", self._p))
+
+    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]:
+        return dict(self.backend.call("PUT", self._p, {"max_concurrency": max_concurrency}))
+
+    def usage(self) -> dict[str, Any]:
+        return dict(self.backend.call("GET", f"{self._p}/usage"))
+
+    def leases(self, function: str | None = None) -> list[dict[str, Any]]:
+        query = "?" + urlencode({"function": function}) if function else ""
+        return list(self.backend.call("GET", f"{self._p}/leases{query}")["leases"])
+
+    def _list(self, kind: str) -> list[dict[str, Any]]:
+        return list(self.backend.call("GET", f"{self._p}/{kind}")[kind])
+
+    def _get(self, kind: str, name: str) -> dict[str, Any] | None:
+        status, doc = self.backend.request("GET", f"{self._p}/{kind}/{q(name)}")
+        if status == 404:
+            return None
+        if status >= 300:
+            raise error_for(status, doc)
+        return dict(doc)
+
+    def _write(self, method: str, kind: str, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.backend.call(method, f"{self._p}/{kind}/{q(name)}", fields))
+
+    def _delete(self, kind: str, name: str) -> bool:
+        status, doc = self.backend.request("DELETE", f"{self._p}/{kind}/{q(name)}")
+        if status == 404:
+            return False
+        if status >= 300:
+            raise error_for(status, doc)
+        return True
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        return self._list("groups")
+
+    def get_group(self, name: str) -> dict[str, Any] | None:
+        return self._get("groups", name)
+
+    def put_group(self, name: str, **fields: Any) -> dict[str, Any]:
+        return self._write("PUT", "groups", name, fields)
+
+    def patch_group(self, name: str, **fields: Any) -> dict[str, Any]:
+        return self._write("PATCH", "groups", name, fields)
+
+    def delete_group(self, name: str) -> bool:
+        return self._delete("groups", name)
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        return self._list("functions")
+
+    def get_function(self, name: str) -> dict[str, Any] | None:
+        return self._get("functions", name)
+
+    def put_function(self, name: str, **fields: Any) -> dict[str, Any]:
+        return self._write("PUT", "functions", name, fields)
+
+    def patch_function(self, name: str, **fields: Any) -> dict[str, Any]:
+        return self._write("PATCH", "functions", name, fields)
+
+    def delete_function(self, name: str) -> bool:
+        return self._delete("functions", name)
+
+    def config_doc(self) -> dict[str, Any]:
+        """The namespace's whole settings document (``GET …/config``)."""
+        return dict(self.backend.call("GET", f"{self._p}/config"))
+
+    def replace_config_doc(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Replace the whole settings atomically (``PUT …/config``)."""
+        return dict(self.backend.call("PUT", f"{self._p}/config", doc))

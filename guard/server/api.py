@@ -1,0 +1,129 @@
+"""Admin routes: namespaces, groups, functions and usage (admin token).
+
+Every write goes through `guard.admin.Admin`, which validates the whole resulting config and
+writes it with one compare-and-set script: a rejected write changes nothing. PUT replaces a
+resource, PATCH merges the fields given, DELETE answers 204 or 404."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from ..config_file import config_from_doc, config_to_doc
+from ..errors import NotFound
+from ..model import check_name
+from . import schemas as s
+from .common import admin, body, reply, store
+
+bp = Blueprint("admin", __name__, url_prefix="/v1/namespaces")
+
+
+@bp.get("")
+def list_namespaces() -> Response:
+    return reply(s.NamespaceList, {"namespaces": store().namespaces()})
+
+
+@bp.get("/<ns>")
+def get_namespace(ns: str) -> Response:
+    return reply(s.NamespaceOut, admin(ns).get_namespace())
+
+
+@bp.put("/<ns>")
+def put_namespace(ns: str) -> Response:
+    a = admin(ns)
+    b = body(s.NamespaceIn)
+    return reply(s.NamespaceOut, a.set_namespace(max_concurrency=b.max_concurrency))
+
+
+@bp.get("/<ns>/usage")
+def usage(ns: str) -> Response:
+    return reply(s.UsageOut, admin(ns).usage())
+
+
+@bp.get("/<ns>/config")
+def get_config(ns: str) -> Response:
+    return reply(s.ConfigDoc, config_to_doc(admin(ns).config()))
+
+
+@bp.put("/<ns>/config")
+def put_config(ns: str) -> Response:
+    """Replace the whole settings in one atomic write (what ``guard apply`` does)."""
+    a = admin(ns)
+    doc = body(s.ConfigDoc).model_dump()
+    return reply(s.ConfigDoc, config_to_doc(a.replace_config(config_from_doc(doc))))
+
+
+# -- groups ------------------------------------------------------------------------------
+
+
+@bp.get("/<ns>/groups")
+def list_groups(ns: str) -> Response:
+    return reply(s.GroupList, {"groups": admin(ns).list_groups()})
+
+
+@bp.get("/<ns>/groups/<name>")
+def get_group(ns: str, name: str) -> Response:
+    a = admin(ns)
+    doc = a.get_group(check_name(name, "group"))
+    if doc is None:
+        raise NotFound(f"no group {name!r} in namespace {ns!r}", "group")
+    return reply(s.GroupOut, doc)
+
+
+@bp.put("/<ns>/groups/<name>")
+def put_group(ns: str, name: str) -> Response:
+    a = admin(ns)
+    check_name(name, "group")
+    return reply(s.GroupOut, a.put_group(name, **body(s.GroupIn).model_dump()))
+
+
+@bp.patch("/<ns>/groups/<name>")
+def patch_group(ns: str, name: str) -> Response:
+    a = admin(ns)
+    check_name(name, "group")
+    fields = body(s.GroupIn).model_dump(exclude_unset=True)
+    return reply(s.GroupOut, a.patch_group(name, **fields))
+
+
+@bp.delete("/<ns>/groups/<name>")
+def delete_group(ns: str, name: str) -> Response:
+    if not admin(ns).delete_group(check_name(name, "group")):
+        raise NotFound(f"no group {name!r} in namespace {ns!r}", "group")
+    return Response(status=204)
+
+
+# -- functions ---------------------------------------------------------------------------
+
+
+@bp.get("/<ns>/functions")
+def list_functions(ns: str) -> Response:
+    return reply(s.FunctionList, {"functions": admin(ns).list_functions()})
+
+
+@bp.get("/<ns>/functions/<name>")
+def get_function(ns: str, name: str) -> Response:
+    doc = admin(ns).get_function(check_name(name, "function"))
+    if doc is None:
+        raise NotFound(f"no function {name!r} in namespace {ns!r}", "function")
+    return reply(s.FunctionOut, doc)
+
+
+@bp.put("/<ns>/functions/<name>")
+def put_function(ns: str, name: str) -> Response:
+    a = admin(ns)
+    check_name(name, "function")
+    return reply(s.FunctionOut, a.put_function(name, **body(s.FunctionIn).model_dump()))
+
+
+@bp.patch("/<ns>/functions/<name>")
+def patch_function(ns: str, name: str) -> Response:
+    a = admin(ns)
+    check_name(name, "function")
+    fields = body(s.FunctionIn).model_dump(exclude_unset=True)
+    return reply(s.FunctionOut, a.patch_function(name, **fields))
+
+
+@bp.delete("/<ns>/functions/<name>")
+def delete_function(ns: str, name: str) -> Response:
+    if not admin(ns).delete_function(check_name(name, "function")):
+        raise NotFound(f"no function {name!r} in namespace {ns!r}", "function")
+    return Response(status=204)

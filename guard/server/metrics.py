@@ -1,0 +1,152 @@
+"""Prometheus metrics. The guard families are read from Redis at scrape time by a custom
+collector, so every gunicorn worker — and every Lambda, which is never scraped — shows in
+the same numbers. Families and labels are those of docs/CONTRACT-NOTES.md.
+
+Throttle scopes are stored as ``function`` / ``group:<name>`` / ``account``; the exported
+``scope`` label is ``function`` / ``group`` / ``account`` with the group named in ``group``.
+For an ``account`` refusal ``group`` is the function's *reserving* group (the one with
+``reserved > 0`` it belongs to), else empty: the protected-headroom alert keys on it.
+
+``guard_http_request_duration_seconds`` is per process; with ``PROMETHEUS_MULTIPROC_DIR``
+set (``guard serve`` sets it) prometheus_client's multiprocess mode merges the workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..admin import Admin
+from ..errors import GuardError
+from ..model import Config
+from ..store import RedisStore
+
+Family = GaugeMetricFamily | CounterMetricFamily
+LEVEL = ["namespace", "scope", "group", "function"]
+COUNTERS = {  # use-hash prefix -> (family, help)
+    "n:": ("guard_grants", "Leases granted."),
+    "x:": ("guard_leases_expired", "Leases reaped after expiry without a release."),
+    "u:": ("guard_unavailable", "Runs without a lease while the store was out of reach."),
+}
+
+
+def split_scope(scope: str, function: str, cfg: Config) -> tuple[str, str]:
+    """Stored scope -> (scope label, group label)."""
+    if scope.startswith("group:"):
+        return "group", scope[6:]
+    if scope == "account":
+        reserving = [n for n in cfg.groups_of(function) if cfg.groups[n].reserved > 0]
+        return "account", reserving[0] if reserving else ""
+    return scope, ""
+
+
+class GuardCollector(Collector):
+    """Reads every namespace in ``guard:namespaces`` (plus `extra`) at scrape time."""
+
+    def __init__(self, store: RedisStore, extra: Iterable[str] = ()) -> None:
+        self.store = store
+        self.extra = list(extra)
+
+    def describe(self) -> Iterator[Metric]:
+        # Static descriptions: registering must not touch Redis.
+        yield from self._families().values()
+
+    def _families(self) -> dict[str, Family]:
+        f: dict[str, Family] = {
+            "in_use": GaugeMetricFamily("guard_in_use", "Slots held now.", labels=LEVEL),
+            "limit": GaugeMetricFamily("guard_limit", "max_concurrency (when set).", labels=LEVEL),
+            "reserved": GaugeMetricFamily(
+                "guard_reserved", "Slots of the account limit reserved for a group.",
+                labels=["namespace", "group"],
+            ),
+            "throttles": CounterMetricFamily(
+                "guard_throttles", "Acquires refused, by refusing scope.",
+                labels=["namespace", "function", "scope", "group"],
+            ),
+            "shadow": CounterMetricFamily(
+                "guard_shadow_throttles", "Grants a shadow-mode limit would have refused.",
+                labels=["namespace", "function", "scope", "group"],
+            ),
+            "up": GaugeMetricFamily("guard_store_up", "1 when the last scrape read the store."),
+            "dur": GaugeMetricFamily(
+                "guard_scrape_duration_seconds", "Time this scrape spent reading the store."
+            ),
+        }  # fmt: skip
+        for prefix, (name, doc) in COUNTERS.items():
+            f[prefix] = CounterMetricFamily(name, doc, labels=["namespace", "function"])
+        return f
+
+    def collect(self) -> Iterator[Metric]:
+        start = time.perf_counter()
+        fam = self._families()
+        up = 1.0
+        try:
+            for ns in sorted(set(self.store.namespaces()) | set(self.extra)):
+                self._namespace(ns, fam)
+        except GuardError:
+            up = 0.0
+            fam = self._families()  # no half-read namespaces: all or nothing
+        fam["up"].add_metric([], up)
+        fam["dur"].add_metric([], time.perf_counter() - start)
+        yield from fam.values()
+
+    def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
+        a = Admin(self.store, ns)
+        cfg = a.config()
+        use = a.usage()  # reaps expired leases first
+        counters = self.store.usage_fields(ns)
+        acct = use["account"]
+        rows = [("account", "", "", acct)]
+        rows += [("group", n, "", v) for n, v in use["groups"].items()]
+        rows += [("function", "", n, v) for n, v in use["functions"].items()]
+        for scope, group, fn, v in rows:
+            labels = [ns, scope, group, fn]
+            fam["in_use"].add_metric(labels, v["in_use"])
+            if v["max_concurrency"] is not None:
+                fam["limit"].add_metric(labels, v["max_concurrency"])
+        for n, v in use["groups"].items():
+            fam["reserved"].add_metric([ns, n], v["reserved"])
+        for field in sorted(counters):
+            prefix = field[:2]
+            if prefix in COUNTERS:
+                fam[prefix].add_metric([ns, field[2:]], float(counters[field] or 0))
+            elif prefix in ("t:", "s:") and "|" in field:
+                value = float(counters[field] or 0)
+                fn, scope = field[2:].split("|", 1)
+                label, group = split_scope(scope, fn, cfg)
+                key = "throttles" if prefix == "t:" else "shadow"
+                fam[key].add_metric([ns, fn, label, group], value)
+
+
+def _multiproc() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+class HttpMetrics:
+    """Request-duration histogram, per app; merged across workers in multiprocess mode."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.histogram = Histogram(
+            "guard_http_request_duration_seconds",
+            "HTTP request duration by method, route (URL rule) and status.",
+            ["method", "route", "status"],
+            registry=None if _multiproc() else self.registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.histogram.labels(method, route, str(status)).observe(seconds)
+
+    def exposition(self, guard: GuardCollector) -> bytes:
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(guard)
+        if _multiproc():
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(registry) + generate_latest(self.registry)

@@ -1,0 +1,209 @@
+"""Request and response bodies of the HTTP API as pydantic v2 models.
+
+The same models validate requests and generate ``/openapi.json``, so the document cannot drift
+from what the server accepts. Unknown fields are rejected (``extra="forbid"``). Deeper rules
+(Σ reserved, one reserving group per function, …) stay in `guard.model`, reached through
+`guard.admin.Admin`, so HTTP and Python enforce exactly the same settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.config import JsonDict
+
+from .. import keys
+from ..model import MAX_LIMIT, MAX_MEMBERS
+
+MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
+
+
+def _no_bool(value: Any) -> Any:
+    """JSON true/false are not numbers here (pydantic's lax mode would read them as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+NoBool = BeforeValidator(_no_bool)
+Name = Annotated[str, Field(pattern=keys.NAME_RE.pattern, max_length=128)]
+Limit = Annotated[int, NoBool, Field(ge=0, le=MAX_LIMIT)]
+Ttl = Annotated[float, NoBool, Field(gt=0, le=keys.MAX_LEASE_TTL)]
+# A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
+NAME_KEYS: JsonDict = {
+    "propertyNames": {"pattern": keys.NAME_RE.pattern},
+    "additionalProperties": False,
+}
+LeaseId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{32}$", description="128 bits as 32 hex")]
+Mode = Literal["enforce", "shadow"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TagSelector(Strict):
+    tags: dict[Annotated[str, Field(min_length=1)], str] = Field(min_length=1)
+
+
+class StackSelector(Strict):
+    stack: str = Field(min_length=1)
+
+
+class NamespaceIn(Strict):
+    max_concurrency: Limit | None
+
+
+class GroupIn(Strict):
+    """PUT: the whole group (missing fields take their defaults). PATCH: only the fields
+    given change (the defaults below do not apply)."""
+
+    max_concurrency: Limit | None = None
+    reserved: Limit = 0
+    members: list[Name] = Field(
+        default_factory=list, max_length=MAX_MEMBERS, json_schema_extra={"uniqueItems": True}
+    )
+    selector: TagSelector | StackSelector | None = None
+    mode: Mode = "enforce"
+
+
+class FunctionIn(Strict):
+    """PUT: the whole function; PATCH: only the fields given."""
+
+    max_concurrency: Limit | None = None
+    lease_ttl_seconds: Ttl = keys.DEFAULT_LEASE_TTL
+    on_unavailable: Literal["open", "closed"] | None = None
+    mode: Mode = "enforce"
+
+
+class LeaseIn(Strict):
+    function: Name
+    ttl_seconds: Ttl | None = Field(
+        default=None, description="default and upper bound: the function's lease_ttl_seconds"
+    )
+    lease_id: LeaseId | None = Field(
+        default=None, description="chosen by the client so a retried acquire is one lease"
+    )
+    wait_seconds: Annotated[float, NoBool] = Field(
+        default=0.0, ge=0, le=MAX_WAIT_SECONDS, description="wait for a slot, at most 30 s"
+    )
+    unavailable: dict[Name, Annotated[int, NoBool, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=dict,
+        json_schema_extra=NAME_KEYS,
+        description="fail-open runs the SDK counted while the service was out of reach; "
+        "added to guard_unavailable_total",
+    )
+
+
+class RenewIn(Strict):
+    ttl_seconds: Ttl | None = None
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+class NamespaceOut(BaseModel):
+    name: str
+    max_concurrency: int | None
+
+
+class NamespaceList(BaseModel):
+    namespaces: list[str]
+
+
+class GroupOut(BaseModel):
+    name: str
+    max_concurrency: int | None
+    reserved: int
+    members: list[str]
+    selector: dict[str, Any] | None
+    mode: Mode
+
+
+class GroupList(BaseModel):
+    groups: list[GroupOut]
+
+
+class FunctionOut(BaseModel):
+    name: str
+    max_concurrency: int | None
+    lease_ttl_seconds: float
+    on_unavailable: Literal["open", "closed"] | None
+    mode: Mode
+
+
+class FunctionList(BaseModel):
+    functions: list[FunctionOut]
+
+
+class LevelUse(BaseModel):
+    in_use: int
+    max_concurrency: int | None
+
+
+class GroupUse(LevelUse):
+    reserved: int
+
+
+class UsageOut(BaseModel):
+    account: LevelUse
+    groups: dict[str, GroupUse]
+    functions: dict[str, LevelUse]
+
+
+class LeaseOut(BaseModel):
+    lease_id: str
+    function: str
+    groups: list[str]
+    expires_at: float = Field(description="server time, epoch seconds")
+    fence: int
+    ttl_seconds: float
+    on_unavailable: str = Field(description="the function's stored policy ('' when unset)")
+    shadow_scope: str = Field(description="the scope a shadow level would have refused, or ''")
+
+
+class RenewalOut(BaseModel):
+    lease_id: str
+    expires_at: float
+    ttl_seconds: float
+
+
+class HeldLease(BaseModel):
+    lease_id: str
+    function: str
+    groups: list[str]
+    expires_at: float
+    fence: int
+    ttl_seconds: float
+    granted_at: float
+
+
+class LeaseList(BaseModel):
+    leases: list[HeldLease]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; 429 adds scope, function, retry_after."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    scope: str | None = None
+    function: str | None = None
+    retry_after: float | None = None
+    on_unavailable: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+class ConfigDoc(Strict):
+    """A namespace's whole settings (``GET``/``PUT …/{ns}/config``; ``guard apply``)."""
+
+    max_concurrency: Limit | None = None
+    groups: dict[Name, GroupIn] = Field(default_factory=dict, json_schema_extra=NAME_KEYS)
+    functions: dict[Name, FunctionIn] = Field(default_factory=dict, json_schema_extra=NAME_KEYS)

@@ -1,0 +1,139 @@
+"""The SDK in HTTP mode against a live `guard serve`: same surface, same errors."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from live import ADMIN_TOKEN, CLIENT_TOKEN
+
+import guard
+from guard.http_backend import HttpBackend
+
+
+@pytest.fixture
+def hg(live_server: str, ns: str) -> Any:
+    g = guard.Guard.from_url(live_server, namespace=ns, token=CLIENT_TOKEN, timeout=5.0)
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def admin(live_server: str, ns: str) -> Any:
+    from guard.http_backend import HttpAdmin
+
+    backend = HttpBackend(live_server, ADMIN_TOKEN, 5.0)
+    yield HttpAdmin(backend, ns)
+    backend.close()
+
+
+def test_acquire_renew_release(hg: guard.Guard, admin: Any) -> None:
+    admin.put_group("etl", max_concurrency=2, members=["ingest"])
+    lease = hg.acquire("ingest", ttl=10)
+    assert lease.held and lease.groups == ("etl",) and lease.ttl == 10 and lease.fence >= 1
+    assert lease.expires_at > time.time()
+    assert lease.renew(ttl=20) and lease.ttl == 20
+    assert admin.usage()["groups"]["etl"]["in_use"] == 1
+    assert lease.release() is True
+    assert lease.release() is False
+    assert admin.usage()["groups"]["etl"]["in_use"] == 0
+
+
+def test_lost_lease_renew_is_false(hg: guard.Guard) -> None:
+    lease = hg.acquire("f", ttl=0.05)
+    time.sleep(0.15)
+    assert lease.renew() is False and lease.lost
+
+
+def test_throttle_and_wait(hg: guard.Guard, admin: Any) -> None:
+    admin.put_function("f", max_concurrency=1)
+    held = hg.acquire("f", ttl=30)
+    with pytest.raises(guard.Throttled) as ei:
+        hg.acquire("f", ttl=30)
+    assert ei.value.scope == "function" and ei.value.retry_after > 0
+    threading.Timer(0.3, held.release).start()
+    with hg.slot("f", ttl=30, wait=10) as lease:
+        assert lease.held
+
+
+def test_same_lease_id_is_one_lease(hg: guard.Guard, admin: Any) -> None:
+    a = hg.acquire("f", ttl=30, lease_id="cd" * 16)
+    b = hg.acquire("f", ttl=30, lease_id="cd" * 16)
+    assert a.fence == b.fence and admin.usage()["account"]["in_use"] == 1
+
+
+def test_admin_errors_map_to_guard_errors(admin: Any) -> None:
+    with pytest.raises(guard.UsageError) as ei:
+        admin.put_function("f", max_concurrency=-1)
+    assert ei.value.field == "max_concurrency"
+    with pytest.raises(guard.NotFound):
+        admin.patch_group("nope", mode="shadow")
+    admin.set_namespace(max_concurrency=1)
+    with pytest.raises(guard.ConflictError):
+        admin.put_group("g", reserved=2, members=["x"])
+
+
+def test_client_token_on_admin_route_is_a_usage_error(live_server: str, ns: str) -> None:
+    from guard.http_backend import HttpAdmin
+
+    backend = HttpBackend(live_server, CLIENT_TOKEN, 5.0)
+    with pytest.raises(guard.UsageError):
+        HttpAdmin(backend, ns).usage()
+    backend.close()
+
+
+def test_unreachable_fails_open_and_counts_reach_the_server(
+    live_server: str, ns: str, admin: Any
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    g = guard.Guard.from_url(dead, namespace=ns, token=CLIENT_TOKEN, timeout=0.2)
+    lease = g.acquire("f", ttl=10)
+    assert lease.unguarded and g.unavailable_pending() == {"f": 1}
+    g.backend.close()
+    g.backend = HttpBackend(live_server, CLIENT_TOKEN, 5.0)  # the service is back
+    assert g.acquire("f", ttl=10).held
+    assert g.unavailable_pending() == {}
+    g.close()
+    import urllib.request
+
+    admin.set_namespace(max_concurrency=None)  # list the namespace for the collector
+    with urllib.request.urlopen(f"{live_server}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert f'guard_unavailable_total{{function="f",namespace="{ns}"}} 1.0' in text
+
+
+def test_unreachable_closed_raises(ns: str) -> None:
+    g = guard.Guard.from_url("http://127.0.0.1:9", namespace=ns, on_unavailable="closed",
+                             timeout=0.2)  # fmt: skip
+    with pytest.raises(guard.GuardUnavailable):
+        g.acquire("f")
+    g.close()
+
+
+def test_import_guard_does_not_import_http_backend() -> None:
+    import subprocess
+    import sys
+
+    code = "import guard, sys; assert 'guard.http_backend' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_admin_follows_the_mode(live_server: str, g: guard.Guard) -> None:
+    """`Guard.admin` speaks HTTP in HTTP mode and Redis in Redis mode, with one surface."""
+    from live import ADMIN_TOKEN
+
+    from guard.admin import Admin
+    from guard.http_backend import HttpAdmin
+
+    hg = guard.Guard.from_url(live_server, namespace=g.namespace, token=ADMIN_TOKEN)
+    try:
+        assert isinstance(hg.admin, HttpAdmin) and isinstance(g.admin, Admin)
+        hg.admin.put_function("via-http", max_concurrency=2)
+        assert g.admin.get_function("via-http")["max_concurrency"] == 2
+    finally:
+        hg.close()
