@@ -389,6 +389,19 @@ def _discussion(report: dict[str, Any]) -> list[str]:
             else "."
         )
     )
+    h1 = _row(rows, "guard HTTP [processes]", "uncontended", 1)
+    h16 = _row(rows, "guard HTTP [processes]", "uncontended", 16)
+    if h1 and g1:
+        out.append(
+            f"- **guard over HTTP** ({_f(h1['pairs_per_s'])} pairs/s at 1 worker, "
+            f"{_f(h16.get('pairs_per_s'))} at 16; SDK direct: {_f(g1['pairs_per_s'])} and "
+            f"{_f(g16.get('pairs_per_s'))}): the Redis side is the same two scripts "
+            f"({_f(h1['top_us'], 1)} vs {_f(g1['top_us'], 1)} µs of top-level command time "
+            "per pair), so the gap is the HTTP hop: two requests per pair through gunicorn "
+            "(gthread), Flask routing, JSON and bearer-token checks, and the server's own "
+            "redis-py round trips, all on the same 2 cores as Redis and the load generator. "
+            "It is the path for callers that cannot reach Redis, not the fast path."
+        )
     if not report.get("http_subject"):
         out.append(
             "- **guard's HTTP lease API was not measured in this run**: the checkout's guard has "
