@@ -408,6 +408,10 @@ def _discussion(report: dict[str, Any]) -> list[str]:
             "no `guard.server` yet (the HTTP service had not been merged). The subject is in "
             "`bench/subjects.py` and runs as soon as `guard serve` exists."
         )
+    if report.get("failures"):
+        out += ["", "**Measurements that failed in this run** (a peer's Node driver crashed; "
+                "its medians are over the remaining rounds):", ""]  # fmt: skip
+        out += [f"- {v}" for v in report["failures"]]
     if report.get("violations"):
         out += ["", "**Safety violations seen in this run:**", ""]
         out += [f"- {v}" for v in report["violations"]]

@@ -253,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/node_modules missing: run `npm ci --prefix bench`; Node peers skipped")
     t_start = time.monotonic()
     violations: list[str] = []
+    failures: list[str] = []
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(harness.redis_server())
         http_base = None
@@ -274,7 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             shift = rnd * len(order) // plan.rounds
             for i in order[shift:] + order[:shift]:
                 c = plan_configs[i]
-                r = measure(server, plan, c)
+                try:
+                    r = measure(server, plan, c)
+                except RuntimeError as exc:
+                    if not isinstance(c.subject, NodeSubject):
+                        raise
+                    # a Node driver that crashed under load: recorded, the round goes on
+                    failures.append(f"round {rnd + 1}: {c.label} w={c.workers}: {exc!s:.300}")
+                    print(f"!!! {failures[-1]}", flush=True)
+                    continue
                 by_config[i].append(r)
                 print(
                     f"round {rnd + 1}/{plan.rounds} {c.workload:11} {c.label:34} w={c.workers:<3}"
@@ -301,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"callgrind instructions per pair: {instructions}", flush=True)
     rows = []
     for i, c in enumerate(plan_configs):
+        if not by_config[i]:
+            continue
         rows.append(
             {
                 "label": c.label,
@@ -324,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "cluster": cluster,
         "instructions": {**instructions, "pairs": plan.callgrind_pairs},
         "violations": violations,
+        "failures": failures,
         "http_subject": http_base is not None,
         "raw": {str(i): [asdict(r) for r in rs] for i, rs in by_config.items()},
     }
