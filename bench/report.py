@@ -395,9 +395,12 @@ def _discussion(report: dict[str, Any]) -> list[str]:
         out.append(
             f"- **guard over HTTP** ({_f(h1['pairs_per_s'])} pairs/s at 1 worker, "
             f"{_f(h16.get('pairs_per_s'))} at 16; SDK direct: {_f(g1['pairs_per_s'])} and "
-            f"{_f(g16.get('pairs_per_s'))}): the Redis side is the same two scripts "
-            f"({_f(h1['top_us'], 1)} vs {_f(g1['top_us'], 1)} µs of top-level command time "
-            "per pair), so the gap is the HTTP hop: two requests per pair through gunicorn "
+            f"{_f(g16.get('pairs_per_s'))}): Redis runs the same two scripts per pair (the same "
+            "commandstats calls), though their measured time is higher over HTTP "
+            f"({_f(h1['top_us'], 1)} vs {_f(g1['top_us'], 1)} µs of top-level command time), "
+            "most likely because Redis shares the 2 cores with gunicorn's workers and is "
+            "descheduled mid-command (not verified). The throughput gap is the HTTP hop: two "
+            "requests per pair through gunicorn "
             "(gthread), Flask routing, JSON and bearer-token checks, and the server's own "
             "redis-py round trips, all on the same 2 cores as Redis and the load generator. "
             "It is the path for callers that cannot reach Redis, not the fast path."
@@ -411,7 +414,7 @@ def _discussion(report: dict[str, Any]) -> list[str]:
     if report.get("failures"):
         out += ["", "**Measurements that failed in this run** (a peer's Node driver crashed; "
                 "its medians are over the remaining rounds):", ""]  # fmt: skip
-        out += [f"- {v}" for v in report["failures"]]
+        out += [f"- {' '.join(v.split())[:160]} …" for v in report["failures"]]
     if report.get("violations"):
         out += ["", "**Safety violations seen in this run:**", ""]
         out += [f"- {v}" for v in report["violations"]]
