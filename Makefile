@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup tools system-deps test lint typecheck pytest run bench clean
+.PHONY: all setup tools system-deps test lint typecheck pytest run bench bench-quick clean
 
 all: test
 
@@ -43,8 +43,16 @@ test: lint typecheck pytest
 run: setup
 	$(BIN)/guard serve --bind 127.0.0.1:8000
 
-bench: setup
-	$(BIN)/python bench/bench_engine.py
+# bench: guard beside its peers on a private redis-server; writes docs/benchmarks.md and
+# docs/img/*.png (~15 minutes on 2 cores; bench-quick: a few minutes)
+bench/node_modules/.package-lock.json:
+	npm ci --prefix bench
+
+bench: setup bench/node_modules/.package-lock.json
+	$(BIN)/python bench/run_all.py
+
+bench-quick: setup bench/node_modules/.package-lock.json
+	$(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

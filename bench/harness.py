@@ -23,9 +23,11 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -192,6 +194,11 @@ class Cost:
     script_us: float
     reads: float
     calls: dict[str, float] = field(default_factory=dict)
+    usec: dict[str, float] = field(default_factory=dict)  # per command name, per pair
+
+    def top_level_us(self, commands: tuple[str, ...]) -> float:
+        """Command time per pair of the commands a client sent itself (no script-inner ones)."""
+        return sum(v for k, v in self.usec.items() if k in commands)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -201,6 +208,7 @@ class Cost:
             "script_us": self.script_us,
             "reads": self.reads,
             "calls": self.calls,
+            "usec": self.usec,
         }
 
 
@@ -217,6 +225,7 @@ def cost_between(before: InfoSnapshot, after: InfoSnapshot, pairs: int) -> Cost:
         script_us=script / n,
         reads=max(0, after.reads - before.reads - 1) / n,  # -1: the INFO read itself
         calls={k: v / n for k, v in sorted(dcalls.items()) if v},
+        usec={k: v / n for k, v in sorted(dusec.items()) if v},
     )
 
 
@@ -274,6 +283,7 @@ class PySubject:
     open: Callable[[BenchConfig], Session]  # once per worker, inside the worker
     setup: Callable[[BenchConfig], None] | None = None  # once per run (configure limits)
     note: str = ""
+    top_level: tuple[str, ...] = ("evalsha",)  # commands the client sends (commandstats)
 
 
 @dataclass(frozen=True)
@@ -282,6 +292,7 @@ class NodeSubject:
     driver: str  # file under bench/peers/
     mode: str  # shared | conns | procs
     note: str = ""
+    top_level: tuple[str, ...] = ("evalsha",)
 
 
 @dataclass
@@ -595,3 +606,144 @@ def redis_benchmark_ceiling(
 def median(values: list[float]) -> float:
     vals = [v for v in values if v == v]  # drop NaN
     return statistics.median(vals) if vals else float("nan")
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def free_cluster_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free as well."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@contextlib.contextmanager
+def redis_cluster(shards: int = 3, timeout: float = 30.0) -> Iterator[list[RedisServer]]:
+    """``shards`` cluster-enabled primaries (no replicas) joined with ``redis-cli --cluster
+    create``; every node is stopped in ``finally``."""
+    nodes: list[RedisServer] = []
+    try:
+        for _ in range(shards):
+            workdir = tempfile.mkdtemp(prefix="guard-bench-cluster-")
+            port = free_cluster_port()
+            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            args += ["--appendonly", "no", "--dir", workdir, "--cluster-enabled", "yes"]
+            args += ["--cluster-config-file", os.path.join(workdir, "nodes.conf")]
+            args += ["--logfile", os.path.join(workdir, "log")]
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            nodes.append(RedisServer(port=port, proc=proc, workdir=workdir))
+        deadline = time.monotonic() + timeout
+        for n in nodes:
+            while True:
+                try:
+                    if n.client(socket_timeout=1).ping():
+                        break
+                except redis.ConnectionError:
+                    pass
+                if n.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node on {n.port} did not start")
+                time.sleep(0.05)
+        addrs = [f"127.0.0.1:{n.port}" for n in nodes]
+        create = ["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0"]
+        subprocess.run(
+            [*create, "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        while True:
+            infos = [n.client().cluster("info") for n in nodes]  # parsed by redis-py
+            if all("cluster_state:ok" in _text(i) or _text(dict(i).get("cluster_state")) == "ok"
+                   for i in infos):  # fmt: skip
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        yield nodes
+    finally:
+        for n in nodes:
+            stop_redis(n)
+
+
+def _text(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def slot_owner(nodes: list[RedisServer], key: str) -> int:
+    """Index in ``nodes`` of the primary that serves ``key``'s hash slot."""
+    client = nodes[0].client()
+    try:
+        slot = int(client.execute_command("CLUSTER KEYSLOT", key))
+        for start, end, primary, *_ in client.execute_command("CLUSTER SLOTS"):
+            if int(start) <= slot <= int(end):
+                port = int(primary[1])
+                return next(i for i, n in enumerate(nodes) if n.port == port)
+    finally:
+        client.close()
+    raise RuntimeError(f"no node serves {key!r}")
+
+
+# --------------------------------------------------------------------------- guard serve
+
+
+@dataclass
+class HttpServer:
+    base: str  # http://127.0.0.1:PORT
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: str
+
+
+@contextlib.contextmanager
+def guard_http_server(
+    redis_url: str, workers: int, threads: int, client_token: str, admin_token: str
+) -> Iterator[HttpServer]:
+    """``guard serve`` (gunicorn, gthread) on a free loopback port, in its own process group,
+    killed with all its workers in ``finally``."""
+    port = free_port()
+    fd, log_path = tempfile.mkstemp(prefix="guard-bench-http-", suffix=".log")
+    log = os.fdopen(fd, "wb")
+    env = dict(os.environ, GUARD_REDIS_URL=redis_url, GUARD_CLIENT_TOKENS=client_token,
+               GUARD_ADMIN_TOKENS=admin_token, GUARD_THREADS=str(threads),
+               GUARD_LOG_LEVEL="warning")  # fmt: skip
+    exe = os.path.join(os.path.dirname(sys.executable), "guard")  # the venv's console script
+    cmd = [exe if os.path.exists(exe) else "guard", "serve", "--bind", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", str(workers)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    server = HttpServer(f"http://127.0.0.1:{port}", port, proc, log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.base}/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                with open(log_path) as f:
+                    raise RuntimeError(f"guard serve did not start: {f.read()[-2000:]}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+        log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(log_path)

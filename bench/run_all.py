@@ -11,6 +11,8 @@ hits every subject alike. Raw results go to bench/out/results.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -23,9 +25,17 @@ from typing import Any
 
 import harness
 import redis
+import scaling
 from harness import BenchConfig, NodeSubject, PySubject, Result, median
 from reference import ReferenceSemaphore
-from subjects import NODE_SUBJECTS, PY_SUBJECTS, guard_subjects
+from subjects import (
+    HTTP_ADMIN_TOKEN,
+    HTTP_CLIENT_TOKEN,
+    NODE_SUBJECTS,
+    PY_SUBJECTS,
+    guard_subjects,
+    http_available,
+)
 
 ROOT = os.path.dirname(harness.BENCH_DIR)
 DOCS = os.path.join(ROOT, "docs")
@@ -47,12 +57,18 @@ class Plan:
     held_sizes: tuple[int, ...]
     held_pairs: int
     ceiling_requests: int
+    cluster_namespaces: tuple[int, ...] = (1, 3, 12)
+    cluster_procs: int = 6
+    cluster_seconds: float = 2.0
+    callgrind_pairs: int = 2000
+    http_workers: int = 2  # gunicorn workers of guard serve
+    http_threads: int = 40  # gthread threads per worker: >= kept-alive connections / workers
 
 
 QUICK = Plan(1.0, 2.0, 3, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 2000,
-             50_000)  # fmt: skip
-FULL = Plan(3.0, 5.0, 5, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 10_000,
-            200_000)  # fmt: skip
+             50_000, cluster_seconds=1.0, callgrind_pairs=500)  # fmt: skip
+FULL = Plan(1.5, 3.0, 5, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 5000,
+            100_000, cluster_seconds=3.0)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -66,8 +82,8 @@ class Config:
     workload: str
 
 
-def configs(plan: Plan) -> list[Config]:
-    subjects = PY_SUBJECTS + guard_subjects()
+def configs(plan: Plan, http_base: str | None = None) -> list[Config]:
+    subjects = PY_SUBJECTS + guard_subjects(http_base)
     out: list[Config] = []
     for subj, kinds in subjects:
         for kind in kinds:
@@ -94,7 +110,7 @@ def configs(plan: Plan) -> list[Config]:
 def measure(server: harness.RedisServer, plan: Plan, c: Config) -> Result:
     contended = c.workload == "contended"
     limit = plan.contended_limit if contended else UNLIMITED
-    cfg = BenchConfig(url=server.url, key=f"bench:{uuid.uuid4().hex[:12]}", limit=limit)
+    cfg = BenchConfig(url=server.url, key=f"bench-{uuid.uuid4().hex[:12]}", limit=limit)
     seconds = plan.contended_seconds if contended else plan.seconds
     hold = plan.hold_ms if contended else 0.0
     if isinstance(c.subject, NodeSubject):
@@ -168,6 +184,9 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "redis-py": redis.__version__,
     }
+    for dist in ("guard", "matplotlib", "gunicorn", "flask"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            v[dist] = importlib.metadata.version(dist)
     for pkg in ("redis-semaphore", "ioredis", "bottleneck"):
         path = os.path.join(harness.BENCH_DIR, "node_modules", pkg, "package.json")
         if os.path.exists(path):
@@ -186,8 +205,11 @@ def machine() -> dict[str, str]:
     return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release()}
 
 
-def aggregate(results: list[Result]) -> dict[str, Any]:
-    """Medians over rounds; max_holders is the maximum over rounds (the worst seen)."""
+def aggregate(results: list[Result], top_level: tuple[str, ...]) -> dict[str, Any]:
+    """Medians over rounds; max_holders is the maximum over rounds (the worst seen).
+
+    ``top_us`` is the command time of the commands the client itself sent (``top_level`` plus
+    the contended workload's INCRBY/DECRBY): commandstats lists script-inner commands too."""
     costs = [r.cost for r in results if r.cost]
     holders = [r.max_holders for r in results if r.max_holders is not None]
     return {
@@ -203,6 +225,9 @@ def aggregate(results: list[Result]) -> dict[str, Any]:
         "cpu_us": median([c.cpu_us for c in costs]) if costs else float("nan"),
         "cmd_us": median([c.cmd_us for c in costs]) if costs else float("nan"),
         "script_us": median([c.script_us for c in costs]) if costs else float("nan"),
+        "top_us": median([c.top_level_us((*top_level, "incrby", "decrby")) for c in costs])
+        if costs
+        else float("nan"),
         "reads": median([c.reads for c in costs]) if costs else float("nan"),
         "calls": costs[len(costs) // 2].calls if costs else {},
         "connections": results[0].extra.get("connections"),
@@ -213,14 +238,35 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="short runs (~2-3 minutes in all)")
     ap.add_argument("--no-docs", action="store_true", help="print results, write no docs")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the docs from bench/out/results.json")  # fmt: skip
     opts = ap.parse_args(argv)
+    if opts.report_only:
+        import report as report_mod
+
+        with open(os.path.join(OUT, "results.json")) as f:
+            report_mod.write(json.load(f), DOCS, IMG)
+        print(f"wrote {os.path.join(DOCS, 'benchmarks.md')}")
+        return 0
     plan = QUICK if opts.quick else FULL
     if not harness.node_modules_ready():
         print("bench/node_modules missing: run `npm ci --prefix bench`; Node peers skipped")
     t_start = time.monotonic()
-    plan_configs = configs(plan)
-    by_config: dict[int, list[Result]] = {i: [] for i in range(len(plan_configs))}
-    with harness.redis_server() as server:
+    violations: list[str] = []
+    failures: list[str] = []
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(harness.redis_server())
+        http_base = None
+        if http_available():
+            http = stack.enter_context(
+                harness.guard_http_server(server.url, plan.http_workers, plan.http_threads,
+                                          HTTP_CLIENT_TOKEN, HTTP_ADMIN_TOKEN)
+            )  # fmt: skip
+            http_base = http.base
+        else:
+            print("guard has no HTTP service in this checkout (guard.server): HTTP subject skipped")
+        plan_configs = configs(plan, http_base)
+        by_config: dict[int, list[Result]] = {i: [] for i in range(len(plan_configs))}
         print(f"redis-server on 127.0.0.1:{server.port}; {len(plan_configs)} configs")
         ceilings: list[dict[str, float]] = []
         for rnd in range(plan.rounds):
@@ -229,7 +275,15 @@ def main(argv: list[str] | None = None) -> int:
             shift = rnd * len(order) // plan.rounds
             for i in order[shift:] + order[:shift]:
                 c = plan_configs[i]
-                r = measure(server, plan, c)
+                try:
+                    r = measure(server, plan, c)
+                except RuntimeError as exc:
+                    if not isinstance(c.subject, NodeSubject):
+                        raise
+                    # a Node driver that crashed under load: recorded, the round goes on
+                    failures.append(f"round {rnd + 1}: {c.label} w={c.workers}: {exc!s:.300}")
+                    print(f"!!! {failures[-1]}", flush=True)
+                    continue
                 by_config[i].append(r)
                 print(
                     f"round {rnd + 1}/{plan.rounds} {c.workload:11} {c.label:34} w={c.workers:<3}"
@@ -237,10 +291,27 @@ def main(argv: list[str] | None = None) -> int:
                     + (f" max_holders {r.max_holders}" if r.max_holders is not None else ""),
                     flush=True,
                 )
+                if r.max_holders is not None and r.max_holders > plan.contended_limit:
+                    msg = (f"SAFETY VIOLATION: {c.label} let {r.max_holders} holders in at once "
+                           f"(limit {plan.contended_limit}) in round {rnd + 1}")  # fmt: skip
+                    print("!" * 8, msg, flush=True)
+                    if c.subject.name.startswith("guard"):
+                        raise SystemExit(msg)
+                    violations.append(msg)  # a peer's: reported, and the run exits non-zero
         ceiling = {k: median([c[k] for c in ceilings]) for k in ceilings[0]}
-        held = held_scaling(server, plan)
+        held = [{"subject": "reference (redis-py)", **h} for h in held_scaling(server, plan)]
+        held += scaling.guard_held_scaling(server, plan.held_sizes, plan.held_pairs, plan.rounds)
+    cluster = scaling.cluster_scaling(
+        plan.cluster_namespaces, plan.cluster_procs, plan.cluster_seconds, plan.rounds
+    )
+    from callgrind_cost import measure as callgrind_measure
+
+    instructions = {s: callgrind_measure(s, plan.callgrind_pairs) for s in ("guard", "reference")}
+    print(f"callgrind instructions per pair: {instructions}", flush=True)
     rows = []
     for i, c in enumerate(plan_configs):
+        if not by_config[i]:
+            continue
         rows.append(
             {
                 "label": c.label,
@@ -248,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mode": c.mode,
                 "workers": c.workers,
                 "workload": c.workload,
-                **aggregate(by_config[i]),
+                **aggregate(by_config[i], c.subject.top_level),
             }
         )
     report = {
@@ -261,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling": ceiling,
         "rows": rows,
         "held": held,
+        "cluster": cluster,
+        "instructions": {**instructions, "pairs": plan.callgrind_pairs},
+        "violations": violations,
+        "failures": failures,
+        "http_subject": http_base is not None,
         "raw": {str(i): [asdict(r) for r in rs] for i, rs in by_config.items()},
     }
     os.makedirs(OUT, exist_ok=True)
@@ -272,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         report_mod.write(report, DOCS, IMG)
         print(f"wrote {os.path.join(DOCS, 'benchmarks.md')}")
     print(f"done in {report['elapsed_s']:.0f} s")
+    if violations:
+        print("\n".join(["!" * 8 + " " + v for v in violations]), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,33 +6,20 @@ returns a session whose ``acquire(lease_id)`` gives a handle or None (refused) a
 ``release(handle)`` frees it. ``cfg`` is a ``harness.BenchConfig``: ``url``, ``key`` (unique per
 measurement: use it as guard's namespace), ``limit`` and ``ttl``.
 
-guard's SDK plugs in like this (once ``guard`` is importable)::
-
-    import guard
-
-    def guard_setup(cfg):
-        g = guard.Guard.from_url(cfg.url, namespace=cfg.key)
-        g.admin.put_function("bench", max_concurrency=cfg.limit)
-
-    def guard_open(cfg):
-        g = guard.Guard.from_url(cfg.url, namespace=cfg.key)
-
-        def acquire(lease_id):
-            try:
-                return g.acquire("bench", ttl=cfg.ttl, lease_id=lease_id)
-            except guard.Throttled:
-                return None
-
-        return CallableSession(acquire, lambda lease: lease.release())
-
-    PySubject("guard SDK", open=guard_open, setup=guard_setup)
-
-guard's HTTP API the same way, with ``POST /v1/namespaces/{ns}/leases`` as acquire (201 →
-handle = lease id, 429 → None) and ``DELETE …/leases/{id}`` as release on a kept-alive
-``http.client.HTTPConnection`` per worker.
+guard's subjects (``guard_subjects()``): the SDK (``Guard.from_url(url, namespace=cfg.key)``,
+``acquire(fn, ttl=, lease_id=)`` / ``lease.release()``, ``guard.Throttled`` → None) as forked
+processes and as threads, and — with a running ``guard serve`` — the HTTP lease API
+(``POST /v1/namespaces/{ns}/leases`` 201 → lease id, 429 → None; ``DELETE …/leases/{id}``) on
+one kept-alive ``http.client.HTTPConnection`` per worker. Each measurement's namespace checks
+three levels on every admission (``guard_limits``).
 """
 
 from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import urllib.parse
 
 import redis
 from harness import BenchConfig, CallableSession, NodeSubject, PySubject, Session
@@ -53,6 +40,7 @@ REFERENCE = PySubject(
     "reference (redis-py)",
     open=_reference_open,
     note="bench/reference.py: one EVALSHA (TIME, ZREMRANGEBYSCORE, ZCARD, ZADD) + ZREM",
+    top_level=("evalsha", "zrem"),
 )
 
 # Python subjects run as forked processes (one connection each) and, where listed, threads.
@@ -61,17 +49,146 @@ PY_SUBJECTS: list[tuple[PySubject, tuple[str, ...]]] = [
 ]
 
 NODE_SUBJECTS: list[NodeSubject] = [
-    NodeSubject("redis-semaphore", "redis_semaphore.mjs", mode)
+    NodeSubject("redis-semaphore", "redis_semaphore.mjs", mode, top_level=("evalsha", "zrem"))
     for mode in ("shared", "conns", "procs")
 ] + [NodeSubject("bottleneck", "bottleneck.mjs", mode) for mode in ("shared", "conns", "procs")]
 
 
-def guard_subjects() -> list[tuple[PySubject, tuple[str, ...]]]:
-    """guard's subjects, once its SDK is importable; empty until then."""
+# guard's namespace for a measurement (cfg.key): three levels checked on every admission.
+GUARD_FUNCTION = "bench"
+GUARD_GROUP = "bench-group"
+HTTP_CLIENT_TOKEN = "bench-client-token"
+HTTP_ADMIN_TOKEN = "bench-admin-token"
+
+
+def guard_limits(cfg: BenchConfig) -> dict[str, int]:
+    """Account, group and function max for one measurement: the function's own max is
+    ``cfg.limit`` (the binding one); the group's is 2x and the account's 4x, so the script
+    reads and checks all three levels but only the function level ever refuses."""
+    return {"account": cfg.limit * 4, "group": cfg.limit * 2, "function": cfg.limit}
+
+
+def lease_id_128(lease_id: str) -> bytes:
+    """guard's lease ids are 128 bits; the harness's ids are strings, so hash them."""
+    return hashlib.blake2b(lease_id.encode(), digest_size=16).digest()
+
+
+def _guard_setup(cfg: BenchConfig) -> None:
+    import guard
+
+    lim = guard_limits(cfg)
+    g = guard.Guard.from_url(cfg.url, namespace=cfg.key, timeout=5)
+    try:
+        g.admin.set_namespace(max_concurrency=lim["account"])
+        g.admin.put_group(GUARD_GROUP, max_concurrency=lim["group"], members=[GUARD_FUNCTION])
+        g.admin.put_function(GUARD_FUNCTION, max_concurrency=lim["function"])
+    finally:
+        g.close()
+
+
+def _guard_open(cfg: BenchConfig) -> Session:
+    import guard
+
+    g = guard.Guard.from_url(cfg.url, namespace=cfg.key, timeout=5)
+
+    def acquire(lease_id: str) -> object | None:
+        try:
+            return g.acquire(GUARD_FUNCTION, ttl=cfg.ttl, lease_id=lease_id_128(lease_id))
+        except guard.Throttled:
+            return None
+
+    return CallableSession(acquire, lambda lease: lease.release(), g.close)  # type: ignore[attr-defined]
+
+
+GUARD_SDK = PySubject(
+    "guard SDK",
+    open=_guard_open,
+    setup=_guard_setup,
+    note="Guard.acquire/Lease.release: one EVALSHA each; account, group and function checked",
+)
+
+
+class _Http:
+    """One kept-alive HTTP/1.1 connection to ``guard serve`` (one per worker)."""
+
+    def __init__(self, base: str, token: str) -> None:
+        u = urllib.parse.urlsplit(base)
+        self.conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, doc: object | None = None) -> tuple[int, bytes]:
+        body = json.dumps(doc).encode() if doc is not None else None
+        self.conn.request(method, path, body=body, headers=self.headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+
+def _http_subject(base: str) -> PySubject:
+    def setup(cfg: BenchConfig) -> None:
+        lim = guard_limits(cfg)
+        h = _Http(base, HTTP_ADMIN_TOKEN)
+        ns = f"/v1/namespaces/{cfg.key}"
+        try:
+            for path, doc in (
+                (ns, {"max_concurrency": lim["account"]}),
+                (f"{ns}/groups/{GUARD_GROUP}",
+                 {"max_concurrency": lim["group"], "members": [GUARD_FUNCTION]}),
+                (f"{ns}/functions/{GUARD_FUNCTION}", {"max_concurrency": lim["function"]}),
+            ):  # fmt: skip
+                status, text = h.call("PUT", path, doc)
+                if status not in (200, 201):
+                    raise RuntimeError(f"PUT {path}: {status} {text[:300]!r}")
+        finally:
+            h.conn.close()
+
+    def open_(cfg: BenchConfig) -> Session:
+        h = _Http(base, HTTP_CLIENT_TOKEN)
+        leases = f"/v1/namespaces/{cfg.key}/leases"
+
+        def acquire(lease_id: str) -> str | None:
+            lid = lease_id_128(lease_id).hex()
+            doc = {"function": GUARD_FUNCTION, "ttl_seconds": cfg.ttl, "lease_id": lid}
+            status, text = h.call("POST", leases, doc)
+            if status == 201:
+                return lid
+            if status == 429:
+                return None
+            raise RuntimeError(f"POST {leases}: {status} {text[:300]!r}")
+
+        def release(lid: object) -> None:
+            status, text = h.call("DELETE", f"{leases}/{lid}")
+            if status != 204:
+                raise RuntimeError(f"DELETE lease: {status} {text[:300]!r}")
+
+        return CallableSession(acquire, release, h.conn.close)
+
+    return PySubject(
+        "guard HTTP",
+        open=open_,
+        setup=setup,
+        note="guard serve (gunicorn gthread): POST …/leases 201/429, DELETE …/leases/{id} 204",
+    )
+
+
+def http_available() -> bool:
+    """Whether this checkout's guard has the HTTP service (``guard serve``)."""
+    try:
+        import guard.server  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def guard_subjects(http_base: str | None = None) -> list[tuple[PySubject, tuple[str, ...]]]:
+    """guard's subjects: the SDK (processes and threads) and, with a running ``guard serve``
+    at ``http_base``, the HTTP lease API (processes)."""
     try:
         import guard
     except ImportError:
         return []
     if not hasattr(guard, "Guard"):
         return []
-    return []  # the lead adds guard's PySubject(s) here; see the module docstring
+    out: list[tuple[PySubject, tuple[str, ...]]] = [(GUARD_SDK, ("processes", "threads"))]
+    if http_base:
+        out.append((_http_subject(http_base), ("processes",)))
+    return out
