@@ -349,8 +349,12 @@ def _discussion(report: dict[str, Any]) -> list[str]:
             "goal of 200: " + ("met" if hi["bytes_per_lease"] < 200 else "**not met**") + ". "
             "The bytes are the lease twice: a member of the expiry zset (skiplist node + dict "
             "entry + 16-byte id) and a field of the lease hash (16-byte id + the "
-            "`fn|expires|fence|ttl|groups|granted` value); per-function counters are amortised "
-            "over 100 leases each. The reference keeps one zset member per lease."
+            "struct-packed expiry, grant time, fence, TTL, function and groups, ~40 bytes); "
+            "per-function counters are amortised over 100 leases each. The reference keeps one "
+            "zset member per lease. Getting under 200 would take one structure per lease "
+            "(e.g. expiry buckets instead of the zset, which makes reaping late by up to a "
+            "bucket) or interning function names and shortening stored ids (one more lookup "
+            "per release): see docs/performance.md."
         )
     cl = report.get("cluster")
     if cl and cl["rows"]:
