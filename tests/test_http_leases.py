@@ -178,3 +178,13 @@ def test_readyz_needs_runnable_scripts_not_just_ping(app: Any) -> None:
         assert r.status_code == 503 and r.json["status"] == "unavailable"
     finally:
         crippled.cleanup()
+
+
+def test_quarantine_setting_reaches_the_server_store(redis_server) -> None:  # type: ignore[no-untyped-def]
+    """GUARD_QUARANTINE=1 turns the failover quarantine on for leases handed out over HTTP."""
+    from guard.server import create_app
+
+    on = create_app({"REDIS_URL": redis_server.url, "QUARANTINE": True, "TESTING": True})
+    off = create_app({"REDIS_URL": redis_server.url, "TESTING": True})
+    assert on.extensions["guard.store"].quarantine is True
+    assert off.extensions["guard.store"].quarantine is False

@@ -30,6 +30,7 @@ def env_config() -> dict[str, Any]:
         "METRICS_TOKEN_REQUIRED": env.get("GUARD_METRICS_TOKEN_REQUIRED", "").lower()
         in ("1", "true", "yes", "on"),
         "METRICS_NAMESPACES": auth.split_tokens(env.get("GUARD_METRICS_NAMESPACES")),
+        "QUARANTINE": env.get("GUARD_QUARANTINE", "").lower() in ("1", "true", "yes", "on"),
     }
 
 
@@ -44,7 +45,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             app.config[k] = auth.split_tokens(app.config[k])
 
     store = app.config.get("STORE") or RedisStore.from_url(
-        app.config["REDIS_URL"], timeout=app.config["REDIS_TIMEOUT"]
+        app.config["REDIS_URL"],
+        timeout=app.config["REDIS_TIMEOUT"],
+        quarantine=app.config["QUARANTINE"],  # the failover quarantine for HTTP leases too
     )
     http = HttpMetrics()
     app.extensions["guard.store"] = store
