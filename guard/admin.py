@@ -57,31 +57,7 @@ class Admin:
     def usage(self) -> dict[str, Any]:
         """Live in-use against limits at every level; functions holding leases appear even
         when they were never configured. Expired leases are reaped first."""
-        cfg = self.config()
-        used = self.store.usage_fields(self.namespace)
-
-        def n(field: str) -> int:
-            return max(0, int(used.get(field, 0)))
-
-        functions = {
-            name: {"in_use": n(f"f:{name}"), "max_concurrency": f.max_concurrency}
-            for name, f in cfg.functions.items()
-        }
-        for k in used:
-            if k.startswith("f:") and k[2:] not in functions and n(k) > 0:
-                functions[k[2:]] = {"in_use": n(k), "max_concurrency": None}
-        return {
-            "account": {"in_use": n("a"), "max_concurrency": cfg.max_concurrency},
-            "groups": {
-                name: {
-                    "in_use": n(f"g:{name}"),
-                    "max_concurrency": g.max_concurrency,
-                    "reserved": g.reserved,
-                }
-                for name, g in sorted(cfg.groups.items())
-            },
-            "functions": dict(sorted(functions.items())),
-        }
+        return usage_of(self.config(), self.store.usage_fields(self.namespace))
 
     # -- writes -------------------------------------------------------------------------
 
@@ -171,3 +147,31 @@ class Admin:
 
 def _text(v: str | bytes) -> str:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def usage_of(cfg: Config, used: dict[str, str]) -> dict[str, Any]:
+    """The usage document from a config and the namespace's counters (`usage_fields`), for
+    callers that need both and should read each once (the metrics collector)."""
+
+    def n(field: str) -> int:
+        return max(0, int(used.get(field, 0)))
+
+    functions = {
+        name: {"in_use": n(f"f:{name}"), "max_concurrency": f.max_concurrency}
+        for name, f in cfg.functions.items()
+    }
+    for k in used:
+        if k.startswith("f:") and k[2:] not in functions and n(k) > 0:
+            functions[k[2:]] = {"in_use": n(k), "max_concurrency": None}
+    return {
+        "account": {"in_use": n("a"), "max_concurrency": cfg.max_concurrency},
+        "groups": {
+            name: {
+                "in_use": n(f"g:{name}"),
+                "max_concurrency": g.max_concurrency,
+                "reserved": g.reserved,
+            }
+            for name, g in sorted(cfg.groups.items())
+        },
+        "functions": dict(sorted(functions.items())),
+    }

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..admin import Admin
+from ..admin import Admin, usage_of
 from ..errors import GuardError
 from ..model import Config
 from ..store import RedisStore
@@ -97,8 +97,8 @@ class GuardCollector(Collector):
     def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
         a = Admin(self.store, ns)
         cfg = a.config()
-        use = a.usage()  # reaps expired leases first
-        counters = self.store.usage_fields(ns)
+        counters = self.store.usage_fields(ns)  # reaps expired leases first
+        use = usage_of(cfg, counters)
         acct = use["account"]
         rows = [("account", "", "", acct)]
         rows += [("group", n, "", v) for n, v in use["groups"].items()]
