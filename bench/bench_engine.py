@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +28,7 @@ import redis
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from harness import redis_server
 from reference import ReferenceSemaphore
 
 import guard
@@ -46,40 +45,6 @@ class Reference:
         if not self.sem.acquire(lid, 30.0):
             raise RuntimeError("reference refused")
         self.sem.release(lid)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            tmp,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    c = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            c.ping()
-            return proc, port
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    raise RuntimeError("redis-server did not start")
 
 
 TOP_LEVEL = {"guard": ("cmdstat_evalsha",), "reference": ("cmdstat_evalsha", "cmdstat_zrem")}
@@ -144,35 +109,31 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--callgrind", action="store_true", help="also count instructions")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_redis(tmp)
-        try:
-            url = f"redis://127.0.0.1:{port}/0"
-            c = redis.Redis(port=port)
-            ref = Reference(redis.Redis(port=port))
-            g = guard.Guard.from_url(url, namespace="bench", timeout=1.0)
-            # Three levels on every admission, and a reserving group elsewhere (S2 path).
-            g.admin.set_namespace(max_concurrency=1000)
-            g.admin.put_group("etl", max_concurrency=500, members=["ingest"])
-            g.admin.put_group("api", reserved=100, members=["login"])
-            g.admin.put_function("ingest", max_concurrency=400)
+    with redis_server() as srv:  # a private redis-server (bench/harness.py)
+        url = srv.url
+        c = srv.client()
+        ref = Reference(srv.client())
+        g = guard.Guard.from_url(url, namespace="bench", timeout=1.0)
+        # Three levels on every admission, and a reserving group elsewhere (S2 path).
+        g.admin.set_namespace(max_concurrency=1000)
+        g.admin.put_group("etl", max_concurrency=500, members=["ingest"])
+        g.admin.put_group("api", reserved=100, members=["login"])
+        g.admin.put_function("ingest", max_concurrency=400)
 
-            def guard_pair() -> None:
-                g.acquire("ingest", ttl=30).release()
+        def guard_pair() -> None:
+            g.acquire("ingest", ttl=30).release()
 
-            subjects = {"guard": guard_pair, "reference": ref.pair}
-            for run in subjects.values():  # warm up: scripts loaded, connections open
-                for _ in range(500):
-                    run()
-            cost = {k: server_cost(c, run, a.pairs, TOP_LEVEL[k]) for k, run in subjects.items()}
-            times = pair_times(subjects, a.rounds, max(200, a.pairs // a.rounds))
-            imp = import_cost()
-        finally:
-            proc.terminate()
-            proc.wait()
+        subjects = {"guard": guard_pair, "reference": ref.pair}
+        for run in subjects.values():  # warm up: scripts loaded, connections open
+            for _ in range(500):
+                run()
+        cost = {k: server_cost(c, run, a.pairs, TOP_LEVEL[k]) for k, run in subjects.items()}
+        times = pair_times(subjects, a.rounds, max(200, a.pairs // a.rounds))
+        imp = import_cost()
     res = {
-        "redis_version": redis.Redis.__module__
-        and subprocess.check_output(["redis-server", "--version"], text=True).split()[2],
+        "redis_version": subprocess.check_output(["redis-server", "--version"], text=True)
+        .split()[2]
+        .removeprefix("v="),
         "pair_us_c1": times,
         "server": cost,
         "ratios": {

@@ -25,7 +25,8 @@ import redis
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from bench_engine import Reference, free_port
+from bench_engine import Reference
+from harness import free_port
 
 import guard
 

@@ -24,17 +24,8 @@ TRUE = ("1", "true", "yes", "on")
 
 
 class Backend(Protocol):
-    """What a Guard needs from a store: the Redis store, or the HTTP client (HTTP mode)."""
-
-    def acquire(
-        self,
-        ns: str,
-        function: str,
-        lease_id: bytes,
-        ttl_ms: int,
-        wait_ms: int = 0,
-        pending: dict[str, int] | None = None,
-    ) -> Grant | Refusal: ...
+    """What a Guard needs from a store: the Redis store, or the HTTP client (HTTP mode).
+    Both also offer a single-attempt ``acquire``; a Guard only ever calls the waiting one."""
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None: ...
 
@@ -49,7 +40,7 @@ class Backend(Protocol):
         wait: float,
         pending: dict[str, int] | None = None,
     ) -> Grant | Refusal:
-        """`acquire`, waiting up to `wait` seconds for a slot (woken by releases)."""
+        """Take a slot, waiting up to `wait` seconds for one (woken by releases)."""
 
     def admin(self, namespace: str) -> Any:
         """Admin operations on `namespace` over the same store (`guard.admin.Admin` or its
