@@ -21,6 +21,12 @@ TIERS = (_clients.ADAPTER, _clients.ADAPTER_ONCE)
 NO_CONTEXT_BUDGET = 10.0  # seconds for the whole backoff when there is no Lambda context
 
 
+def client_config() -> Any:
+    """A ``botocore.config.Config`` with the bounds of guard's own SQS clients (1 s connect,
+    1 s read, 2 attempts), for a client passed as ``guard.aws.sqs(..., client=...)``."""
+    return _clients.ADAPTER.config()
+
+
 def parse_queue_arn(arn: str) -> tuple[str, str, str, str]:
     """``arn:<partition>:sqs:<region>:<account>:<name>`` → (partition, region, account, name)."""
     parts = arn.split(":")

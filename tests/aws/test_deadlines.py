@@ -158,3 +158,54 @@ def test_sync_against_a_silent_endpoint_is_bounded(
     done, result = run_bounded(lambda: run_sync(g.admin, None, push_sqs_max=True), limit=5.0)
     assert done and not isinstance(result, BaseException), result
     assert len(result.errors) == 2  # the group's and the function's calls failed, reported
+
+
+def test_a_given_client_is_used_only_when_its_timeouts_fit(
+    g: guard.Guard, silent: Silent, caplog: pytest.LogCaptureFixture
+) -> None:
+    import boto3
+
+    from guard.aws import queues
+
+    g.admin.put_function("consumer", max_concurrency=0)
+    records = [{"messageId": "a", "receiptHandle": "h", "eventSourceARN": ARN}]
+    slow = boto3.client("sqs", region_name="us-east-1")  # botocore defaults: 60 s reads
+    short = boto3.client("sqs", region_name="us-east-1", config=queues.client_config())
+    assert _clients.Timeouts.of(short) == _clients.ADAPTER
+    for given, reaches in ((slow, False), (short, True)):
+        handler = guard.aws.sqs(g, on_throttle="report", visibility_backoff=(30, 60), client=given)(
+            lambda e, c: None
+        )
+        before = len(silent.accepted)
+        done, _ = run_bounded(lambda h=handler: h({"Records": records}, Ctx(ms=8_000)), 8.0)
+        assert done
+        assert (len(silent.accepted) > before) is reaches
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("GUARD_AWS_CONNECT_TIMEOUT", "0"),
+        ("GUARD_AWS_CONNECT_TIMEOUT", "301"),
+        ("GUARD_AWS_READ_TIMEOUT", "soon"),
+        ("GUARD_AWS_MAX_ATTEMPTS", "0"),
+        ("GUARD_AWS_MAX_ATTEMPTS", "11"),
+        ("GUARD_AWS_MAX_ATTEMPTS", "2.5"),
+    ],
+)
+def test_operator_timeouts_from_env_are_bounded(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(guard.UsageError) as exc:
+        _clients.Timeouts.from_env(_clients.OPERATOR)
+    assert exc.value.field == var
+
+
+def test_operator_timeouts_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GUARD_AWS_CONNECT_TIMEOUT", "300")
+    monkeypatch.setenv("GUARD_AWS_READ_TIMEOUT", "0.25")
+    monkeypatch.setenv("GUARD_AWS_MAX_ATTEMPTS", "10")
+    assert _clients.Timeouts.from_env(_clients.OPERATOR) == _clients.Timeouts(300.0, 0.25, 10)
+    monkeypatch.delenv("GUARD_AWS_MAX_ATTEMPTS")
+    assert _clients.Timeouts.from_env(_clients.OPERATOR).attempts == _clients.OPERATOR.attempts

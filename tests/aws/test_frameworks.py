@@ -220,3 +220,30 @@ def test_asgi_passes_lifespan_through(g: guard.Guard) -> None:
     )
     out = Mangum(app, lifespan="on")(event("v2"), LambdaContext())  # type: ignore[arg-type]
     assert started == ["up"] and out["statusCode"] == 429
+
+
+def test_powertools_resolve_async(g: guard.Guard) -> None:
+    import asyncio
+
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    from guard.aws.powertools import GuardMiddleware
+
+    app = APIGatewayHttpResolver()
+    app.use(middlewares=[GuardMiddleware(g, "orders")])
+
+    @app.get("/orders/<id>")
+    async def get(id: str) -> dict[str, Any]:
+        return {"id": id, "in_use": in_use(g, "orders")}
+
+    # a loop of its own, closed here: asyncio.run would unset the loop Mangum installs for
+    # the main thread in other tests and leave it unclosed
+    loop = asyncio.new_event_loop()
+    try:
+        out = loop.run_until_complete(app.resolve_async(event("v2"), LambdaContext()))
+        assert out["statusCode"] == 200 and json.loads(out["body"]) == {"id": "7", "in_use": 1}
+        g.admin.put_function("orders", max_concurrency=0)
+        out = loop.run_until_complete(app.resolve_async(event("v2"), LambdaContext()))
+        assert out["statusCode"] == 429 and header(out, "Retry-After")
+    finally:
+        loop.close()
