@@ -35,6 +35,8 @@ def middleware(g: Guard, function: str | None = None, *, wait: float = 0.0) -> M
     ``app.middleware("http")(mw)``."""
 
     def guard_middleware(event: Request, get_response: Callable[[Request], Response]) -> Response:
+        if not isinstance(event, Request):  # registered for "all": other events pass
+            return get_response(event)
         try:
             lease = admit(g, function, event.lambda_context, wait)
         except (Throttled, GuardUnavailable) as exc:

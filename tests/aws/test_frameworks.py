@@ -247,3 +247,19 @@ def test_powertools_resolve_async(g: guard.Guard) -> None:
         assert out["statusCode"] == 429 and header(out, "Retry-After")
     finally:
         loop.close()
+
+
+def test_chalice_registered_for_all_guards_only_http(g: guard.Guard) -> None:
+    """Registered for "all" events, the middleware guards HTTP requests and lets the app's
+    other Lambda functions (here a pure one) through untouched."""
+    from chalice import Chalice
+
+    import guard.aws.chalice
+
+    g.admin.put_function("orders", max_concurrency=0)
+    app = Chalice(app_name="orders")
+    app.register_middleware(guard.aws.chalice.middleware(g, "orders"), "all")
+    app.route("/orders/{id}")(lambda id: {"id": id})
+    pure = app.lambda_function(name="tick")(lambda event, context: {"ran": True})
+    assert pure({"detail": {}}, LambdaContext()) == {"ran": True}
+    assert app(event("v1"), LambdaContext())["statusCode"] == 429
