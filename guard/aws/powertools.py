@@ -1,6 +1,5 @@
 """Guard a Powertools event handler (``APIGatewayRestResolver``, ``APIGatewayHttpResolver``,
-``LambdaFunctionUrlResolver``, ``ALBResolver``): a Powertools middleware (needs
-``aws-lambda-powertools``).
+and the other HTTP resolvers): a Powertools middleware (needs ``aws-lambda-powertools``).
 
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
     import guard, guard.aws.powertools
