@@ -63,6 +63,18 @@ def parse_lease_id(value: str | bytes) -> bytes:
     raise UsageError(f"lease_id must be 32 hex digits (128 bits), got {value!r}", "lease_id")
 
 
+def function_name(function: str | None = None, context: Any = None) -> str | None:
+    """The guarded name, found the same way by `Guard.acquire`, `Guard.limit` and every
+    `guard.aws` adapter: the argument, else ``AWS_LAMBDA_FUNCTION_NAME``, else the Lambda
+    context's ``function_name`` (None when all three are missing or empty)."""
+    return (
+        function
+        or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        or getattr(context, "function_name", None)
+        or None
+    )
+
+
 def remaining_seconds(context: Any) -> float | None:
     """Seconds left in a Lambda invocation, from its context object (None without one)."""
     get = getattr(context, "get_remaining_time_in_millis", None)
@@ -176,10 +188,11 @@ class Guard:
         context: Any = None,
     ) -> Lease:
         """Take a slot of `function` or raise `Throttled` (after waiting up to `wait` s).
+        Without `function`, the name is found by `function_name` (environment, `context`).
 
         The TTL is `ttl`, else the Lambda `context`'s remaining time plus `lease_margin`,
         else the function's ``lease_ttl_seconds``; always capped by the latter."""
-        name = self._name(function)
+        name = self._name(function, context)
         raw = parse_lease_id(lease_id) if lease_id is not None else os.urandom(16)
         if ttl is None and context is not None:
             left = remaining_seconds(context)
@@ -287,7 +300,8 @@ class Guard:
         renew: bool = False,
     ) -> Callable[[F], F]:
         """Decorator for ``handler(event, context)``. The name defaults to
-        ``AWS_LAMBDA_FUNCTION_NAME``; the lease TTL follows the context's deadline."""
+        ``AWS_LAMBDA_FUNCTION_NAME``, then ``context.function_name`` (`function_name`); the
+        lease TTL follows the context's deadline."""
 
         def wrap(handler: F) -> F:
             @functools.wraps(handler)
@@ -300,11 +314,13 @@ class Guard:
 
         return wrap
 
-    def _name(self, function: str | None) -> str:
-        name = function or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    def _name(self, function: str | None, context: Any = None) -> str:
+        name = function_name(function, context)
         if not name:
             raise UsageError(
-                "no function name: pass one or set AWS_LAMBDA_FUNCTION_NAME", "function"
+                "no function name: pass one, set AWS_LAMBDA_FUNCTION_NAME, or pass a Lambda "
+                "context that has function_name",
+                "function",
             )
         if name not in self._names:  # validated once per name
             check_name(name, "function")

@@ -10,8 +10,14 @@
     @guard.aws.sqs(g, on_throttle="report", visibility_backoff=(30, 90))
     def consume(event, context): ...
 
-This package imports neither boto3 nor Flask: boto3 loads only for a visibility backoff or a
-sync (`guard.aws.sync`), Flask only with `guard.aws.flask`."""
+Web frameworks have their own integrations, each answering a refusal with a real 429/503:
+`guard.aws.chalice` (Chalice middleware), `guard.aws.powertools` (Powertools resolver
+middleware), `guard.aws.asgi` (ASGI middleware, e.g. FastAPI behind Mangum); docs/aws.md says
+which wrapper fits which handler.
+
+This package imports neither boto3, Flask nor a web framework: boto3 loads only for a
+visibility backoff or a sync (`guard.aws.sync`), Flask only with `guard.aws.flask`, each
+framework only with its integration."""
 
 from __future__ import annotations
 

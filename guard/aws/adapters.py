@@ -14,13 +14,13 @@ import functools
 import json
 import logging
 import math
-import os
 import random
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar, cast
 
-from ..client import Guard
+from ..client import Guard, remaining_seconds
 from ..errors import GuardError, GuardUnavailable, Throttled, UsageError
 from ..lease import Lease
 
@@ -31,17 +31,38 @@ PROBLEM_THROTTLED = "urn:guard:problem:throttled"
 PROBLEM_UNAVAILABLE = "urn:guard:problem:unavailable"
 ON_THROTTLE = ("raise", "report")
 MAX_VISIBILITY = 43_200  # SQS: 12 hours
+# Seconds kept back from the invocation's remaining time for answering after the adapter's own
+# work (a wait for a slot, the SQS backoff's calls): the refusal must still reach Lambda.
+DEADLINE_MARGIN = 0.5
 
 
-def function_name(function: str | None, context: Any) -> str | None:
-    """The guarded name: the argument, else ``AWS_LAMBDA_FUNCTION_NAME``, else the context's
-    ``function_name`` (set by `guard.aws.flask` when a handler runs in a container)."""
-    return (
-        function
-        or os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
-        or getattr(context, "function_name", None)
-        or None
-    )
+def deadline(context: Any) -> float | None:
+    """When (``time.monotonic()``) the adapter's own work must be done: the invocation's
+    remaining time less `DEADLINE_MARGIN`; None without a Lambda context."""
+    left = remaining_seconds(context)
+    return None if left is None else time.monotonic() + left - DEADLINE_MARGIN
+
+
+def bounded_wait(wait: float, context: Any) -> float:
+    """`wait`, cut so a wait for a slot ends before the invocation's deadline."""
+    end = deadline(context)
+    if end is None or wait <= 0:
+        return wait
+    return max(0.0, min(wait, end - time.monotonic()))
+
+
+def admit(g: Guard, function: str | None, context: Any, wait: float = 0.0) -> Lease:
+    """Take the request's lease, as every HTTP adapter does: the name by `function_name`
+    (argument, ``AWS_LAMBDA_FUNCTION_NAME``, ``context.function_name``), the TTL from the
+    context's deadline, a `wait` cut to that deadline. Raises `Throttled` or
+    `GuardUnavailable` (turn either into an answer with `refusal_response`)."""
+    return g.acquire(function, wait=bounded_wait(wait, context), context=context)
+
+
+def release(lease: Lease) -> None:
+    """Give the lease back; a failure is left to the TTL (the handler's outcome matters)."""
+    with suppress(GuardError):
+        lease.release()
 
 
 def _split(args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, Any]:
@@ -97,6 +118,16 @@ def unavailable_response(exc: GuardUnavailable) -> dict[str, Any]:
     )
 
 
+def refusal_response(exc: Throttled | GuardUnavailable) -> dict[str, Any]:
+    """The answer to a refused request, in API Gateway's shape (``statusCode``, ``headers``,
+    ``body``): 429 for `Throttled`, 503 for `GuardUnavailable`. The framework integrations
+    (`guard.aws.chalice`, `guard.aws.powertools`, `guard.aws.asgi`) translate this one answer
+    into their own response objects, so every integration refuses the same way."""
+    if isinstance(exc, Throttled):
+        return throttled_response(exc)
+    return unavailable_response(exc)
+
+
 def api_gateway(g: Guard, function: str | None = None, *, wait: float = 0.0) -> Callable[[F], F]:
     """Decorate ``handler(event, context)`` of an API Gateway (v1 or v2) or function-URL
     integration. A lease is held while the handler runs; its TTL follows the context's
@@ -108,11 +139,9 @@ def api_gateway(g: Guard, function: str | None = None, *, wait: float = 0.0) -> 
         def guarded(*args: Any, **kw: Any) -> Any:
             _, context = _split(args, kw)
             try:
-                lease = g.acquire(function_name(function, context), wait=wait, context=context)
-            except Throttled as exc:
-                return throttled_response(exc)
-            except GuardUnavailable as exc:
-                return unavailable_response(exc)
+                lease = admit(g, function, context, wait)
+            except (Throttled, GuardUnavailable) as exc:
+                return refusal_response(exc)
             return _run(lease, handler, args, kw)
 
         return cast(F, guarded)
@@ -124,8 +153,7 @@ def _run(lease: Lease, handler: Callable[..., Any], args: Any, kw: Any) -> Any:
     try:
         return handler(*args, **kw)
     finally:
-        with suppress(GuardError):  # the TTL frees the slot; the handler's outcome matters
-            lease.release()
+        release(lease)
 
 
 def _check_backoff(value: Any) -> tuple[int, int] | None:
@@ -176,12 +204,15 @@ def sqs(
     backoff = _check_backoff(visibility_backoff)
     clients: dict[str, Any] = {}
 
-    def refused(event: Any, exc: GuardError) -> Any:
+    def refused(event: Any, context: Any, exc: GuardError) -> Any:
         records = list((event or {}).get("Records") or [])
         if backoff is not None and records:
             from .queues import delay_messages
 
-            delay_messages(records, backoff, clients, client=client, rng=rng or random.Random())
+            delay_messages(
+                records, backoff, clients,
+                client=client, rng=rng or random.Random(), deadline=deadline(context),
+            )  # fmt: skip
         if on_throttle == "raise":
             raise exc
         log.info("guard refused a batch of %d record(s): %s", len(records), exc)
@@ -192,9 +223,9 @@ def sqs(
         def guarded(*args: Any, **kw: Any) -> Any:
             event, context = _split(args, kw)
             try:
-                lease = g.acquire(function_name(function, context), context=context)
+                lease = g.acquire(function, context=context)
             except (Throttled, GuardUnavailable) as exc:
-                return refused(event, exc)
+                return refused(event, context, exc)
             return _run(lease, handler, args, kw)
 
         return cast(F, guarded)

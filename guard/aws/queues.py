@@ -1,4 +1,5 @@
-"""SQS helpers for the `guard.aws.sqs` adapter: queue URLs from ARNs and the visibility backoff.
+"""SQS helpers for the `guard.aws.sqs` adapter: queue URLs from ARNs and the visibility backoff,
+whose every call ends before the invocation's deadline.
 
 Imported only when a refused batch is delayed, so boto3 loads only then."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,6 +16,15 @@ from . import _clients
 log = logging.getLogger("guard.aws")
 BATCH = 10  # ChangeMessageVisibilityBatch takes at most 10 entries
 DOMAINS = {"aws-cn": "amazonaws.com.cn"}
+# Clients to choose from, most retries first; a call uses the first whose worst case fits.
+TIERS = (_clients.ADAPTER, _clients.ADAPTER_ONCE)
+NO_CONTEXT_BUDGET = 10.0  # seconds for the whole backoff when there is no Lambda context
+
+
+def client_config() -> Any:
+    """A ``botocore.config.Config`` with the bounds of guard's own SQS clients (1 s connect,
+    1 s read, 2 attempts), for a client passed as ``guard.aws.sqs(..., client=...)``."""
+    return _clients.ADAPTER.config()
 
 
 def parse_queue_arn(arn: str) -> tuple[str, str, str, str]:
@@ -47,6 +58,27 @@ def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
         yield items[i : i + n]
 
 
+def _fitting_client(
+    region: str, clients: dict[str, Any], given: Any, deadline: float
+) -> Any | None:
+    """An SQS client whose worst-case call ends before `deadline` (``time.monotonic()``), or
+    None. A `given` client is used only when its own botocore timeouts fit (an object that is
+    not a botocore client is taken as instant); otherwise the first of `TIERS` that fits,
+    made once per region and tier."""
+    if given is not None:
+        bounds = _clients.Timeouts.of(given)
+        return given if deadline - time.monotonic() > (bounds.worst() if bounds else 0.0) else None
+    for tier in TIERS:
+        if tier.worst() > deadline - time.monotonic():
+            continue
+        key = f"{region}/{tier.attempts}"
+        if key not in clients:
+            clients[key] = _clients.client("sqs", region=region, timeouts=tier)
+        # making the first client loads boto3: check the time left again
+        return clients[key] if tier.worst() <= deadline - time.monotonic() else None
+    return None
+
+
 def delay_messages(
     records: list[Mapping[str, Any]],
     backoff: tuple[int, int],
@@ -54,10 +86,16 @@ def delay_messages(
     *,
     client: Any = None,
     rng: random.Random,
+    deadline: float | None = None,
 ) -> int:
     """Hide each record's message for ``rng.randint(lo, hi)`` seconds. Returns how many were
-    changed. Every failure (bad record, API error, failed entry) is logged and skipped: the
-    backoff is a courtesy, the refusal itself must still be reported."""
+    changed. Every call starts only if its worst case (botocore timeouts and retries) ends
+    before `deadline` (``time.monotonic()``; default: `NO_CONTEXT_BUDGET` from now); messages
+    left when time runs out are not delayed. Every failure (bad record, API error, failed
+    entry, no time left) is logged and skipped: the backoff is a courtesy, the refusal itself
+    must still be reported."""
+    if deadline is None:
+        deadline = time.monotonic() + NO_CONTEXT_BUDGET
     by_queue: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
         arn, handle = r.get("eventSourceARN"), r.get("receiptHandle")
@@ -69,14 +107,20 @@ def delay_messages(
     for arn, recs in by_queue.items():
         try:
             region = parse_queue_arn(arn)[1]
-            sqs = client or clients.get(region)
-            if sqs is None:
-                sqs = clients[region] = _clients.client("sqs", region=region)
-            url = queue_url(arn, sqs)
+            sqs = _fitting_client(region, clients, client, deadline)
+            url = queue_url(arn, sqs) if sqs is not None else ""
         except Exception as exc:
             log.warning("visibility backoff skipped for %s: %s", arn, exc)
             continue
-        for chunk in _chunks(recs, BATCH):
+        for done, chunk in enumerate(_chunks(recs, BATCH)):
+            sqs = _fitting_client(region, clients, client, deadline)
+            if sqs is None:
+                log.warning(
+                    "visibility backoff: %d message(s) of %s not delayed: %.2f s left before "
+                    "the invocation's deadline is too little for another call",
+                    len(recs) - done * BATCH, arn, max(0.0, deadline - time.monotonic()),
+                )  # fmt: skip
+                break
             entries = [
                 {
                     "Id": f"m{i}",

@@ -1,4 +1,5 @@
-"""`import guard` (and `import guard.aws`) must not pull boto3 or Flask into a Lambda cold start."""
+"""`import guard` (and `import guard.aws`) must not pull boto3, Flask or a Lambda web framework
+(Chalice, Powertools, Mangum, Starlette) into a Lambda cold start."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 import subprocess
 import sys
 
-CHECK = """
+HEAVY = ("boto3", "botocore", "flask", "werkzeug", "chalice", "aws_lambda_powertools",
+         "mangum", "starlette", "fastapi")  # fmt: skip
+CHECK = f"""
+HEAVY = {HEAVY!r}
 import json, sys
-import {module}
+import {{module}}
 print(json.dumps(sorted(m for m in sys.modules
-                        if m.split('.')[0] in ('boto3', 'botocore', 'flask', 'werkzeug'))))
+                        if m.split('.')[0] in HEAVY)))
 """
 
 
@@ -29,3 +33,4 @@ def test_import_guard_loads_neither_boto3_nor_flask() -> None:
 def test_import_guard_aws_loads_neither_boto3_nor_flask() -> None:
     assert heavy_modules("guard.aws") == []
     assert heavy_modules("guard.aws.sync") == []  # boto3 comes with the first client only
+    assert heavy_modules("guard.aws.asgi") == []  # plain ASGI: no framework needed
