@@ -95,6 +95,20 @@ function positive(v: unknown, what: string, max = 600_000): number {
   return v;
 }
 
+/** The backend of a disabled Guard: acquire returns before reaching it, so it never connects. */
+class DisabledBackend implements Backend {
+  acquireWaiting(): Promise<Grant> {
+    throw new UsageError("guard is disabled", "disabled");
+  }
+  async renew(): Promise<null> {
+    return null;
+  }
+  async release(): Promise<boolean> {
+    return false;
+  }
+  async close(): Promise<void> {}
+}
+
 /** Concurrency guard for one namespace. */
 export class Guard {
   readonly backend: Backend;
@@ -122,6 +136,9 @@ export class Guard {
    * or `http(s)://` (HTTP mode, with `token`). `timeoutMs` bounds every round trip.
    */
   static fromUrl(url: string, options: FromUrlOptions = {}): Guard {
+    checkNamespace(options.namespace ?? "default"); // every check before a connection is made
+    choice(options.onUnavailable ?? "open", "onUnavailable");
+    if (options.disabled) return new Guard(new DisabledBackend(), options);
     const timeoutMs = positive(options.timeoutMs ?? 50, "timeoutMs");
     const connectTimeoutMs = positive(options.connectTimeoutMs ?? timeoutMs, "connectTimeoutMs");
     let backend: Backend;
@@ -160,7 +177,7 @@ export class Guard {
     if (disabled) {
       process.emitWarning("GUARD_DISABLED is on: every acquire is granted without a limit", { code: "GUARD_DISABLED" });
     }
-    return Guard.fromUrl(url || "redis://localhost:6379/0", { ...o, ...options });
+    return Guard.fromUrl(url || "redis://localhost:6379/0", { ...o, ...options }); // disabled: no connection
   }
 
   async close(): Promise<void> {
