@@ -60,7 +60,7 @@ export function queueUrl(arn: string): string {
 
 type SqsModule = typeof import("@aws-sdk/client-sqs");
 let sqsModule: Promise<SqsModule> | null = null;
-const clients = new Map<string, SqsClientLike>();
+const clients = new Map<string, SqsClientLike>(); // per region and endpoint, made once
 
 function loadSdk(): Promise<SqsModule> {
   sqsModule ??= import("@aws-sdk/client-sqs");
@@ -68,16 +68,17 @@ function loadSdk(): Promise<SqsModule> {
 }
 
 async function clientFor(region: string, mod: SqsModule): Promise<SqsClientLike> {
-  let c = clients.get(region);
+  const endpoint = endpointUrl();
+  const key = `${region}|${endpoint ?? ""}`;
+  let c = clients.get(key);
   if (c === undefined) {
-    const endpoint = endpointUrl();
     c = new mod.SQSClient({
       region,
       maxAttempts: 2,
       requestHandler: { connectionTimeout: 1000, requestTimeout: 1000 },
       ...(endpoint ? { endpoint } : {}),
     }) as SqsClientLike;
-    clients.set(region, c);
+    clients.set(key, c);
   }
   return c;
 }
