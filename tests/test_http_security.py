@@ -8,6 +8,7 @@ worker, and fail by seconds when they do (16 threads, 20 waiters)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -23,8 +24,11 @@ from live import ADMIN_TOKEN, CLIENT_TOKEN, LiveServer
 pytestmark = pytest.mark.slow
 
 
+Answer = tuple[int, dict[str, str], Any]
+
+
 def call(url: str, method: str, path: str, body: Any = None, token: str | None = CLIENT_TOKEN,
-         headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+         headers: dict[str, str] | None = None, timeout: float = 30) -> Answer:  # fmt: skip
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
@@ -69,8 +73,8 @@ SCOPED = {"billing-fns": ("client", ["billing"]), "ops-admin": ("admin", ["billi
 def scoped(redis_server: Any, tmp_path: Any) -> Iterator[LiveServer]:
     entries = []
     for name, (role, namespaces) in SCOPED.items():
-        e: dict[str, Any] = {"name": name, "role": role,
-                             "sha256": hashlib.sha256(f"secret-{name}".encode()).hexdigest()}  # fmt: skip
+        sha = hashlib.sha256(f"secret-{name}".encode()).hexdigest()
+        e: dict[str, Any] = {"name": name, "role": role, "sha256": sha}
         if namespaces is not None:
             e["namespaces"] = namespaces
         entries.append(e)
@@ -114,7 +118,7 @@ def test_scoped_tokens_are_refused_outside_their_namespaces(scoped: LiveServer) 
         ("DELETE", lp("payroll", "/" + lease["lease_id"]), None),
         ("POST", lp("payroll", f"/{lease['lease_id']}/renew"), None),
     ]:
-        status, hdrs, doc = call(url, method, path, body, token=tok("billing-fns"))
+        status, _, doc = call(url, method, path, body, token=tok("billing-fns"))
         assert status == 403 and doc["type"].endswith("forbidden"), (method, path, doc)
         assert "payroll" in doc["detail"]
     # an admin scoped to billing administers billing only
@@ -140,8 +144,8 @@ def test_actor_is_the_token_name_in_the_access_log(redis_server: Any, tmp_path: 
     path = tmp_path / "tokens.yaml"
     digest = hashlib.sha256(b"deployer-secret").hexdigest()
     path.write_text(f"tokens:\n  - name: ci-deployer\n    role: admin\n    sha256: {digest}\n")
-    s = LiveServer(redis_server.url, workers=1,
-                   env={"GUARD_TOKENS_FILE": str(path), "GUARD_ACCESS_LOG": "-"}).start()  # fmt: skip
+    env = {"GUARD_TOKENS_FILE": str(path), "GUARD_ACCESS_LOG": "-"}
+    s = LiveServer(redis_server.url, workers=1, env=env).start()
     try:
         assert call(s.url, "GET", "/v1/namespaces", token="deployer-secret")[0] == 200
         time.sleep(0.3)
@@ -236,10 +240,8 @@ def slow_bodies(port: int, n: int, stop: threading.Event) -> list[socket.socket]
     def trickle() -> None:
         while not stop.wait(0.5):
             for s in socks:
-                try:
+                with contextlib.suppress(OSError):
                     s.send(b" ")
-                except OSError:
-                    pass
 
     threading.Thread(target=trickle, daemon=True).start()
     return socks
@@ -261,8 +263,8 @@ def test_slow_bodies_hold_no_worker(server: LiveServer) -> None:
 def test_body_read_time_is_bounded(redis_server: Any) -> None:
     s = LiveServer(redis_server.url, workers=1, env={"GUARD_BODY_TIMEOUT": "1"}).start()
     stop = threading.Event()
+    [sock] = slow_bodies(s.port, 1, stop)
     try:
-        [sock] = slow_bodies(s.port, 1, stop)
         sock.settimeout(5)
         t0 = time.monotonic()
         data = sock.recv(65536)
@@ -270,6 +272,7 @@ def test_body_read_time_is_bounded(redis_server: Any) -> None:
         assert b"application/problem+json" in data and time.monotonic() - t0 < 3
     finally:
         stop.set()
+        sock.close()
         s.stop()
 
 

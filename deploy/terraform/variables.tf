@@ -205,7 +205,7 @@ variable "cpu_target_percent" {
 
 variable "environment" {
   type        = map(string)
-  description = "Extra plain environment variables for the guard container, e.g. GUARD_THREADS, GUARD_LOG_LEVEL, GUARD_REDIS_TIMEOUT or GUARD_CONFIG (a limits file baked into a derived image). Settings the module manages cannot be overridden here."
+  description = "Extra plain environment variables for the guard container, e.g. GUARD_WORKER_CONNECTIONS, GUARD_LOG_LEVEL, GUARD_REDIS_TIMEOUT or GUARD_CONFIG (a limits file baked into a derived image). Settings the module manages cannot be overridden here."
   default     = {}
 
   validation {
