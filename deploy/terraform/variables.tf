@@ -239,6 +239,17 @@ variable "client_tokens_secret_arn" {
   }
 }
 
+variable "metrics_token_secret_arn" {
+  type        = string
+  description = "Existing Secrets Manager secret whose value becomes GUARD_METRICS_TOKEN: /metrics then needs that bearer token. null leaves /metrics open (Prometheus convention; the ALB is internal by default)."
+  default     = null
+
+  validation {
+    condition     = var.metrics_token_secret_arn == null || can(regex("^arn:aws[a-zA-Z-]*:secretsmanager:", var.metrics_token_secret_arn))
+    error_message = "metrics_token_secret_arn must be null or a Secrets Manager secret ARN."
+  }
+}
+
 variable "sqs_queue_arns" {
   type        = list(string)
   description = "SQS queues whose messages guard may delay with ChangeMessageVisibility (the SQS visibility backoff). Empty grants no SQS permission."
