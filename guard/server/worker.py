@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import os
+import warnings
 from typing import Any
 
 import gevent
@@ -57,6 +58,14 @@ def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
 
 class GuardWorker(GeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker, reading each request body whole and in bounded time."""
+
+    def patch(self) -> None:
+        # The master imported redis (and so ssl) before forking; gevent warns that ssl is
+        # patched late. The app, its Redis clients and their SSL contexts are all created in
+        # this worker after patching, and only redis.asyncio (unused) holds direct imports.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl")
+            super().patch()
 
     def init_process(self) -> None:
         self.body_timeout = float(os.environ.get("GUARD_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT))
