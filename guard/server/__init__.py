@@ -78,7 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if resp.status_code == 204 or (request.method == "OPTIONS" and not resp.data):
             # no body, so no Content-Type (Flask would say text/html); OPTIONS answers 204
             resp.status_code = 204
-            del resp.headers["Content-Type"]
+            resp.headers.pop("Content-Type", None)
         start = g.get("guard_start")
         if start is not None:
             route = request.url_rule.rule if request.url_rule else "<unmatched>"
