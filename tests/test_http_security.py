@@ -225,6 +225,25 @@ def test_waiters_per_namespace_are_capped(redis_server: Any, ns: str) -> None:
         s.stop()
 
 
+def test_gevent_workers_merge_the_request_histogram(server: LiveServer) -> None:
+    """prometheus_client's multiprocess mode under the gevent workers: whichever worker
+    answers, /metrics counts every request of every worker."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for _ in range(20):  # one connection each, so they spread over the workers
+        assert call(server.url, "GET", "/healthz", token=None)[0] == 200
+    for _ in range(4):
+        _, _, raw = call(server.url, "GET", "/metrics", token=None)
+        count = [
+            s.value
+            for fam in text_string_to_metric_families(raw.decode())
+            for s in fam.samples
+            if s.name == "guard_http_request_duration_seconds_count"
+            and s.labels.get("route") == "/healthz"
+        ]
+        assert count == [20.0], count
+
+
 # -- item 3: slow clients ----------------------------------------------------------------------
 
 
