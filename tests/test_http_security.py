@@ -295,6 +295,30 @@ def test_body_read_time_is_bounded(redis_server: Any) -> None:
         s.stop()
 
 
+def test_body_preread_keeps_http_framing(server: LiveServer) -> None:
+    """The worker reads each body before the app runs: chunked bodies, Expect: 100-continue
+    (answered before the body is read) and an oversized Content-Length (413 at once)."""
+    body = b'{"function": "f"}'
+    head = (b"POST /v1/namespaces/framing/leases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + CLIENT_TOKEN.encode() + b"\r\n")  # fmt: skip
+
+    def first_line(sock: socket.socket) -> bytes:
+        return sock.recv(65536).split(b"\r\n")[0]
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n"
+                  + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")  # fmt: skip
+        assert first_line(s) == b"HTTP/1.1 201 CREATED"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(head + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert first_line(s) == b"HTTP/1.1 100 Continue"
+        s.sendall(body)
+        assert first_line(s) == b"HTTP/1.1 201 CREATED"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(head + b"Content-Length: 2000000\r\n\r\n{")
+        assert first_line(s) == b"HTTP/1.1 413 Request Entity Too Large"
+
+
 # -- item 5: answers that leak nothing -----------------------------------------------------------
 
 
