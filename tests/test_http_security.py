@@ -308,15 +308,15 @@ def test_body_preread_keeps_http_framing(server: LiveServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n"
                   + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")  # fmt: skip
-        assert first_line(s) == b"HTTP/1.1 201 CREATED"
+        assert first_line(s).startswith(b"HTTP/1.1 201")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(head + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
         assert first_line(s) == b"HTTP/1.1 100 Continue"
         s.sendall(body)
-        assert first_line(s) == b"HTTP/1.1 201 CREATED"
+        assert first_line(s).startswith(b"HTTP/1.1 201")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(head + b"Content-Length: 2000000\r\n\r\n{")
-        assert first_line(s) == b"HTTP/1.1 413 Request Entity Too Large"
+        assert first_line(s).startswith(b"HTTP/1.1 413")
 
 
 # -- item 5: answers that leak nothing -----------------------------------------------------------
