@@ -6,10 +6,18 @@
 #   GUARD_REDIS_URL           redis:// or rediss:// URL of the store (required in production)
 #   GUARD_ADMIN_TOKENS        comma-separated bearer tokens with the admin scope
 #   GUARD_CLIENT_TOKENS       comma-separated bearer tokens with the client (lease) scope
+#   GUARD_TOKENS_FILE         YAML of named, namespace-scoped tokens (SHA-256 digests only)
+#   GUARD_METRICS_TOKEN       when set, /metrics needs this bearer token (or an admin token)
+#   GUARD_MAX_WAITERS         acquires waiting per namespace and worker (default 64)
+#   GUARD_BODY_TIMEOUT        seconds to receive a request body (default 10; then 408)
 #   GUARD_NAMESPACE           default namespace (default: "default")
 #   GUARD_WORKERS             gunicorn worker count
 #   GUARD_CONFIG              path of a limits YAML re-applied at start and after a store reset
 #   PROMETHEUS_MULTIPROC_DIR  prometheus_client multiprocess directory shared by the workers
+#
+# The image publishes gunicorn directly: outside a trusted network put a proxy or load
+# balancer in front that terminates TLS and caps connections per client (docs/http.md,
+# "Security model"); the Terraform module puts an ALB there.
 #
 #   docker build -t guard .
 #   docker run -p 8000:8000 -e GUARD_REDIS_URL=redis://redis:6379/0 \

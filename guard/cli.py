@@ -148,10 +148,14 @@ def serve(bind: str, workers: int, config_path: str | None,
     srv.prepare_multiproc_dir()
     admin = auth.split_tokens(os.environ.get("GUARD_ADMIN_TOKENS"))
     client = auth.split_tokens(os.environ.get("GUARD_CLIENT_TOKENS"))
-    refusal = auth.check_bind(bind, admin, client)
+    try:
+        file_tokens = auth.load_tokens([], [], os.environ.get("GUARD_TOKENS_FILE"))
+    except GuardError as exc:
+        raise click.UsageError(str(exc)) from exc
+    refusal = auth.check_bind(bind, admin, client, len(file_tokens))
     if refusal:
         raise click.UsageError(refusal)
-    if not admin and not client:
+    if not admin and not client and not file_tokens:
         srv.say("!!! OPEN MODE: no GUARD_ADMIN_TOKENS / GUARD_CLIENT_TOKENS — anyone who can "
                 f"reach {bind} may change limits. Loopback only. !!!")  # fmt: skip
     store = None

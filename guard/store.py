@@ -305,6 +305,22 @@ class RedisStore:
         with wrap_errors("namespaces"):
             return sorted(_s(n) for n in self.client.smembers(keys.NAMESPACES))
 
+    def reset_namespaces(self) -> list[str]:
+        """Namespaces whose settings are gone: the store was reset (restarted empty, flushed,
+        failed over to an empty replica) and acquires there answer `StoreReset`. What
+        ``/readyz`` reports. The namespaces listed in ``guard:namespaces`` are checked; when
+        that list is gone too (a whole-store reset), the namespaces this client saw
+        configured. A namespace taken off the list on purpose is not a reset."""
+        names = sorted(set(self.namespaces()) or self._configured)
+        if not names:
+            return []
+        with wrap_errors("config version"):
+            pipe = self.client.pipeline(transaction=False)
+            for ns in names:
+                pipe.hexists(keys.config_key(ns), keys.VERSION)
+            found = pipe.execute()
+        return [ns for ns, ok in zip(names, found, strict=True) if not ok]
+
     # -- epoch and reset detection --------------------------------------------------------
 
     def epoch(self, ns: str | None = None) -> str:

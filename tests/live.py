@@ -36,21 +36,30 @@ class LiveServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> LiveServer:
+        self.start_no_wait()
+        return self.wait_for("/readyz", timeout)
+
+    def start_no_wait(self) -> LiveServer:
         guard_bin = os.path.join(os.path.dirname(sys.executable), "guard")
         cmd = [guard_bin, "serve", "--bind", f"127.0.0.1:{self.port}",
                "--workers", str(self.workers), *self.args]  # fmt: skip
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=self.log)
+        return self
+
+    def wait_for(self, path: str, timeout: float = 30.0) -> LiveServer:
+        """Poll `path` until it answers 200 (bounded by `timeout`)."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"guard serve exited: {self.output()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as r:
+                with urllib.request.urlopen(f"{self.url}{path}", timeout=1) as r:
                     if r.status == 200:
                         return self
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"guard serve did not become ready: {self.output()}")
+        raise RuntimeError(f"guard serve did not answer {path}: {self.output()}")
 
     def output(self) -> str:
         with open(self.log.name, encoding="utf-8", errors="replace") as f:

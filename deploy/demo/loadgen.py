@@ -5,7 +5,8 @@ Grafana dashboard: steady API traffic (grants), `ingest` held near its cap of 40
 throttles), `report-gen` above its shadow cap (shadow throttles), quiet spells between busy
 minutes, and a few leases it abandons on purpose so they expire (the leak signal).
 
-Environment: GUARD_URL (default http://guard:8000), GUARD_TOKEN (a client-scope token),
+Environment: GUARD_URL (default http://guard:8000), GUARD_TOKEN (a client-scope token) or
+GUARD_TOKEN_FILE (a file holding one, what docker-compose.yml mounts),
 GUARD_NAMESPACE (default "default"), LOADGEN_WORKERS (threads, default 64),
 LOADGEN_HEARTBEAT (file touched on every loop, for the container healthcheck),
 LOADGEN_SECONDS (stop after this long, print a summary and exit 0 only when leases were
@@ -25,7 +26,10 @@ import urllib.request
 from pathlib import Path
 
 URL = os.environ.get("GUARD_URL", "http://guard:8000").rstrip("/")
-TOKEN = os.environ.get("GUARD_TOKEN", "")
+TOKEN_FILE = os.environ.get("GUARD_TOKEN_FILE")
+TOKEN = os.environ.get("GUARD_TOKEN") or (
+    Path(TOKEN_FILE).read_text().strip() if TOKEN_FILE else ""
+)
 NAMESPACE = os.environ.get("GUARD_NAMESPACE", "default")
 WORKERS = int(os.environ.get("LOADGEN_WORKERS", "64"))
 HEARTBEAT = Path(os.environ.get("LOADGEN_HEARTBEAT", "/tmp/loadgen.alive"))

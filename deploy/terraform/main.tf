@@ -17,10 +17,13 @@ locals {
 
   admin_tokens_secret_arn  = var.admin_tokens_secret_arn != null ? var.admin_tokens_secret_arn : aws_secretsmanager_secret.admin_tokens[0].arn
   client_tokens_secret_arn = var.client_tokens_secret_arn != null ? var.client_tokens_secret_arn : aws_secretsmanager_secret.client_tokens[0].arn
-  secret_arns = [
+  secret_arns = concat([
     aws_secretsmanager_secret.redis_url.arn,
     local.admin_tokens_secret_arn,
     local.client_tokens_secret_arn,
+  ], var.metrics_token_secret_arn == null ? [] : [var.metrics_token_secret_arn])
+  metrics_token_secret = var.metrics_token_secret_arn == null ? [] : [
+    { name = "GUARD_METRICS_TOKEN", valueFrom = var.metrics_token_secret_arn },
   ]
 }
 
@@ -519,11 +522,11 @@ resource "aws_ecs_task_definition" "this" {
       ]
       # GUARD_REDIS_URL is rediss://:<AUTH token>@<primary endpoint>:6379/0, built by this
       # module from the replication group and kept in Secrets Manager.
-      secrets = [
+      secrets = concat([
         { name = "GUARD_REDIS_URL", valueFrom = aws_secretsmanager_secret.redis_url.arn },
         { name = "GUARD_ADMIN_TOKENS", valueFrom = local.admin_tokens_secret_arn },
         { name = "GUARD_CLIENT_TOKENS", valueFrom = local.client_tokens_secret_arn },
-      ]
+      ], local.metrics_token_secret)
       healthCheck = {
         command = [
           "CMD", "python", "-c",

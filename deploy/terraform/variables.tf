@@ -205,7 +205,7 @@ variable "cpu_target_percent" {
 
 variable "environment" {
   type        = map(string)
-  description = "Extra plain environment variables for the guard container, e.g. GUARD_THREADS, GUARD_LOG_LEVEL, GUARD_REDIS_TIMEOUT or GUARD_CONFIG (a limits file baked into a derived image). Settings the module manages cannot be overridden here."
+  description = "Extra plain environment variables for the guard container, e.g. GUARD_WORKER_CONNECTIONS, GUARD_LOG_LEVEL, GUARD_REDIS_TIMEOUT or GUARD_CONFIG (a limits file baked into a derived image). Settings the module manages cannot be overridden here."
   default     = {}
 
   validation {
@@ -236,6 +236,17 @@ variable "client_tokens_secret_arn" {
   validation {
     condition     = var.client_tokens_secret_arn == null || can(regex("^arn:aws[a-zA-Z-]*:secretsmanager:", var.client_tokens_secret_arn))
     error_message = "client_tokens_secret_arn must be null or a Secrets Manager secret ARN."
+  }
+}
+
+variable "metrics_token_secret_arn" {
+  type        = string
+  description = "Existing Secrets Manager secret whose value becomes GUARD_METRICS_TOKEN: /metrics then needs that bearer token. null leaves /metrics open (Prometheus convention; the ALB is internal by default)."
+  default     = null
+
+  validation {
+    condition     = var.metrics_token_secret_arn == null || can(regex("^arn:aws[a-zA-Z-]*:secretsmanager:", var.metrics_token_secret_arn))
+    error_message = "metrics_token_secret_arn must be null or a Secrets Manager secret ARN."
   }
 }
 

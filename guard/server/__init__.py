@@ -16,6 +16,7 @@ from flask import Flask, Response, g, request
 from ..store import RedisStore
 from . import api, auth, errors, leases, ops
 from .metrics import GuardCollector, HttpMetrics
+from .waiting import DEFAULT_MAX_WAITERS, Waiters
 
 MAX_BODY = 1024 * 1024  # bytes; larger bodies get 413
 
@@ -27,9 +28,12 @@ def env_config() -> dict[str, Any]:
         "REDIS_TIMEOUT": float(env.get("GUARD_REDIS_TIMEOUT", "1.0")),
         "ADMIN_TOKENS": auth.split_tokens(env.get("GUARD_ADMIN_TOKENS")),
         "CLIENT_TOKENS": auth.split_tokens(env.get("GUARD_CLIENT_TOKENS")),
+        "TOKENS_FILE": env.get("GUARD_TOKENS_FILE") or None,
+        "METRICS_TOKEN": env.get("GUARD_METRICS_TOKEN") or None,
         "METRICS_TOKEN_REQUIRED": env.get("GUARD_METRICS_TOKEN_REQUIRED", "").lower()
         in ("1", "true", "yes", "on"),
         "METRICS_NAMESPACES": auth.split_tokens(env.get("GUARD_METRICS_NAMESPACES")),
+        "MAX_WAITERS": int(env.get("GUARD_MAX_WAITERS", str(DEFAULT_MAX_WAITERS))),
         "QUARANTINE": env.get("GUARD_QUARANTINE", "").lower() in ("1", "true", "yes", "on"),
     }
 
@@ -49,7 +53,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         timeout=app.config["REDIS_TIMEOUT"],
         quarantine=app.config["QUARANTINE"],  # the failover quarantine for HTTP leases too
     )
+    tokens = auth.load_tokens(app.config["ADMIN_TOKENS"], app.config["CLIENT_TOKENS"],
+                              app.config["TOKENS_FILE"])  # fmt: skip
+    metrics_token = app.config["METRICS_TOKEN"]
     http = HttpMetrics()
+    app.extensions["guard.tokens"] = tokens
+    app.extensions["guard.metrics_digest"] = auth.digest(metrics_token) if metrics_token else None
+    app.extensions["guard.waiters"] = Waiters(int(app.config["MAX_WAITERS"]))
     app.extensions["guard.store"] = store
     app.extensions["guard.http_metrics"] = http
     app.extensions["guard.collector"] = GuardCollector(store, app.config["METRICS_NAMESPACES"])
@@ -65,6 +75,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.after_request
     def _observe(resp: Response) -> Response:
+        if resp.status_code == 204 or (request.method == "OPTIONS" and not resp.data):
+            # no body, so no Content-Type (Flask would say text/html); OPTIONS answers 204
+            resp.status_code = 204
+            resp.headers.pop("Content-Type", None)
         start = g.get("guard_start")
         if start is not None:
             route = request.url_rule.rule if request.url_rule else "<unmatched>"

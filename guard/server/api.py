@@ -12,6 +12,7 @@ from ..config_file import config_from_doc, config_to_doc
 from ..errors import NotFound
 from ..model import check_name
 from . import schemas as s
+from .auth import visible
 from .common import admin, body, reply, store
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/namespaces")
@@ -19,7 +20,7 @@ bp = Blueprint("admin", __name__, url_prefix="/v1/namespaces")
 
 @bp.get("")
 def list_namespaces() -> Response:
-    return reply(s.NamespaceList, {"namespaces": store().namespaces()})
+    return reply(s.NamespaceList, {"namespaces": visible(store().namespaces())})
 
 
 @bp.get("/<ns>")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import Flask, Response, current_app, json
+from flask import Flask, Response, current_app, json, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -25,6 +25,7 @@ from ..errors import (
 )
 
 TYPE_BASE = "https://github.com/guard/guard/blob/main/docs/http.md#"
+GENERIC_UNAVAILABLE = "the store is unreachable or failing; the cause is in the server log"
 
 
 class AuthError(GuardError):
@@ -89,9 +90,14 @@ def from_guard_error(exc: GuardError) -> Response:
             "retry_after": exc.retry_after,
             "on_unavailable": getattr(exc, "on_unavailable", None),
         }
-    if isinstance(exc, GuardUnavailable):
-        current_app.logger.warning("store unavailable: %s", exc)
-    return problem(status, slug, title, str(exc), **ext)
+    detail = str(exc)
+    if isinstance(exc, GuardUnavailable) and not isinstance(exc, StoreReset):
+        # the cause names hosts and ports: it goes to the log, the caller gets a generic line
+        actor = request.environ.get("guard.actor", "-")
+        current_app.logger.warning("store unavailable (%s %s, actor %s): %s",
+                                   request.method, request.path, actor, exc)  # fmt: skip
+        detail = GENERIC_UNAVAILABLE
+    return problem(status, slug, title, detail, **ext)
 
 
 def from_validation_error(exc: ValidationError) -> Response:

@@ -1,16 +1,19 @@
 """Lease routes (client or admin token): acquire, renew, release, list.
 
 An acquire may wait (``wait_seconds`` ≤ 30): the request then subscribes to the namespace's
-release channel exactly like the SDK does, so a release wakes it at once. The wait holds one
-server thread, hence the bound. A renew or release of a lease that is not held — expired,
-released, or never granted; the store cannot tell these apart — answers 404 with problem type
-``lease-not-held``: the holder must treat the slot as lost."""
+release channel exactly like the SDK does, so a release wakes it at once. Under the gevent
+workers of ``guard serve`` the wait holds a greenlet and a Redis connection, not a thread;
+waiters per namespace are capped (`guard.server.waiting`). Listing leases is admin-only: lease
+ids are 128 random bits, so a client token cannot end or renew a lease it was not given.
+A renew or release of a lease that is not held — expired, released, or never granted; the
+store cannot tell these apart — answers 404 with problem type ``lease-not-held``: the holder
+must treat the slot as lost."""
 
 from __future__ import annotations
 
 import os
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from ..client import parse_lease_id
 from ..model import check_name, check_namespace
@@ -18,13 +21,35 @@ from ..store import Grant, Refusal
 from . import schemas as s
 from .common import admin, body, reply, store
 from .errors import LeaseNotHeld, Refused
+from .waiting import Waiters
 
 bp = Blueprint("leases", __name__, url_prefix="/v1/namespaces/<ns>/leases")
 
 
+class WaitersFull(Refused):
+    """An acquire that asked to wait while its namespace already has the most waiters."""
+
+    def __init__(self, ns: str, function: str, r: Refusal) -> None:
+        super().__init__(function, r.scope, r.retry_after_ms / 1000, r.on_unavailable)
+        self.args = (
+            f"{function!r} throttled by {r.scope} limit, and namespace {ns!r} already has the "
+            "most acquires waiting that this server allows (GUARD_MAX_WAITERS); retry later",
+        )
+
+
 def _acquire(ns: str, b: s.LeaseIn, raw: bytes) -> Grant | Refusal:
     ttl_ms = int(b.ttl_seconds * 1000) if b.ttl_seconds is not None else 0
-    return store().acquire_waiting(ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable)
+    st = store()
+    if not b.wait_seconds:
+        return st.acquire_waiting(ns, b.function, raw, ttl_ms, 0, b.unavailable)
+    waiters: Waiters = current_app.extensions["guard.waiters"]
+    with waiters.slot(ns) as admitted:
+        if admitted:
+            return st.acquire_waiting(ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable)
+    r = st.acquire_waiting(ns, b.function, raw, ttl_ms, 0, b.unavailable)  # no wait, no queue
+    if isinstance(r, Refusal):
+        raise WaitersFull(ns, b.function, r)
+    return r
 
 
 @bp.post("")

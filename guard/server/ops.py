@@ -18,15 +18,27 @@ def healthz() -> Response:
     return jsonify(status="ok")
 
 
+def unready(detail: str) -> Response:
+    resp = jsonify(status="unavailable", detail=detail)
+    resp.status_code = 503
+    return resp
+
+
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Ready when Redis answers *and* the lease scripts run there (not just PING)."""
+    """Ready when Redis answers, the lease scripts run there (not just PING), and no namespace
+    lost its settings (acquires there would answer 503 store-reset). Unauthenticated, so the
+    cause goes to the log, not into the answer."""
     try:
-        store().usage_fields(PROBE_NAMESPACE)
+        st = store()
+        st.usage_fields(PROBE_NAMESPACE)
+        lost = st.reset_namespaces()
     except GuardError as exc:
-        resp = jsonify(status="unavailable", detail=str(exc))
-        resp.status_code = 503
-        return resp
+        current_app.logger.warning("readyz: store unavailable: %s", exc)
+        return unready("the store is unreachable or failing (see the server log)")
+    if lost:
+        current_app.logger.warning("readyz: namespaces lost their settings: %s", lost)
+        return unready(f"{len(lost)} namespace(s) lost their settings (store reset)")
     return jsonify(status="ok")
 
 

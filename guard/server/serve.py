@@ -1,7 +1,8 @@
 """``guard serve``: the Flask app on an embedded gunicorn, plus limits-as-code upkeep.
 
-gunicorn runs ``gthread`` workers so a lease request that waits (≤ 30 s) holds a thread,
-not a whole worker. The master keeps the config file applied: it applies it at start and
+gunicorn runs guard's gevent worker (`guard.server.worker`): a lease request that waits
+(≤ 30 s) or a client that sends slowly is a greenlet, so neither holds a thread that
+/healthz or a release needs. The master keeps the config file applied: it applies it at start and
 then checks every ``GUARD_CONFIG_CHECK_SECONDS`` (default 10) that each namespace's config
 version is still there and not lower than what it last saw — a Redis restart without
 persistence wipes it — and re-applies the file when it is not. Only the master does this,
@@ -139,16 +140,23 @@ class GuardApplication(BaseApplication):  # type: ignore[misc]
         return create_app()
 
 
+# gunicorn's default format plus the token name (`guard.server.auth`) as the actor
+ACCESS_LOG_FORMAT = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" actor=%({guard.actor}e)s'
+)
+
+
 def options(bind: str, workers: int) -> dict[str, Any]:
     return {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
-        "threads": int(os.environ.get("GUARD_THREADS", "8")),
+        "worker_class": "guard.server.worker.GuardWorker",
+        "worker_connections": int(os.environ.get("GUARD_WORKER_CONNECTIONS", "1000")),
         "timeout": 60,  # > the 30 s wait bound of a lease request
         "graceful_timeout": 10,
-        "keepalive": 75,  # clients (HttpBackend) keep connections alive
+        "keepalive": 75,  # clients (HttpBackend) keep connections alive; > an ALB's 60 s idle
         "accesslog": os.environ.get("GUARD_ACCESS_LOG") or None,
+        "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "loglevel": os.environ.get("GUARD_LOG_LEVEL", "info"),
         "proc_name": "guard",

@@ -138,6 +138,19 @@ def test_redis_url_is_rediss_from_the_primary_endpoint_and_injected_as_secret(
     )
     secrets_block = td[td.index("secrets") : td.index("healthCheck")]
     assert "GUARD_ADMIN_TOKENS" in secrets_block and "GUARD_CLIENT_TOKENS" in secrets_block
+    assert "local.metrics_token_secret" in secrets_block  # GUARD_METRICS_TOKEN when set
+
+
+def test_metrics_token_is_optional_and_a_secret(repo: Any) -> None:
+    """/metrics stays open unless metrics_token_secret_arn is set; then GUARD_METRICS_TOKEN
+    comes from that secret (never a plain value) and the execution role may read it."""
+    variables = (repo / "deploy/terraform/variables.tf").read_text()
+    block = variables[variables.index('variable "metrics_token_secret_arn"') :]
+    assert re.search(r"\A[^}]*default\s*=\s*null", block)
+    main = (repo / "deploy/terraform/main.tf").read_text()
+    arn = r"var\.metrics_token_secret_arn"
+    assert re.search(r'name = "GUARD_METRICS_TOKEN", valueFrom = ' + arn, main)
+    assert re.search(r"secret_arns = concat\(\[[^]]*\], " + arn + " == null", main)
 
 
 def test_container_gets_only_variables_guard_reads(
