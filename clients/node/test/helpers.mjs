@@ -36,9 +36,9 @@ export class RedisProc {
     this.proc = null;
   }
 
-  static async start(port) {
+  static async start(port, extra = []) {
     const r = new RedisProc(port ?? (await freePort()));
-    await r.start();
+    await r.start(extra);
     return r;
   }
 
@@ -46,8 +46,9 @@ export class RedisProc {
     return `redis://127.0.0.1:${this.port}/0`;
   }
 
-  async start() {
-    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir];
+  async start(extra = []) {
+    this.extra = extra.length ? extra : (this.extra ?? []);
+    const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir, ...this.extra];
     this.proc = spawn("redis-server", args, { stdio: "ignore" });
     const c = new Redis({ port: this.port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: true });
     c.on("error", () => {});
