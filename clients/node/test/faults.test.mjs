@@ -3,7 +3,7 @@
 // onUnavailable decides; after a restart NOSCRIPT is recovered and a lost config is reported.
 import assert from "node:assert/strict";
 import { afterEach, test } from "node:test";
-import { Guard, GuardUnavailable, StoreReset } from "../dist/esm/index.mjs";
+import { Guard, GuardUnavailable, StoreReset, Throttled } from "../dist/esm/index.mjs";
 import { newNs, PyAdmin, RedisProc, sleep } from "./helpers.mjs";
 
 const TIMEOUT = 150; // ms, every round trip
@@ -123,4 +123,28 @@ test("Redis restarted empty: NOSCRIPT is recovered and the lost config is a Stor
   assert.notEqual(after.leaseId, before.leaseId);
   assert.equal(await before.release(), false, "the old lease died with the old server");
   await assert.rejects(g.acquire("f"), (e) => e.name === "Throttled", "limits apply again");
+});
+
+test("quarantine (GUARD_QUARANTINE): after a restart that kept the data, grants wait out the longest lease TTL", async () => {
+  const redis = await RedisProc.start(undefined, ["--appendonly", "yes", "--appendfsync", "always"]);
+  const admin = new PyAdmin(redis.url);
+  cleanups.push(() => redis.cleanup(), () => admin.close());
+  const ns = newNs("q");
+  await admin.call(ns, "put_function", ["f"], { max_concurrency: 5, lease_ttl_seconds: 30 });
+  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 1000, connectTimeoutMs: 1000, quarantine: true, onUnavailable: "closed" });
+  cleanups.push(() => g.close());
+  const held = await g.acquire("f", { ttlMs: 20_000 });
+  assert.ok(held.held, "no quarantine on the first server it sees");
+  await redis.stop("SIGTERM");
+  await redis.start(); // same dir: the AOF brings the data back, with a new run_id
+  let r;
+  for (let i = 0; i < 40; i++) {
+    r = await timed(g.acquire("f"));
+    if (!(r.error instanceof GuardUnavailable)) break;
+    await sleep(50); // reconnecting
+  }
+  assert.ok(r.error instanceof Throttled, String(r.error));
+  assert.equal(r.error.scope, "quarantine");
+  assert.ok(r.error.retryAfter > 15 && r.error.retryAfter <= 30, String(r.error.retryAfter));
+  assert.equal(await held.renew(), true, "a lease held across the restart is still held");
 });
