@@ -2,6 +2,7 @@
 // assembled exactly as the Python SDK registers it, and the ESM and CommonJS entries export
 // the same objects.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -66,4 +67,10 @@ test("ESM and CommonJS entries export the same objects (one Guard class, one err
   assert.ok(new esm.Throttled("f", "function", 1) instanceof cjs.GuardError);
   const decl = readFileSync(join(HERE, "..", "dist", "cjs", "index.d.ts"), "utf8");
   assert.match(decl, /export \{ Guard/);
+});
+
+test("the declarations type ESM and CommonJS consumers (tsc --noEmit, NodeNext)", () => {
+  const tsc = join(HERE, "..", "node_modules", "typescript", "bin", "tsc");
+  const out = spawnSync(process.execPath, [tsc, "-p", join(HERE, "types", "tsconfig.json")], { encoding: "utf8", timeout: 120_000 });
+  assert.equal(out.status, 0, out.stdout + out.stderr);
 });
