@@ -36,7 +36,7 @@ function isText(contentType: string | undefined): boolean {
 }
 
 /** A Lambda-like context whose deadline is fixed at creation. */
-export function localContext(functionName: string, timeoutMs = 30_000): LambdaContext {
+export function localContext(functionName: string, timeoutMs = 30_000): LambdaContext & Record<string, unknown> {
   const end = Date.now() + timeoutMs;
   return {
     functionName,

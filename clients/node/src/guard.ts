@@ -20,7 +20,6 @@ const TRUE = ["1", "true", "yes", "on"];
 export interface LambdaContext {
   functionName?: string;
   getRemainingTimeInMillis?: () => number;
-  [k: string]: unknown;
 }
 
 export type OnUnavailable = "open" | "closed";

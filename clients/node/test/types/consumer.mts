@@ -14,3 +14,14 @@ export async function run(): Promise<number> {
   }
 }
 export const handler = apiGateway(g, async (_event: { rawPath: string }, _ctx: { functionName: string }) => ({ statusCode: 200 }));
+
+// The Lambda runtime's context as @types/aws-lambda declares it: an interface with more members.
+interface Context {
+  functionName: string;
+  awsRequestId: string;
+  memoryLimitInMB: string;
+  getRemainingTimeInMillis(): number;
+  done(error?: Error, result?: unknown): void;
+}
+export const typed = g.limit(async (event: { id: string }, context: Context) => `${event.id} ${context.awsRequestId}`);
+export const viaAdapter = apiGateway(g, async (_e: unknown, context: Context) => ({ statusCode: 200, body: context.functionName }));
