@@ -289,3 +289,21 @@ test("fromEnv reads the same variables as Python; GUARD_DISABLED grants without 
     Object.assign(process.env, saved);
   }
 });
+
+test("NOSCRIPT: after SCRIPT FLUSH the next acquire reloads the script (one EVAL) and is granted", async () => {
+  const ns = newNs();
+  await admin.call(ns, "put_function", ["ns-f"], { max_concurrency: 1 });
+  const g = guard(ns);
+  await (await g.acquire("ns-f")).release();
+  const c = redis.client();
+  await c.call("SCRIPT", "FLUSH");
+  await c.call("CONFIG", "RESETSTAT");
+  const l = await g.acquire("ns-f");
+  assert.ok(l.held);
+  await assert.rejects(g.acquire("ns-f"), Throttled, "the reloaded script enforces the limit");
+  const stats = await c.call("INFO", "commandstats");
+  c.disconnect();
+  assert.match(stats, /cmdstat_evalsha:calls=2,.*failed_calls=1/, stats);
+  assert.match(stats, /cmdstat_eval:calls=1,/, stats);
+  await l.release();
+});
