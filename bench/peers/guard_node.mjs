@@ -13,7 +13,7 @@ const FUNCTION = "bench"; // bench/subjects.py GUARD_FUNCTION
 await main({
   name: "guard Node SDK",
   open: async (args) => {
-    const g = Guard.fromUrl(`redis://${args.host}:${args.port}/0`, { namespace: args.key, timeoutMs: 5000 });
+    const g = Guard.fromUrl(`redis://${args.host}:${args.port}/0`, { namespace: args.key, timeoutMs: 5000, connectTimeoutMs: 60_000 });
     await g.backend.ready();
     return g;
   },

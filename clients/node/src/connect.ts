@@ -30,6 +30,7 @@ function common(o: ConnectOptions): RedisOptions {
     commandTimeout: o.timeoutMs,
     enableOfflineQueue: false,
     enableReadyCheck: false, // one round trip less per connection (a LOADING reply is an error)
+    disableClientInfo: true, // no CLIENT SETINFO (two round trips and a file read) before ready
     autoResendUnfulfilledCommands: false,
     maxRetriesPerRequest: 0,
     retryStrategy,
