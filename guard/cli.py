@@ -133,7 +133,7 @@ pass_target = click.make_pass_decorator(Target)
     "config_path",
     envvar="GUARD_CONFIG",
     type=click.Path(exists=True, dir_okay=False),
-    help="limits file to keep applied",
+    help="limits file to keep applied; its namespaces become exactly the file (it prunes)",
 )
 @click.option("--sync-aws-every", type=float, default=None, metavar="SECONDS",
               help="run sync-aws for every namespace this often (needs the aws extra)")  # fmt: skip
@@ -189,23 +189,37 @@ def serve(bind: str, workers: int, config_path: str | None,
 
 
 @main.command()
-@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="limits file (YAML) naming its namespace(s)")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="show the diff, change nothing")
+@click.option("--prune", is_flag=True,
+              help="also remove the groups and functions the file does not list, and unset a "
+                   "max_concurrency it does not set: the namespace becomes exactly the file")  # fmt: skip
 @pass_target
-def apply(target: Target, path: str, dry_run: bool) -> None:
-    """Make the store match a limits file (each namespace in one atomic write)."""
-    from .config_file import diff, load
+def apply(target: Target, path: str, dry_run: bool, prune: bool) -> None:
+    """Make the store hold what a limits file says (each namespace in one atomic write).
 
-    configs = load(path, target.namespace)
-    for ns, cfg in sorted(configs.items()):
-        changes = diff(target.read_config(ns), cfg)
+    Groups and functions the file lists are written whole; the ones it does not list are kept
+    unless --prune is given (the output names them either way). An empty file, or one that
+    names no namespace, is an error and changes nothing."""
+    from .config_file import diff, load_limits
+
+    plans = []
+    for ns, limits in sorted(load_limits(path).items()):
+        old = target.read_config(ns)
+        new = limits.applied_to(old, prune)
+        new.check()  # kept groups count too; every namespace is checked before any is written
+        plans.append((ns, new, diff(old, new), limits.unlisted(old)))
+    for ns, new, changes, unlisted in plans:
         click.echo(
             f"namespace {ns}: " + ("no changes" if not changes else f"{len(changes)} change(s)")
         )
         for line in changes:
             click.echo(f"  {line}")
+        if unlisted and not prune:
+            click.echo(f"  not in the file, kept (--prune would remove: {', '.join(unlisted)})")
         if changes and not dry_run:
-            target.write_config(ns, cfg)
+            target.write_config(ns, new)
     if dry_run:
         click.echo("dry run: nothing was changed")
 
