@@ -192,9 +192,12 @@ def serve(bind: str, workers: int, config_path: str | None,
 @click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="limits file (YAML) naming its namespace(s)")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="show the diff, change nothing")
-@click.option("--prune", is_flag=True,
-              help="also remove the groups and functions the file does not list, and unset a "
-                   "max_concurrency it does not set: the namespace becomes exactly the file")  # fmt: skip
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="also remove the groups and functions the file does not list, and unset a "
+    "max_concurrency it does not set: the namespace becomes exactly the file",
+)
 @pass_target
 def apply(target: Target, path: str, dry_run: bool, prune: bool) -> None:
     """Make the store hold what a limits file says (each namespace in one atomic write).

@@ -65,9 +65,13 @@ EMPTY_FILES = {
 @pytest.mark.parametrize("mode", ["redis_env", "http_env"])
 @pytest.mark.parametrize("name", list(EMPTY_FILES))
 def test_an_empty_file_is_an_error_and_changes_nothing(
-    mode: str, name: str, request: pytest.FixtureRequest, redis_server: RedisProcess,
-    g: guard.Guard, tmp_path: Path,
-) -> None:  # fmt: skip
+    mode: str,
+    name: str,
+    request: pytest.FixtureRequest,
+    redis_server: RedisProcess,
+    g: guard.Guard,
+    tmp_path: Path,
+) -> None:
     env = request.getfixturevalue(mode)
     configured(g)
     f = tmp_path / "limits.yaml"
@@ -83,8 +87,9 @@ def test_an_empty_file_is_an_error_and_changes_nothing(
 
 
 @pytest.mark.parametrize("mode", ["redis_env", "http_env"])
-def test_unlisted_resources_are_kept_unless_pruned(mode: str, request: pytest.FixtureRequest,
-                                                   g: guard.Guard, tmp_path: Path) -> None:  # fmt: skip
+def test_unlisted_resources_are_kept_unless_pruned(
+    mode: str, request: pytest.FixtureRequest, g: guard.Guard, tmp_path: Path
+) -> None:
     env = request.getfixturevalue(mode)
     configured(g)
     f = tmp_path / "limits.yaml"
@@ -109,9 +114,9 @@ def test_unlisted_resources_are_kept_unless_pruned(mode: str, request: pytest.Fi
     assert g.admin.list_functions() == [g.admin.get_function("ingest")]
 
 
-def test_a_merge_that_breaks_a_whole_config_rule_is_refused(redis_env: dict[str, str],
-                                                            g: guard.Guard, tmp_path: Path,
-                                                            redis_server: RedisProcess) -> None:  # fmt: skip
+def test_a_merge_that_breaks_a_whole_config_rule_is_refused(
+    redis_env: dict[str, str], g: guard.Guard, tmp_path: Path, redis_server: RedisProcess
+) -> None:
     """The kept groups count: a file adding reserve above the stored account max is a 409."""
     configured(g)
     f = tmp_path / "limits.yaml"
@@ -122,8 +127,9 @@ def test_a_merge_that_breaks_a_whole_config_rule_is_refused(redis_env: dict[str,
     assert snapshot(redis_server) == before
 
 
-def test_serve_config_is_the_source_of_truth_and_prunes(redis_server: RedisProcess,
-                                                        g: guard.Guard, tmp_path: Path) -> None:  # fmt: skip
+def test_serve_config_is_the_source_of_truth_and_prunes(
+    redis_server: RedisProcess, g: guard.Guard, tmp_path: Path
+) -> None:
     configured(g)
     f = tmp_path / "limits.yaml"
     f.write_text(f"namespace: {g.namespace}\nfunctions:\n  ingest: {{max_concurrency: 3}}\n")
