@@ -111,7 +111,7 @@ def function_bodies() -> list[dict[str, Any]]:
 def lease_bodies() -> list[dict[str, Any]]:
     base: dict[str, Any] = {"function": "f"}
     out = [base, {}, {**base, "x": 1}]
-    out += variants(base, "function", NAMES + [None])
+    out += variants(base, "function", [*NAMES, None])
     out += variants(base, "ttl_seconds", NUMBERS_TTL)
     out += variants(base, "wait_seconds", [0, 0.01, MAX_WAIT_SECONDS + 1, -0.5, "0", True])
     out += variants(base, "lease_id", ["a" * 32, "A" * 32, "a" * 31, "g" * 32, 5, None])
