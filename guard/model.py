@@ -24,23 +24,23 @@ MODES = ("enforce", "shadow")
 ON_UNAVAILABLE = ("open", "closed")
 
 
+# keys.NAME_RE and keys.NAMESPACE_RE in words (the HTTP API's messages use them too)
+NAME_RULE = (
+    "must be 1-128 characters of letters, digits, '_', '-', '.', and start with a letter, "
+    "digit or '_'"
+)
+NAMESPACE_RULE = NAME_RULE.replace("1-128", "1-64")
+
+
 def check_name(value: Any, what: str = "name") -> str:
     if not isinstance(value, str) or not keys.NAME_RE.match(value):
-        raise UsageError(
-            f"{what} must be 1-128 characters of letters, digits, '_', '-', '.', and start with "
-            f"a letter, digit or '_' (got {value!r})",
-            what,
-        )
+        raise UsageError(f"{what} {NAME_RULE} (got {value!r})", what)
     return value
 
 
 def check_namespace(value: Any) -> str:
     if not isinstance(value, str) or not keys.NAMESPACE_RE.match(value):
-        raise UsageError(
-            "namespace must be 1-64 characters of letters, digits, '_', '-', '.', and start with "
-            f"a letter, digit or '_' (got {value!r})",
-            "namespace",
-        )
+        raise UsageError(f"namespace {NAMESPACE_RULE} (got {value!r})", "namespace")
     return value
 
 

@@ -126,3 +126,18 @@ def test_number_fields_refuse_strings_and_booleans(http: Any, ns: str, path: Any
     for bad in ("1", "1.5", True):
         assert method(path(ns), json=make(bad)).status_code == 400, bad
     assert method(path(ns), json=make(1)).status_code in (200, 201)
+
+
+@pytest.mark.parametrize(("path", "body", "field", "rule"), [
+    ("/leases", {"function": "-x"}, "function", "start with a letter, digit or '_'"),
+    ("/groups/g", {"members": ["ok", "-x"]}, "members.1", "start with a letter, digit or '_'"),
+    ("/leases", {"function": "f", "lease_id": "zz"}, "lease_id", "32 hex digits"),
+    ("/groups/g", {"selector": {"tags": {}}}, "selector.tags", "at least 1"),
+    ("", {"max_concurrency": "100"}, "max_concurrency", "must be a number, not a string"),
+])  # fmt: skip
+def test_body_errors_state_the_rule_in_words(http: Any, ns: str, path: str, body: Any,
+                                             field: str, rule: str) -> None:  # fmt: skip
+    r = (http.post if path == "/leases" else http.put)(p(ns, path), json=body)
+    assert r.status_code == 400 and r.json["field"] == field, r.json
+    assert rule in r.json["detail"] and "pattern" not in r.json["detail"], r.json
+    assert "Value error" not in r.json["detail"]

@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app, json
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from .. import problems
+from .. import keys, problems
 from ..errors import (
     ConflictError,
     GuardError,
@@ -24,6 +24,8 @@ from ..errors import (
     Throttled,
     UsageError,
 )
+from ..model import NAME_RULE, NAMESPACE_RULE
+from .schemas import LEASE_ID_RE
 
 
 class AuthError(GuardError):
@@ -88,10 +90,25 @@ def from_guard_error(exc: GuardError) -> Response:
     return problem(slug, str(exc), **ext)
 
 
+# patterns of the request models, in words
+PATTERN_RULES = {
+    keys.NAME_RE.pattern: NAME_RULE,
+    keys.NAMESPACE_RE.pattern: NAMESPACE_RULE,
+    LEASE_ID_RE: "must be 32 hex digits (128 bits)",
+}
+
+
 def from_validation_error(exc: ValidationError) -> Response:
     err = exc.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in err["loc"]) or None
-    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    # a union's branch appears in the location under its model's name: not a field
+    field = ".".join(str(p) for p in err["loc"] if not str(p)[:1].isupper()) or None
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "string_pattern_mismatch":
+        pattern = str((err.get("ctx") or {}).get("pattern", ""))
+        msg = PATTERN_RULES.get(pattern, f"must match {pattern}")
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
     detail = f"{field}: {msg}" if field else msg
     return problem("bad-request", detail, field=field)
 

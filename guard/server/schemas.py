@@ -43,7 +43,8 @@ NAME_KEYS: JsonDict = {
     "propertyNames": {"pattern": keys.NAME_RE.pattern},
     "additionalProperties": False,
 }
-LeaseId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{32}$", description="128 bits as 32 hex")]
+LEASE_ID_RE = r"^[0-9a-fA-F]{32}$"
+LeaseId = Annotated[str, Field(pattern=LEASE_ID_RE, description="128 bits as 32 hex")]
 Mode = Literal["enforce", "shadow"]
 
 
