@@ -182,3 +182,15 @@ def test_serve_on_a_busy_port_is_one_clear_line(redis_server: RedisProcess) -> N
     assert errors == [f"error: cannot listen on 127.0.0.1:{port}: address already in use"], p.stderr
     assert "Traceback" not in p.stderr and "Retrying" not in p.stderr
     assert took < 10  # not gunicorn's five retries
+
+
+def test_serve_says_serving_on_once_bound(redis_server: RedisProcess) -> None:
+    from live import LiveServer
+
+    server = LiveServer(redis_server.url, workers=1, env={"GUARD_LOG_LEVEL": "info"})
+    try:
+        out = server.start().output()
+        listening = out.index("Listening at: http://127.0.0.1")  # gunicorn, after bind()
+        assert out.index(f"guard: serving on {server.url}") > listening, out
+    finally:
+        server.stop()
