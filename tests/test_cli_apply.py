@@ -35,11 +35,14 @@ def http_env(live_server: str, ns: str) -> dict[str, str]:
             "GUARD_REDIS_URL": ""}  # fmt: skip
 
 
-def snapshot(redis_server: RedisProcess) -> dict[bytes, Any]:
-    """Every key of the server with its serialized value and TTL: byte-for-byte state."""
+def snapshot(redis_server: RedisProcess, ns: str) -> dict[bytes, Any]:
+    """Every key of the namespace, and the namespace registry, each with its serialized value
+    (DUMP) and whether it expires: the store byte for byte. (Other tests' namespaces on the
+    session server are left out: their TTLs tick.)"""
     c = redis_server.client()
     try:
-        return {k: (c.dump(k), c.pttl(k)) for k in sorted(c.scan_iter(match="guard:*"))}
+        names = [*sorted(c.scan_iter(match=f"guard:{{{ns}}}:*")), b"guard:namespaces"]
+        return {k: (c.dump(k), c.pttl(k) if c.pttl(k) < 0 else "expires") for k in names}
     finally:
         c.close()
 
@@ -76,14 +79,15 @@ def test_an_empty_file_is_an_error_and_changes_nothing(
     configured(g)
     f = tmp_path / "limits.yaml"
     f.write_text(EMPTY_FILES[name].format(ns=g.namespace))
-    before = snapshot(redis_server)
+    before = snapshot(redis_server, g.namespace)
+    assert len(before) >= 2 and all(v[0] for v in before.values())  # configured, not empty
     for args in (["apply", "-f", str(f)], ["apply", "-f", str(f), "--prune"],
                  ["apply", "-f", str(f), "--dry-run"]):  # fmt: skip
         r = run(args, env)
         assert r.exit_code == 2, (args, r.output)
         assert r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1
         assert "change(s)" not in r.output
-    assert snapshot(redis_server) == before
+    assert snapshot(redis_server, g.namespace) == before
 
 
 @pytest.mark.parametrize("mode", ["redis_env", "http_env"])
@@ -121,10 +125,10 @@ def test_a_merge_that_breaks_a_whole_config_rule_is_refused(
     configured(g)
     f = tmp_path / "limits.yaml"
     f.write_text(f"namespace: {g.namespace}\ngroups:\n  api: {{reserved: 96}}\n")
-    before = snapshot(redis_server)
+    before = snapshot(redis_server, g.namespace)
     r = run(["apply", "-f", str(f)], redis_env)
     assert r.exit_code == 1 and "reserved" in r.output
-    assert snapshot(redis_server) == before
+    assert snapshot(redis_server, g.namespace) == before
 
 
 def test_serve_config_is_the_source_of_truth_and_prunes(
