@@ -61,6 +61,13 @@ def test_every_http_error_uses_the_one_scheme(http: Any, app: Any, ns: str) -> N
     http.put(p(ns, "/functions/f"), json={"max_concurrency": 0})
     r = http.post(p(ns, "/leases"), json={"function": "f"})
     seen[check(r.json, 429)] = r
+    from openapi_schema_validator import OAS31Validator
+
+    from guard.server.openapi import document
+
+    schema = {**document(), "$ref": "#/components/schemas/Problem"}
+    for r in seen.values():  # each as /openapi.json describes it
+        OAS31Validator(schema).validate(r.json)
     assert set(seen) >= {"bad-request", "unauthorized", "forbidden", "not-found",
                          "method-not-allowed", "conflict", "payload-too-large",
                          "throttled"}  # fmt: skip
@@ -141,3 +148,15 @@ def test_body_errors_state_the_rule_in_words(http: Any, ns: str, path: str, body
     assert r.status_code == 400 and r.json["field"] == field, r.json
     assert rule in r.json["detail"] and "pattern" not in r.json["detail"], r.json
     assert "Value error" not in r.json["detail"]
+
+
+def test_a_limits_file_coerces_integers_like_the_api() -> None:
+    from guard.config_file import parse
+
+    for bad in ("100", True, 1.5):
+        with pytest.raises(guard.UsageError) as ei:
+            parse({"namespace": "n", "functions": {"f": {"max_concurrency": bad}}})
+        assert ei.value.field == "functions.f.max_concurrency"
+    cfg = parse({"namespace": "n", "max_concurrency": 2.0, "groups": {"g": {"reserved": 1.0}}})
+    assert cfg["n"].max_concurrency == 2 and isinstance(cfg["n"].max_concurrency, int)
+    assert cfg["n"].groups["g"].reserved == 1

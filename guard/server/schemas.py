@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from .. import keys
+from .. import keys, problems
 from ..model import MAX_LIMIT, MAX_MEMBERS
 
 MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
@@ -193,7 +193,11 @@ class LeaseList(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details; 429 adds scope, function, retry_after."""
 
-    type: str
+    type: str = Field(
+        description="urn:guard:problem:<slug> (docs/http.md, Problem types); about:blank for "
+        "a status with no type of its own",
+        json_schema_extra={"enum": [*(t.uri for t in problems.TYPES.values()), "about:blank"]},
+    )
     title: str
     status: int
     detail: str
