@@ -11,10 +11,11 @@
 import { type Guard, type LambdaContext, remainingMs } from "./guard";
 import { GuardError, GuardUnavailable, Throttled, UsageError } from "./errors";
 import type { Lease } from "./lease";
+import { problemDocument, problemUri } from "./problems";
 import { type DelayOptions, delayMessages, MAX_VISIBILITY, type SqsRecord } from "./sqs";
 
-export const PROBLEM_THROTTLED = "urn:guard:problem:throttled";
-export const PROBLEM_UNAVAILABLE = "urn:guard:problem:unavailable";
+export const PROBLEM_THROTTLED = problemUri("throttled"); // the HTTP API's types and titles
+export const PROBLEM_UNAVAILABLE = problemUri("store-unavailable");
 /** ms kept back from the invocation's remaining time for answering after the adapter's own
  * work (a wait for a slot, the SQS backoff's calls): the refusal must still reach Lambda. */
 export const DEADLINE_MARGIN_MS = 500;
@@ -46,18 +47,19 @@ export function retryAfterHeader(seconds: number): string {
   return String(Math.max(1, Math.ceil(seconds)));
 }
 
+/** An API Gateway / function-URL response carrying the problem document of type `slug`
+ * (`problems.ts`: the same type and title the HTTP API uses). */
 export function problemResponse(
-  status: number,
-  title: string,
+  slug: string,
   detail: string,
-  type: string,
   headers: Record<string, string> = {},
   extra: Record<string, unknown> = {},
 ): HttpResponse {
+  const body = problemDocument(slug, detail, extra);
   return {
-    statusCode: status,
+    statusCode: body.status as number,
     headers: { "Content-Type": "application/problem+json", ...headers },
-    body: JSON.stringify({ type, title, status, detail, ...extra }),
+    body: JSON.stringify(body),
     isBase64Encoded: false,
   };
 }
@@ -67,19 +69,15 @@ export function problemResponse(
 export function refusalResponse(err: Throttled | GuardUnavailable): HttpResponse {
   if (err instanceof Throttled) {
     return problemResponse(
-      429,
-      "Too Many Requests",
+      "throttled",
       err.message,
-      PROBLEM_THROTTLED,
       { "Retry-After": retryAfterHeader(err.retryAfter) },
       { scope: err.scope, function: err.function, retry_after: err.retryAfter },
     );
   }
   return problemResponse(
-    503,
-    "Service Unavailable",
+    "store-unavailable",
     `the concurrency guard's store is unreachable and '${err.function}' fails closed`,
-    PROBLEM_UNAVAILABLE,
     {},
     { function: err.function },
   );

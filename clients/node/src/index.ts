@@ -24,11 +24,14 @@ export {
   PROBLEM_UNAVAILABLE,
   apiGateway,
   boundedWait,
+  problemResponse,
   refusalResponse,
   retryAfterHeader,
   sqs,
 } from "./aws";
 export type { ApiGatewayOptions, HttpResponse, SqsEvent, SqsOptions } from "./aws";
+export { PROBLEM_PREFIX, PROBLEM_TYPES, problemDocument, problemUri } from "./problems";
+export type { ProblemType } from "./problems";
 export { delayMessages, parseQueueArn, queueUrl } from "./sqs";
 export type { SqsClientLike, SqsRecord } from "./sqs";
 export { buildEvent, lambdaToExpress, localContext, middleware, writeResult } from "./express";

@@ -84,7 +84,7 @@ for (const kind of ["v1", "v2", "url"]) {
     assert.ok(Number(refused.headers["Retry-After"]) >= 1);
     const problem = JSON.parse(refused.body);
     assert.equal(problem.type, PROBLEM_THROTTLED);
-    assert.equal(problem.title, "Too Many Requests");
+    assert.equal(problem.title, "Throttled");
     assert.equal(problem.status, 429);
     assert.equal(problem.scope, "function");
     assert.equal(problem.function, "orders-fn");
@@ -93,7 +93,7 @@ for (const kind of ["v1", "v2", "url"]) {
   });
 }
 
-test("apiGateway: the refusal documents are the Python adapters' (type URIs, titles, fields)", async () => {
+test("apiGateway: the refusal documents are the Python adapters' (type URIs, titles, fields); one problem table", async () => {
   const py = JSON.parse(
     python(
       "import json; from guard.aws import adapters as a; from guard.errors import Throttled, GuardUnavailable\n" +
@@ -113,6 +113,9 @@ test("apiGateway: the refusal documents are the Python adapters' (type URIs, tit
     assert.deepEqual(JSON.parse(ours.body), JSON.parse(theirs.body));
   }
   assert.equal(JSON.parse(u.body).type, PROBLEM_UNAVAILABLE);
+  const table = JSON.parse(python("import json; from guard import problems as p; print(json.dumps({k: [t.uri, t.status, t.title] for k, t in p.TYPES.items()}))"));
+  const { PROBLEM_TYPES, problemUri } = await import("../dist/esm/index.mjs");
+  assert.deepEqual(Object.fromEntries(Object.entries(PROBLEM_TYPES).map(([k, t]) => [k, [problemUri(k), t.status, t.title]])), table);
 });
 
 test("apiGateway: a function that fails closed answers 503 when the store is unreachable; a wait is cut to the deadline", async () => {
