@@ -32,8 +32,8 @@ from gunicorn import util
 from gunicorn.http.body import Body
 from gunicorn.workers.ggevent import GeventWorker
 
-from . import MAX_BODY
 from .. import problems
+from . import MAX_BODY
 
 DEFAULT_BODY_TIMEOUT = 10.0
 TOO_LARGE = f"the body exceeds {MAX_BODY} bytes"
