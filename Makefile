@@ -63,10 +63,10 @@ run: setup
 bench/node_modules/.package-lock.json:
 	npm ci --prefix bench
 
-bench: setup bench/node_modules/.package-lock.json
+bench: setup bench/node_modules/.package-lock.json node-build
 	$(BIN)/python bench/run_all.py
 
-bench-quick: setup bench/node_modules/.package-lock.json
+bench-quick: setup bench/node_modules/.package-lock.json node-build
 	$(BIN)/python bench/run_all.py --quick
 
 clean:

@@ -540,6 +540,7 @@ def write(report: dict[str, Any], docs: str, img: str) -> None:
         "",
         "```sh",
         "npm ci --prefix bench   # redis-semaphore, ioredis, bottleneck (bench/package-lock.json)",
+        "make node-build         # the Node SDK subject (clients/node)",
         ".venv/bin/python bench/run_all.py --quick   # or without --quick for the full run",
         "```",
         "",
