@@ -51,7 +51,7 @@ node-build: $(NODE_DIR)/node_modules/.package-lock.json
 	cd $(NODE_DIR) && node scripts/build.mjs
 
 node-test: setup node-build
-	cd $(NODE_DIR) && node --test --test-concurrency=1 test/
+	cd $(NODE_DIR) && node --test --test-concurrency=1 test/*.test.mjs
 
 test: lint typecheck pytest node-test
 

@@ -6,7 +6,7 @@
  * to the namespace's release channel (one subscription per Guard), so a release wakes the
  * waiter at once; the refusal's retry_after bounds each sleep in case none is published.
  */
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import type { Backend, Grant } from "./backend";
 import { GuardError, GuardUnavailable, StoreReset, Throttled, UsageError } from "./errors";
 import { HttpBackend } from "./http";
@@ -78,6 +78,21 @@ export function functionName(fn?: string | null, context?: LambdaContext | null)
 export function remainingMs(context?: LambdaContext | null): number | null {
   const get = context?.getRemainingTimeInMillis;
   return typeof get === "function" ? Number(get.call(context)) : null;
+}
+
+// Lease ids: 128 random bits each, cut from a pool filled 256 ids at a time (one
+// randomFillSync call costs about as much as a whole round trip's client work; see docs/node.md).
+const POOL = Buffer.alloc(16 * 256);
+let poolUsed = POOL.length;
+
+function newLeaseId(): Buffer {
+  if (poolUsed >= POOL.length) {
+    randomFillSync(POOL);
+    poolUsed = 0;
+  }
+  const id = Buffer.from(POOL.subarray(poolUsed, poolUsed + 16)); // a copy: the pool is refilled
+  poolUsed += 16;
+  return id;
 }
 
 function choice(v: unknown, what: string): OnUnavailable {
@@ -190,7 +205,7 @@ export class Guard {
    */
   async acquire(fn?: string | null, options: AcquireOptions = {}): Promise<Lease> {
     const name = this.name(fn, options.context);
-    const raw = options.leaseId !== undefined ? parseLeaseId(options.leaseId) : randomBytes(16);
+    const raw = options.leaseId !== undefined ? parseLeaseId(options.leaseId) : newLeaseId();
     let ttlMs = options.ttlMs;
     if (ttlMs === undefined && options.context) {
       const left = remainingMs(options.context);

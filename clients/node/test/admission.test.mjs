@@ -307,3 +307,11 @@ test("NOSCRIPT: after SCRIPT FLUSH the next acquire reloads the script (one EVAL
   assert.match(stats, /cmdstat_eval:calls=1,/, stats);
   await l.release();
 });
+
+test("generated lease ids are 128-bit, distinct across pool refills", async () => {
+  const g = new Guard({ acquireWaiting() {}, renew() {}, release() {}, close() {} }, { disabled: true });
+  const ids = new Set();
+  for (let i = 0; i < 1000; i++) ids.add((await g.acquire("f")).leaseId);
+  assert.equal(ids.size, 1000);
+  for (const id of ids) assert.match(id, /^[0-9a-f]{32}$/);
+});
