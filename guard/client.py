@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol, TypeVar, cast
@@ -84,6 +85,9 @@ class Guard:
     function's stored setting is remembered and wins. `lease_margin` is added to a Lambda
     invocation's remaining time to form its lease TTL."""
 
+    RECOVERY_QUIET = 1.0  # s without an unavailable call before a recovery is logged
+    WARN_EVERY = 60.0  # s: at most one "unavailable" warning (and its recovery) per period
+
     def __init__(
         self,
         backend: Backend,
@@ -110,7 +114,9 @@ class Guard:
         self._admin: Any = None
         self._releaser: Releaser | None = None
         self._down = False  # in a run of unavailable calls (logged at its start and end)
+        self._down_logged = False
         self._down_open = self._down_closed = 0
+        self._last_failure = self._warned_at = -self.WARN_EVERY
         if disabled:
             log.warning(
                 "guard is disabled (GUARD_DISABLED / disabled=True): every lease is "
@@ -130,6 +136,7 @@ class Guard:
         connect_timeout: float | None = None,
         quarantine: bool = False,
         max_connections: int | None = None,
+        pool_timeout: float | None = None,
         **kwargs: Any,
     ) -> Guard:
         """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
@@ -137,8 +144,9 @@ class Guard:
         `timeout` bounds every round trip, in seconds (default 0.05 in Redis mode, 2.0 in
         HTTP mode). `max_connections` (default 50) caps the connections this client opens
         (per Cluster node); callers beyond it wait for one within their call's deadline.
-        `quarantine` (Redis mode) refuses grants for one lease TTL after a failover or
-        restart (docs/guarantees.md)."""
+        `pool_timeout` bounds that wait (default: `timeout`, at least 1 s; a waiting acquire
+        may wait for a connection as long as for a slot). `quarantine` (Redis mode) refuses
+        grants for one lease TTL after a failover or restart (docs/guarantees.md)."""
         from .connect import DEFAULT_MAX_CONNECTIONS, check_max_connections
 
         pool = check_max_connections(
@@ -152,6 +160,7 @@ class Guard:
                 token=token,
                 timeout=HTTP_TIMEOUT if timeout is None else timeout,
                 max_connections=pool,
+                pool_timeout=pool_timeout,
             )
         else:
             from .store import RedisStore
@@ -162,6 +171,7 @@ class Guard:
                 connect_timeout=connect_timeout,
                 quarantine=quarantine,
                 max_connections=pool,
+                pool_timeout=pool_timeout,
             )
         return cls(backend, namespace=namespace, **kwargs)
 
@@ -288,15 +298,20 @@ class Guard:
 
     def _unavailable(self, name: str, raw: bytes, exc: GuardUnavailable) -> Lease:
         closed = self._policy.get(name, self.on_unavailable) == "closed"
+        now = time.monotonic()
         with self._lock:  # counted here, reported with the next successful acquire
-            first = not self._down
-            self._down = True
+            self._last_failure = now
             if closed:
                 self._down_closed += 1
             else:
                 self._down_open += 1
                 self._pending[name] = self._pending.get(name, 0) + 1
-        if first:
+            log_it = not self._down and now - self._warned_at >= self.WARN_EVERY
+            if not self._down:
+                self._down, self._down_logged = True, log_it
+            if log_it:
+                self._warned_at = now
+        if log_it:
             log.warning(
                 "guard: %s %r (on_unavailable=%s): %s. Until the store answers again, "
                 "further calls are counted, not logged.",
@@ -308,10 +323,16 @@ class Guard:
         return Lease(None, name, raw.hex(), held=False)
 
     def _recovered(self) -> None:
+        """The store answered while unavailable calls were being counted. The run of them
+        ends after `RECOVERY_QUIET` s without another (so a flapping store or a saturated
+        pool logs one pair of lines, not one per flap)."""
+        now = time.monotonic()
         with self._lock:
-            if not self._down:
+            if not self._down or now - self._last_failure < self.RECOVERY_QUIET:
                 return
             self._down = False
+            if not self._down_logged:
+                return  # its start was not logged (WARN_EVERY): counts carry to the next
             ran, refused = self._down_open, self._down_closed
             self._down_open = self._down_closed = 0
         log.warning(

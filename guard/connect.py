@@ -26,6 +26,26 @@ from .errors import UsageError
 
 DEFAULT_MAX_CONNECTIONS = 50  # per process (per Cluster node): a threaded server's worth
 MAX_CONNECTIONS_BOUND = 10_000
+# A pool wait is local queueing, not a slow store: with hundreds of threads on one GIL a
+# connection can stay busy far longer than a Redis round trip, so the wait gets at least this.
+MIN_POOL_TIMEOUT = 1.0
+
+
+def pool_timeout(timeout: float, pool_timeout: float | None) -> float:
+    """How long a call may wait for a pooled connection: `pool_timeout` when given (0 to
+    300 s), else the round-trip `timeout` but at least `MIN_POOL_TIMEOUT`."""
+    if pool_timeout is None:
+        return max(timeout, MIN_POOL_TIMEOUT)
+    if (
+        isinstance(pool_timeout, bool)
+        or not isinstance(pool_timeout, int | float)
+        or not (0 < pool_timeout <= 300)
+    ):
+        raise UsageError(
+            f"pool_timeout must be seconds in (0, 300] (got {pool_timeout!r})", "pool_timeout"
+        )
+    return float(pool_timeout)
+
 
 # redis-py >= 5.1 has MaxConnectionsError ("client-side exhaustion, not a node failure"):
 # RedisCluster then neither retries nor refreshes its slot map. Older versions: plain.
@@ -100,6 +120,7 @@ def connect(
     timeout: float,
     connect_timeout: float | None = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_wait: float | None = None,
 ) -> Any:
     """``redis://``, ``rediss://``, ``unix://``; ``redis+sentinel://[:password@]host:port
     [,host:port...]/service_name[/db]`` (the current primary, found through Sentinel);
@@ -108,7 +129,8 @@ def connect(
     A broken pooled connection (e.g. after a Redis restart) is retried once at once on a new
     connection; a timeout is not retried, so a call never takes much more than its deadline.
     Retrying is safe: acquire is idempotent by lease id, release by nature. A caller waits
-    for a free connection up to `timeout` (or its call's deadline, `call_deadline`)."""
+    for a free connection up to `pool_wait` (default: `pool_timeout(timeout, None)`), or
+    its call's deadline when that is longer (`call_deadline`)."""
     max_connections = check_max_connections(max_connections)
     conn: dict[str, Any] = {
         "socket_timeout": timeout,
@@ -118,7 +140,7 @@ def connect(
     }
     pool: dict[str, Any] = {
         "max_connections": max_connections,
-        "timeout": timeout,
+        "timeout": pool_timeout(timeout, pool_wait),
         "queue_class": _WaitQueue,
     }
     client: Any

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from .connect import DEFAULT_MAX_CONNECTIONS, check_max_connections
+from .connect import pool_timeout as check_pool_timeout
 from .errors import (
     ConflictError,
     GuardError,
@@ -38,7 +39,8 @@ log = logging.getLogger("guard")
 
 class HttpBackend:
     """`guard.client.Backend` over HTTP. `timeout` bounds each round trip (plus any wait);
-    at most `max_connections` connections are open at once."""
+    at most `max_connections` connections are open at once, and a caller waits up to
+    `pool_timeout` (default: `timeout`, at least 1 s) or its call's deadline for one."""
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class HttpBackend:
         token: str | None = None,
         timeout: float = 2.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -58,6 +61,7 @@ class HttpBackend:
         self.token = token
         self.timeout = timeout
         self.max_connections = check_max_connections(max_connections)
+        self.pool_timeout = check_pool_timeout(timeout, pool_timeout)
         self.pool_exhausted = 0
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self._idle: list[http.client.HTTPConnection] = []
@@ -112,7 +116,7 @@ class HttpBackend:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         deadline = self.timeout + extra_timeout
-        conn = self._checkout(deadline)
+        conn = self._checkout(max(deadline, self.pool_timeout))
         keep = False
         try:
             for attempt in (0, 1):

@@ -190,7 +190,7 @@ class ReleaseListener:
     def _subscribe(self, ch: bytes) -> None:
         # Its own lock: a subscribe may wait for a pooled connection, and meanwhile the
         # listener must still dispatch and other waiters register. The pool wait is the
-        # client's plain timeout, not the waiting call's whole budget.
+        # client's plain pool timeout, not the waiting call's whole budget.
         with self._sub_lock, call_deadline(time.monotonic()):
             if self._closed:
                 return
@@ -316,12 +316,14 @@ class RedisStore:
         connect_timeout: float | None = None,
         quarantine: bool = False,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float | None = None,
     ) -> RedisStore:
         """A store whose every command is bounded by `timeout` (read) and `connect_timeout`;
         the URL forms are those of `guard.connect.connect`. `quarantine` turns on the
         failover quarantine (docs/guarantees.md). At most `max_connections` connections
-        (per Cluster node); callers beyond them wait for one within their deadline."""
-        client = connect(url, timeout, connect_timeout, max_connections)
+        (per Cluster node); callers beyond them wait for one up to `pool_timeout` (default:
+        `timeout`, at least 1 s) or their waiting acquire's deadline."""
+        client = connect(url, timeout, connect_timeout, max_connections, pool_timeout)
         return cls(client, quarantine=quarantine)
 
     # -- leases -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import redis
 from redis_proc import RedisProcess
 
 import guard
-from guard import keys
+from guard import Guard, keys
 
 
 class Holders:
@@ -103,7 +103,7 @@ def test_300_threads_without_waiting_are_throttled_not_failed_open(
 ) -> None:
     """Callers that do not wait: refusals are Throttled, never an unguarded run, even with a
     pool far smaller than the threads and the default (open) policy."""
-    g = guard.Guard.from_url(redis_server.url, namespace=ns, max_connections=4, timeout=1.0)
+    g = guard.Guard.from_url(redis_server.url, namespace=ns, max_connections=4)
     try:
         g.admin.put_function("f", max_concurrency=20)
         h = hammer(g, threads=300, per_thread=3, hold=0.005, wait=0.0)
@@ -129,6 +129,10 @@ def test_max_connections_setting(redis_server: RedisProcess, monkeypatch: pytest
         with pytest.raises(guard.UsageError) as ei:
             guard.Guard.from_url(redis_server.url, max_connections=bad)
         assert ei.value.field == "max_connections"
+    for bad_wait in (0, -1, 301, "1"):
+        with pytest.raises(guard.UsageError) as ei:
+            guard.Guard.from_url(redis_server.url, pool_timeout=bad_wait)
+        assert ei.value.field == "pool_timeout"
     monkeypatch.setenv("GUARD_MAX_CONNECTIONS", "many")
     with pytest.raises(guard.UsageError) as ei:
         guard.Guard.from_env()
@@ -145,7 +149,9 @@ def test_pool_wait_that_runs_out_is_a_local_saturation(
     """Every pooled connection busy for longer than the call's deadline: the error says so
     (not "store unreachable"); it is counted and logged once; on_unavailable decides."""
     caplog.set_level(logging.DEBUG, logger="guard")
-    g = guard.Guard.from_url(redis_server.url, namespace=ns, max_connections=2, timeout=0.1)
+    g = guard.Guard.from_url(
+        redis_server.url, namespace=ns, max_connections=2, timeout=0.1, pool_timeout=0.1
+    )
     g.acquire("f").release()
     pool = g.backend.client.connection_pool  # type: ignore[attr-defined]
     busy = _take_all(pool)
@@ -252,6 +258,7 @@ def test_fail_open_warns_once_and_on_recovery(
     assert "unguarded" in first.getMessage() and "job" in first.getMessage()
     assert "refused" in first.getMessage().lower() or "connect" in first.getMessage().lower()
     own_redis.start()
+    time.sleep(Guard.RECOVERY_QUIET)  # a run of failures ends after a quiet second
     for _ in range(5):
         assert g.acquire("job").held
     records = [r for r in caplog.records if r.name == "guard"]
