@@ -142,7 +142,7 @@ class Guard:
         """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
         ``redis+cluster://`` (Redis mode) or ``http(s)://`` (HTTP mode, with `token`).
         `timeout` bounds every round trip, in seconds (default 0.05 in Redis mode, 2.0 in
-        HTTP mode). `max_connections` (default 50) caps the connections this client opens
+        HTTP mode). `max_connections` (default 32) caps the connections this client opens
         (per Cluster node); callers beyond it wait for one within their call's deadline.
         `pool_timeout` bounds that wait (default: `timeout`, at least 1 s; a waiting acquire
         may wait for a connection as long as for a slot). `quarantine` (Redis mode) refuses

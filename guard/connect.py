@@ -9,6 +9,7 @@ runs out raises `PoolWaitExpired`, which `guard.store` reports as `guard.PoolExh
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -24,7 +25,7 @@ from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from .errors import UsageError
 
-DEFAULT_MAX_CONNECTIONS = 50  # per process (per Cluster node): a threaded server's worth
+DEFAULT_MAX_CONNECTIONS = 32  # per process (per Cluster node); see docs/sdk.md "Connections"
 MAX_CONNECTIONS_BOUND = 10_000
 # A pool wait is local queueing, not a slow store: with hundreds of threads on one GIL a
 # connection can stay busy far longer than a Redis round trip, so the wait gets at least this.
@@ -80,19 +81,52 @@ def call_deadline(deadline: float) -> Iterator[None]:
         _call.deadline = outer
 
 
+class _Waiter:
+    __slots__ = ("done", "event", "item")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.done = False
+        self.item: Any = None
+
+
 class _WaitQueue(queue.LifoQueue):  # type: ignore[type-arg]
-    """The blocking pool's queue: a wait honours the call's deadline and, when it runs out,
-    raises `PoolWaitExpired` (redis-py would raise a plain ConnectionError, the same class
-    as an unreachable server)."""
+    """The blocking pool's queue, first come first served: a connection given back goes
+    straight to the longest-waiting caller (Python's queue lets a running thread barge
+    ahead, and with hundreds of threads some waited a whole second). A wait honours the
+    call's deadline and, when it runs out, raises `PoolWaitExpired` (redis-py would raise a
+    plain ConnectionError, the same class as an unreachable server)."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self._waiters: collections.deque[_Waiter] = collections.deque()
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        with self.mutex:
+            if self._qsize() and not self._waiters:
+                return self._get()
+            w = _Waiter()
+            self._waiters.append(w)
         deadline = getattr(_call, "deadline", None)
         if deadline is not None:
             timeout = max(timeout or 0.0, deadline - time.monotonic())
-        try:
-            return super().get(block, timeout)
-        except queue.Empty:
-            raise PoolWaitExpired(self.maxsize, timeout or 0.0) from None
+        w.event.wait(timeout)
+        with self.mutex:
+            if w.done:  # handed over (perhaps just as the wait ran out)
+                return w.item
+            self._waiters.remove(w)
+        raise PoolWaitExpired(self.maxsize, timeout or 0.0)
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        with self.mutex:
+            if self._waiters:
+                w = self._waiters.popleft()
+                w.item, w.done = item, True
+                w.event.set()
+            elif 0 < self.maxsize <= self._qsize():
+                raise queue.Full  # how redis-py's reset() knows the pool is filled
+            else:
+                self._put(item)
 
 
 class _SentinelBlockingPool(SentinelConnectionPool, redis.BlockingConnectionPool):
