@@ -137,6 +137,44 @@ def test_max_connections_setting(redis_server: RedisProcess, monkeypatch: pytest
     with pytest.raises(guard.UsageError) as ei:
         guard.Guard.from_env()
     assert ei.value.field == "max_connections"
+    monkeypatch.setenv("GUARD_MAX_CONNECTIONS", "7")
+    for bad_timeout in ("0", "301", "soon"):
+        monkeypatch.setenv("GUARD_TIMEOUT", bad_timeout)
+        with pytest.raises(guard.UsageError) as ei:
+            guard.Guard.from_env()
+        assert ei.value.field == "timeout"
+
+
+def test_releaser_bounds(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+                         ) -> None:  # fmt: skip
+    """The background releaser (pure logic: the release call is a stub that keeps failing
+    the way an unreachable store does): retries are bounded, pending ids are bounded, and a
+    held lease given up on is logged at ERROR with its lease id."""
+    from guard.lease import Releaser
+
+    monkeypatch.setattr(Releaser, "DELAYS", (0.001,) * 4)
+    monkeypatch.setattr(Releaser, "MAX_PENDING", 3)
+    calls: list[bytes] = []
+    gate = threading.Event()
+
+    def failing(raw: bytes) -> bool:
+        gate.wait(5)
+        calls.append(raw)
+        raise guard.GuardUnavailable("store unreachable: test")
+
+    r = Releaser(failing)
+    for i in range(5):
+        r.submit(bytes([i]) * 16, "f", held=True)
+    assert r.pending() == 3 and r.dropped == 2  # beyond MAX_PENDING: given up at once
+    gate.set()
+    deadline = time.monotonic() + 5
+    while r.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert r.pending() == 0 and len(calls) == 3 * 4  # 4 attempts each, no more
+    errors = [x for x in caplog.records if x.levelno == logging.ERROR]
+    assert len(errors) == 5 and all("could not release lease" in x.getMessage() for x in errors)
+    assert (bytes([4]) * 16).hex() in " ".join(x.getMessage() for x in errors)
+    r.close()
 
 
 def _take_all(pool: Any) -> list[Any]:
