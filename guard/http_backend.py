@@ -82,8 +82,8 @@ class HttpBackend:
             )
             if first:
                 log.warning(
-                    "guard: %s. Raise max_connections (GUARD_MAX_CONNECTIONS) or the "
-                    "timeout. Counted in Guard.pool_exhausted; logged once per client.",
+                    "guard: %s. Raise max_connections (GUARD_MAX_CONNECTIONS) or "
+                    "pool_timeout. Counted in Guard.pool_exhausted; logged once per client.",
                     err,
                 )
             raise err

@@ -217,7 +217,14 @@ class Releaser:
 
         item.attempts += 1
         try:
-            self._release(item.lease_id)
+            try:
+                self._release(item.lease_id)
+            except GuardError:
+                raise
+            except Exception as exc:  # the client was closed under it (a raw socket error)
+                if self._closed:
+                    return
+                raise GuardUnavailable(f"release: {exc!r}") from exc
         except GuardUnavailable as exc:
             if not isinstance(exc, StoreError):
                 item.cause = exc

@@ -171,8 +171,7 @@ class ReleaseListener:
             state.waiters.setdefault(function, []).append(w)
             subscribe = not state.ready.is_set()
         try:
-            if subscribe:
-                self._subscribe(ch)
+            if subscribe and self._subscribe(ch):
                 state.ready.wait(budget)
             yield w
         finally:
@@ -187,13 +186,14 @@ class ReleaseListener:
     def subscribed(self) -> bool:
         return self._pubsub is not None
 
-    def _subscribe(self, ch: bytes) -> None:
+    def _subscribe(self, ch: bytes) -> bool:
+        """Subscribe to `ch` (once); False when the listener cannot (waiters then poll)."""
         # Its own lock: a subscribe may wait for a pooled connection, and meanwhile the
         # listener must still dispatch and other waiters register. The pool wait is the
         # client's plain pool timeout, not the waiting call's whole budget.
         with self._sub_lock, call_deadline(time.monotonic()):
             if self._closed:
-                return
+                return False
             try:
                 if self._pubsub is None:
                     pubsub = self._client.pubsub()
@@ -204,16 +204,18 @@ class ReleaseListener:
                     ).start()
                 elif ch not in self._pubsub.channels:
                     self._pubsub.subscribe(ch)
+                return True
             except redis.RedisError as exc:
                 log.debug("release listener cannot subscribe (%s); waiters poll", exc)
                 with self._lock:
                     self._drop()
+                return False
 
     def _listen(self, pubsub: Any) -> None:
         while not self._closed:
             try:
                 msg = pubsub.get_message(timeout=1.0)
-            except (redis.RedisError, OSError, ValueError, AttributeError) as exc:
+            except Exception as exc:  # a broken or closed connection: this thread ends
                 with self._lock:
                     if self._pubsub is pubsub:
                         log.debug("release listener lost its connection (%s)", exc)
@@ -348,7 +350,7 @@ class RedisStore:
         if first:
             log.warning(
                 "guard: %s. Callers waited their whole deadline for a Redis connection; "
-                "raise max_connections (GUARD_MAX_CONNECTIONS) or the timeout. Counted in "
+                "raise max_connections (GUARD_MAX_CONNECTIONS) or pool_timeout. Counted in "
                 "Guard.pool_exhausted; logged once per client.",
                 err,
             )
