@@ -169,7 +169,8 @@ def test_http_mode_defaults_hold_the_limit_under_contention(
 ) -> None:
     """30 threads on a max-3 function for 10 s, every setting at its default: the limit holds
     for everything that runs (unguarded runs included), fail-open stays under 1 %, and every
-    slot comes back. (With the old 50 ms default most attempts failed open.)"""
+    slot comes back. (With the old 50 ms default, in one run: 13 running at once on max 3,
+    130 of 12,185 attempts unguarded.)"""
     admin.put_function("f", max_concurrency=3)
     g = guard.Guard.from_url(live_server, namespace=ns, token=CLIENT_TOKEN)
     lock = threading.Lock()
@@ -205,6 +206,7 @@ def test_http_mode_defaults_hold_the_limit_under_contention(
     for t in threads:
         t.join(60)
     g.close()
+    print("http-mode contention:", st)  # the figures quoted in the report (-s shows them)
     assert errors == []
     assert st["runs"] > 100 and st["throttled"] > 0, st  # real contention happened
     assert st["peak"] <= 3, st
