@@ -84,7 +84,10 @@ def test_300_threads_on_one_guard_never_fail_open(
     """The issue's story: far more callers in flight than pooled connections. Nobody runs
     unguarded, nobody gets GuardUnavailable, the limit holds, every slot comes back."""
     kw: dict[str, Any] = {} if max_connections is None else {"max_connections": max_connections}
-    g = guard.Guard.from_url(redis_server.url, namespace=ns, on_unavailable="closed", **kw)
+    # timeout=1.0: a Redis read slower than 50 ms on this shared machine is not what is tested
+    g = guard.Guard.from_url(
+        redis_server.url, namespace=ns, on_unavailable="closed", timeout=1.0, **kw
+    )
     try:
         g.admin.put_function("f", max_concurrency=20)
         h = hammer(g, threads=300, per_thread=4, hold=0.002, wait=30.0)
@@ -103,7 +106,7 @@ def test_300_threads_without_waiting_are_throttled_not_failed_open(
 ) -> None:
     """Callers that do not wait: refusals are Throttled, never an unguarded run, even with a
     pool far smaller than the threads and the default (open) policy."""
-    g = guard.Guard.from_url(redis_server.url, namespace=ns, max_connections=4)
+    g = guard.Guard.from_url(redis_server.url, namespace=ns, max_connections=4, timeout=1.0)
     try:
         g.admin.put_function("f", max_concurrency=20)
         h = hammer(g, threads=300, per_thread=3, hold=0.005, wait=0.0)
