@@ -1,5 +1,6 @@
 -- common.lua — prepended to every lease script (not registered on its own). The loader
--- (guard/store.py) puts the constants DEFAULT_TTL_MS and BACKSTOP_MS on the line before.
+-- (guard/store.py) puts the constants DEFAULT_TTL_MS, BACKSTOP_MS, IDLE_MS, MAX_NAMED,
+-- MAX_PENDING, FENCE_BLOCK and OTHER (guard/keys.py) on the line before.
 --
 -- Key layout (one namespace = one hash tag, so one script sees every level):
 --   KEYS[1] guard:{ns}:cfg   hash: settings (JSON docs) and compiled admission plans
@@ -7,16 +8,27 @@
 --                                   bookkeeping (fence, reap bound, backstop stamp, waiters)
 --   KEYS[3] guard:{ns}:exp   zset: lease id -> expires_at (ms, server time)
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
+--   KEYS[5] guard:{ns}:idle  zset: function with no plan -> its last acquire (ms), for at
+--                                   most MAX_NAMED names (see "Unconfigured functions")
 -- Field names in guard:{ns}:use:
 --   a          account in use          f:<fn>   function in use     g:<grp>  group in use
 --   n:<fn>     grants                  x:<fn>   expired (reaped)    u:<fn>   fail-open runs
 --   t:<fn>|<scope>  throttles          s:<fn>|<scope>  shadow throttles
---   h:<fn>     EWMA of hold time (ms)  fence    last fence issued
+--   h:<fn>     EWMA of hold time (ms)  fence    last fence issued (floor: cfg field fh)
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
 --   ep, qu, mt failover quarantine (only with it on): server run_id last seen, grants refused
 --              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 --   ""         sentinel (see below)
+-- Field of guard:{ns}:cfg written here (not by admin writes, which keep it):
+--   fh         fence high-water mark: every fence issued while the config exists is <= fh.
+--              Raised by FENCE_BLOCK at a time (one cfg write per FENCE_BLOCK grants); when
+--              the use hash is lost (its idle backstop), fences go on from fh + 1.
+-- Unconfigured functions (no plan p:f:<fn>): their counters are kept under their own name
+-- for at most MAX_NAMED names at a time (listed in KEYS[5] with their last acquire); the
+-- leases of any further name are counted under OTHER ("~other", not a valid name), marked in
+-- their meta by a '~' before the function name. A listed name idle for IDLE_MS (and holding
+-- no lease) has its counters deleted by the next reap pass.
 -- Sentinels: the use hash, lease hash and exp zset each hold one entry named "" or SENTINEL
 -- whose value/name is longer than 64 bytes. That keeps the keys from ever being emptied (so
 -- they keep their backstop TTL) and makes Redis use its hashtable/skiplist encodings from
@@ -26,7 +38,7 @@
 -- Lua-side number-to-string conversion shows up in the per-admission cost, so the hot
 -- paths read with one HMGET, write with one HSET, pack numbers with struct and reuse
 -- field-name strings.
-local CFG, USE, EXP, LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local CFG, USE, EXP, LEASE, IDLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local SENTINEL_SCORE = 9000000000000000
 local SENTINEL = string.rep('~', 65)
 local REAP_BATCH = 128
@@ -39,11 +51,14 @@ end
 
 -- Lease meta: struct.pack(META, expires_ms, granted_ms, fence, ttl_ms, #fn, fn) .. groups_csv
 -- (binary: packing and unpacking numbers this way skips Lua's slow number<->text paths).
+-- fn is '~' .. function for a lease counted under OTHER.
 local META = '>ddiiBc0'
 
-local function meta_of(m)  -- fn, expires, fence, ttl, groups_csv, granted
-  local e, gr, f, t, fn, pos = struct.unpack(META, m)
-  return fn, e, f, t, string.sub(m, pos), gr
+-- fn, expires, fence, ttl, groups_csv, granted, counter name (fn or OTHER), stored name
+local function meta_of(m)
+  local e, gr, f, t, sfn, pos = struct.unpack(META, m)
+  if string.byte(sfn, 1) == 126 then return string.sub(sfn, 2), e, f, t, string.sub(m, pos), gr, OTHER, sfn end
+  return sfn, e, f, t, string.sub(m, pos), gr, sfn, sfn
 end
 
 -- Plant the sentinels (idempotent) and refresh the backstop TTLs. Runs on every reap pass
@@ -57,31 +72,57 @@ local function backstop()
   redis.call('PEXPIRE', USE, BACKSTOP_MS)
   redis.call('PEXPIRE', EXP, BACKSTOP_MS)
   redis.call('PEXPIRE', LEASE, BACKSTOP_MS)
+  redis.call('PEXPIRE', IDLE, BACKSTOP_MS)
 end
 
 -- Remove leases from the lease hash and the expiry zset and add what they held to `delta`
 -- (field -> change); expired ones are also counted per function.
 local function drop_leases(ids, metas, delta, expired)
-  for _, m in ipairs(metas) do
+  for i = 1, #ids do
+    local m = metas[i]
     if m then
-      local fn, _, _, _, gs = meta_of(m)
+      local _, _, _, _, gs, _, cn = meta_of(m)
       delta['a'] = (delta['a'] or 0) - 1
-      delta['f:' .. fn] = (delta['f:' .. fn] or 0) - 1
+      delta['f:' .. cn] = (delta['f:' .. cn] or 0) - 1
       for g in string.gmatch(gs, '[^,]+') do delta['g:' .. g] = (delta['g:' .. g] or 0) - 1 end
-      if expired then delta['x:' .. fn] = (delta['x:' .. fn] or 0) + 1 end
+      if expired then delta['x:' .. cn] = (delta['x:' .. cn] or 0) + 1 end
     end
   end
   redis.call('HDEL', LEASE, unpack(ids))
   redis.call('ZREM', EXP, unpack(ids))
 end
 
+-- A counter below 0 was missing (a cleaned name): missing means 0, so it is not re-created.
 local function apply_delta(delta)
   for k, d in pairs(delta) do
-    if redis.call('HINCRBY', USE, k, d) < 0 then redis.call('HSET', USE, k, 0) end
+    if redis.call('HINCRBY', USE, k, d) < 0 then redis.call('HDEL', USE, k) end
   end
 end
 
--- Reap every lease whose expiry has passed (bounded batches) and store the new reap bound.
+-- The counters an unconfigured function can have (it has no groups and no limit of its own).
+local function name_fields(n)
+  return {'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n, 't:' .. n .. '|account',
+          't:' .. n .. '|quarantine'}
+end
+
+-- Delete the counters of listed names idle for IDLE_MS (one batch per reap pass). A name that
+-- still holds a lease (renewed all along) is kept; one configured since is only unlisted.
+local function clean_idle(now)
+  local names = redis.call('ZRANGEBYSCORE', IDLE, '-inf', now - IDLE_MS, 'LIMIT', 0, REAP_BATCH)
+  for _, n in ipairs(names) do
+    if num(redis.call('HGET', USE, 'f:' .. n)) > 0 then
+      redis.call('ZADD', IDLE, now, n)
+    else
+      if redis.call('HEXISTS', CFG, 'p:f:' .. n) == 0 then
+        redis.call('HDEL', USE, unpack(name_fields(n)))
+      end
+      redis.call('ZREM', IDLE, n)
+    end
+  end
+end
+
+-- Reap every lease whose expiry has passed (bounded batches), clean idle names and store the
+-- new reap bound: the earliest lease expiry or idle deadline.
 local function reap(now)
   for _ = 1, 8 do
     local ids = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, REAP_BATCH)
@@ -91,9 +132,12 @@ local function reap(now)
     apply_delta(delta)
     if #ids < REAP_BATCH then break end
   end
+  clean_idle(now)
   backstop()
-  local first = redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')
-  redis.call('HSET', USE, 'reap', first[2])
+  local bound = tonumber(redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')[2])
+  local idle = redis.call('ZRANGE', IDLE, 0, 0, 'WITHSCORES')[2]
+  if idle and tonumber(idle) + IDLE_MS < bound then bound = tonumber(idle) + IDLE_MS end
+  redis.call('HSET', USE, 'reap', bound)
 end
 
 local t = redis.call('TIME')

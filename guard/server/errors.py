@@ -18,6 +18,7 @@ from ..errors import (
     ConflictError,
     GuardError,
     GuardUnavailable,
+    NamespaceNotFound,
     NotFound,
     StoreReset,
     Throttled,
@@ -52,6 +53,7 @@ class Refused(Throttled):
 STATUS: dict[type[BaseException], tuple[int, str, str]] = {
     UsageError: (400, "bad-request", "Bad request"),
     LeaseNotHeld: (404, "lease-not-held", "Lease not held"),
+    NamespaceNotFound: (404, "namespace-not-found", "Namespace not found"),
     NotFound: (404, "not-found", "Not found"),
     ConflictError: (409, "conflict", "Conflict"),
     Throttled: (429, "throttled", "Throttled"),

@@ -4,7 +4,9 @@ An acquire may wait (``wait_seconds`` ≤ 30): the request then subscribes to th
 release channel exactly like the SDK does, so a release wakes it at once. The wait holds one
 server thread, hence the bound. A renew or release of a lease that is not held — expired,
 released, or never granted; the store cannot tell these apart — answers 404 with problem type
-``lease-not-held``: the holder must treat the slot as lost."""
+``lease-not-held``: the holder must treat the slot as lost. A lease request for a namespace
+that has no configuration answers 404 ``namespace-not-found`` (so clients cannot create
+namespaces; the SDK on Redis needs no configuration)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import os
 
 from flask import Blueprint, Response, request
 
+from .. import keys
 from ..client import parse_lease_id
-from ..model import check_name, check_namespace
+from ..model import check_name, check_namespace, check_ttl
 from ..store import Grant, Refusal
 from . import schemas as s
 from .common import admin, body, reply, store
@@ -22,9 +25,15 @@ from .errors import LeaseNotHeld, Refused
 bp = Blueprint("leases", __name__, url_prefix="/v1/namespaces/<ns>/leases")
 
 
+def _ttl_ms(ttl_seconds: float | None) -> int:
+    return keys.ttl_ms(check_ttl(ttl_seconds, "ttl_seconds")) if ttl_seconds is not None else 0
+
+
 def _acquire(ns: str, b: s.LeaseIn, raw: bytes) -> Grant | Refusal:
-    ttl_ms = int(b.ttl_seconds * 1000) if b.ttl_seconds is not None else 0
-    return store().acquire_waiting(ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable)
+    """Only for a configured namespace: a lease request for any other answers 404
+    ``namespace-not-found`` and writes nothing (the check is inside the script)."""
+    return store().acquire_waiting(ns, b.function, raw, _ttl_ms(b.ttl_seconds), b.wait_seconds,
+                                   b.unavailable, require_config=True)  # fmt: skip
 
 
 @bp.post("")
@@ -55,8 +64,7 @@ def renew(ns: str, lease_id: str) -> Response:
     check_namespace(ns)
     raw = parse_lease_id(lease_id)
     b = body(s.RenewIn, optional=True)
-    ttl_ms = int(b.ttl_seconds * 1000) if b.ttl_seconds is not None else 0
-    r = store().renew(ns, raw, ttl_ms)
+    r = store().renew(ns, raw, _ttl_ms(b.ttl_seconds))
     if r is None:
         raise LeaseNotHeld(f"lease {raw.hex()} is not held (expired or released)", "lease_id")
     doc = {"lease_id": raw.hex(), "expires_at": r.expires_ms / 1000, "ttl_seconds": r.ttl_ms / 1000}
