@@ -77,9 +77,10 @@ if plan[1] then
   end
 end
 
--- Fail-open counts (ARGV[5]): recorded before every reply that is not an error.
-local function count_pending()
-  if not ARGV[5] or ARGV[5] == '' then return end
+-- Fail-open counts (ARGV[5]): recorded before every reply that is not an error. (Closures
+-- are made only where needed: each one costs on every call of the script.)
+local count_pending
+if ARGV[5] and ARGV[5] ~= '' then count_pending = function()
   local k = 0
   for pfn, n in string.gmatch(ARGV[5], '([^,=]+)=(%d+)') do
     k = k + 1
@@ -92,7 +93,7 @@ local function count_pending()
     end
     redis.call('HINCRBY', USE, 'u:' .. name, n)
   end
-end
+end end
 
 -- A retried acquire of a lease that is already held is not a new admission: its reply (or
 -- nil), and the meta of an expired lease under this id that no reap pass has removed yet.
@@ -104,14 +105,6 @@ local function held_reply()
     if lfn == fn then return {f, e, t, gs, onu, '', cfgv} end
   end
   return nil
-end
-
--- Reap the expired lease under this id (see held_reply) so that it is not mistaken for a
--- grant: its slot is free, and this acquire is decided as a new one.
-local function drop_stale(m)
-  local delta = {}
-  drop_leases({id}, {m}, delta, true)
-  apply_delta(delta)
 end
 
 -- Failover quarantine (ARGV[6] == "1"; docs/guarantees.md). The epoch is the serving
@@ -145,7 +138,7 @@ if ARGV[6] == '1' then
   end
   if now < qu then
     local again = held_reply()
-    count_pending()
+    if count_pending then count_pending() end
     if again then return again end
     redis.call('HINCRBY', USE, 't:' .. cname .. '|quarantine', 1)
     return {0, 'quarantine', qu - now, onu, cfgv}
@@ -160,9 +153,12 @@ if not u[2] or tonumber(u[2]) <= now then
 end
 
 -- Check every level; the first enforcing refusal wins, a shadow one is only counted.
--- A refusal records the level's index (0 function, 1..NG groups, -1 account).
-local function decide()
-  local refuse, shadow, in_level, level_max = nil, nil, 0, 0
+-- A refusal records the level's index (0 function, 1..NG groups, -1 account). A second pass
+-- only when a refusal finds an expired lease under this id that no reap pass removed yet:
+-- it is reaped (its slot is free) and this acquire is decided as a new one.
+local refuse, shadow, in_level, level_max
+for pass = 1, 2 do
+  refuse, shadow, in_level, level_max = nil, nil, 0, 0
   local in_f = num(u[4])
   if f_max >= 0 and in_f >= f_max then
     if f_shadow then shadow = 0 else refuse, in_level, level_max = 0, in_f, f_max end
@@ -187,32 +183,22 @@ local function decide()
       if f_shadow then shadow = shadow or -1 else refuse, in_level, level_max = -1, used, ns_max end
     end
   end
-  return refuse, shadow, in_level, level_max
+  if not refuse or pass == 2 then break end
+  local again, stale = held_reply()
+  if again then
+    if count_pending then count_pending() end
+    return again
+  end
+  if not stale then break end
+  local delta = {}
+  drop_leases({id}, {stale}, delta, true)
+  apply_delta(delta)
+  u = redis.call('HMGET', USE, unpack(fields))
 end
-local refuse, shadow, in_level, level_max = decide()
 
 local function scope_of(i)
   if i == 0 then return 'function' elseif i == -1 then return 'account' end
   return 'group:' .. gname[i]
-end
-
--- Does a lease (function lfn, groups gs) hold a slot of level i?
-local function at_level(i, lfn, gs)
-  if i == 0 then return lfn == fn elseif i == -1 then return true end
-  return string.find(',' .. gs .. ',', ',' .. gname[i] .. ',', 1, true) ~= nil
-end
-
-if refuse then
-  local again, stale = held_reply()
-  if again then
-    count_pending()
-    return again
-  end
-  if stale then
-    drop_stale(stale)
-    u = redis.call('HMGET', USE, unpack(fields))
-    refuse, shadow, in_level, level_max = decide()
-  end
 end
 
 if refuse then
@@ -242,7 +228,9 @@ if refuse then
       for i = 1, #ids do
         if ms[i] then
           local lfn, e, _, _, gs, gr = meta_of(ms[i])
-          if e > now and at_level(refuse, lfn, gs) then
+          local at = refuse == -1 or (refuse == 0 and lfn == fn) or (refuse > 0 and
+            string.find(',' .. gs .. ',', ',' .. gname[refuse] .. ',', 1, true) ~= nil)
+          if e > now and at then
             if hold and gr + hold > now and gr + hold < e then e = gr + hold end
             frees[#frees + 1] = e
           end
@@ -261,7 +249,7 @@ if refuse then
   retry = math.floor(math.min(math.max(retry, 10), 60000))
   local wait = tonumber(ARGV[4] or 0)
   if wait > 0 and num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
-  count_pending()
+  if count_pending then count_pending() end
   return {0, scope, retry, onu, cfgv}
 end
 
@@ -280,12 +268,14 @@ if redis.call('HSETNX', LEASE, id, meta) == 0 then
   local lfn, e, f, t, gs = meta_of(old)
   if e > now then
     if lfn ~= fn then return redis.error_reply('CONFLICT lease id is held by another function') end
-    count_pending()
+    if count_pending then count_pending() end
     return {f, e, t, gs, onu, '', cfgv}
   end
   -- Expired but not reaped yet (more leases expired than one reap pass removes): reap it
   -- and grant anew. Reaping only frees slots, so the decision above still holds.
-  drop_stale(old)
+  local delta = {}
+  drop_leases({id}, {old}, delta, true)
+  apply_delta(delta)
   redis.call('HSET', LEASE, id, meta)
   u = redis.call('HMGET', USE, unpack(fields))
 end
@@ -306,5 +296,5 @@ end
 redis.call('HSET', USE, unpack(set))
 if cfgv ~= '' and fence > num(plan[4]) then redis.call('HSET', CFG, 'fh', fence + FENCE_BLOCK) end
 if shadow then redis.call('HINCRBY', USE, 's:' .. cname .. '|' .. scope_of(shadow), 1) end
-count_pending()
+if count_pending then count_pending() end
 return {fence, expires, ttl, gcsv, onu, shadow and scope_of(shadow) or '', cfgv}

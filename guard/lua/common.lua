@@ -99,30 +99,9 @@ local function apply_delta(delta)
   end
 end
 
--- The counters an unconfigured function can have (it has no groups and no limit of its own).
-local function name_fields(n)
-  return {'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n, 't:' .. n .. '|account',
-          't:' .. n .. '|quarantine'}
-end
-
--- Delete the counters of listed names idle for IDLE_MS (one batch per reap pass). A name that
--- still holds a lease (renewed all along) is kept; one configured since is only unlisted.
-local function clean_idle(now)
-  local names = redis.call('ZRANGEBYSCORE', IDLE, '-inf', now - IDLE_MS, 'LIMIT', 0, REAP_BATCH)
-  for _, n in ipairs(names) do
-    if num(redis.call('HGET', USE, 'f:' .. n)) > 0 then
-      redis.call('ZADD', IDLE, now, n)
-    else
-      if redis.call('HEXISTS', CFG, 'p:f:' .. n) == 0 then
-        redis.call('HDEL', USE, unpack(name_fields(n)))
-      end
-      redis.call('ZREM', IDLE, n)
-    end
-  end
-end
-
 -- Reap every lease whose expiry has passed (bounded batches), clean idle names and store the
--- new reap bound: the earliest lease expiry or idle deadline.
+-- new reap bound: the earliest lease expiry or idle deadline. (Helpers used off the hot path
+-- are written inline where they are used: creating a closure costs on every script call.)
 local function reap(now)
   for _ = 1, 8 do
     local ids = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, REAP_BATCH)
@@ -132,7 +111,22 @@ local function reap(now)
     apply_delta(delta)
     if #ids < REAP_BATCH then break end
   end
-  clean_idle(now)
+  -- Delete the counters of listed names idle for IDLE_MS (one batch per pass). A name that
+  -- still holds a lease (renewed all along) is kept; one configured since is only unlisted.
+  local names = redis.call('ZRANGEBYSCORE', IDLE, '-inf', now - IDLE_MS, 'LIMIT', 0, REAP_BATCH)
+  for _, n in ipairs(names) do
+    if num(redis.call('HGET', USE, 'f:' .. n)) > 0 then
+      redis.call('ZADD', IDLE, now, n)
+    else
+      if redis.call('HEXISTS', CFG, 'p:f:' .. n) == 0 then
+        -- every counter an unconfigured function can have (no groups, no limit of its own);
+        -- the same list as in read_usage.lua
+        redis.call('HDEL', USE, 'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
+                   't:' .. n .. '|account', 't:' .. n .. '|quarantine')
+      end
+      redis.call('ZREM', IDLE, n)
+    end
+  end
   backstop()
   local bound = tonumber(redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')[2])
   local idle = redis.call('ZRANGE', IDLE, 0, 0, 'WITHSCORES')[2]

@@ -11,8 +11,11 @@ local want = {'a'}
 for i = 1, #ARGV do want[#want + 1] = ARGV[i] end
 local names = redis.call('ZRANGE', IDLE, 0, MAX_NAMED - 1)
 names[#names + 1] = OTHER
-for _, n in ipairs(names) do
-  for _, f in ipairs(name_fields(n)) do want[#want + 1] = f end
+for _, n in ipairs(names) do  -- the counters an unconfigured function can have (common.lua)
+  for _, f in ipairs({'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
+                      't:' .. n .. '|account', 't:' .. n .. '|quarantine'}) do
+    want[#want + 1] = f
+  end
 end
 local out = {}
 -- In chunks: unpack() of thousands of arguments would overflow Lua's C stack.
