@@ -20,7 +20,7 @@ DEFAULT_LEASE_TTL = 900.0  # seconds: Lambda's longest timeout
 MAX_LEASE_TTL = 86400.0  # seconds: the cap for lease_ttl_seconds and any ttl
 MIN_LEASE_TTL = 0.001  # seconds: TTLs are kept in whole milliseconds (`ttl_ms` rounds)
 BACKSTOP_TTL = 7 * 86400.0  # seconds a namespace's lease and counter keys outlive inactivity
-FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see acquire_lease.lua)
+FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua "fh")
 
 # Bounds on what clients can make a namespace hold (docs/guarantees.md "Bounds").
 MAX_PENDING_NAMES = 32  # names in one acquire's fail-open count map ("unavailable")
@@ -36,13 +36,14 @@ def ttl_ms(seconds: float) -> int:
 
 
 def lease_keys(ns: str) -> list[str]:
-    """KEYS for the lease scripts: cfg, use, exp, lease, idle."""
+    """KEYS for the lease scripts: cfg, use, exp, lease."""
     tag = f"{PREFIX}:{{{ns}}}"
-    return [f"{tag}:cfg", f"{tag}:use", f"{tag}:exp", f"{tag}:lease", f"{tag}:idle"]
+    return [f"{tag}:cfg", f"{tag}:use", f"{tag}:exp", f"{tag}:lease"]
 
 
 def idle_key(ns: str) -> str:
-    """zset: function without a plan -> its last acquire (ms); names counted by name."""
+    """zset: function without a plan -> its last acquire (ms), the names counted by name.
+    Not in KEYS: common.lua derives it from the use key ("guard:{ns}:" + "idle")."""
     return f"{PREFIX}:{{{ns}}}:idle"
 
 

@@ -145,7 +145,7 @@ class AdmissionMachine(RuleBasedStateMachine):
         with it, as it would for a lease granted with that expiry)."""
         if lease is None or lease.lease_id not in self.live:
             return
-        _, use_k, exp_k, lease_k, _ = keys.lease_keys(self.ns)
+        _, use_k, exp_k, lease_k = keys.lease_keys(self.ns)
         raw = bytes.fromhex(lease.lease_id)
         meta = self.r.hget(lease_k, raw)
         head = struct.Struct(">ddiiB")

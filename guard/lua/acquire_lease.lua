@@ -1,5 +1,5 @@
 -- acquire_lease.lua — admission: grant one lease to a function if every level has room.
--- KEYS[1..5] cfg, use, exp, lease, idle (see common.lua)
+-- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV[1] function name
 -- ARGV[2] lease id (chosen by the client; a retry with the same id returns the same lease)
 -- ARGV[3] requested ttl in ms (0: the function's lease_ttl_seconds); capped by that setting
@@ -34,6 +34,7 @@ local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
 -- Counter name: the function's own, or OTHER beyond MAX_NAMED unconfigured names (common.lua).
 local cname, new_name = fn, false
 if not plan[2] then
+  IDLE = string.sub(USE, 1, -4) .. 'idle'
   local seen = redis.call('ZSCORE', IDLE, fn)
   if seen then
     if tonumber(seen) < now - 60000 then redis.call('ZADD', IDLE, now, fn) end
@@ -82,6 +83,7 @@ end
 local count_pending
 if ARGV[5] and ARGV[5] ~= '' then count_pending = function()
   local k = 0
+  IDLE = IDLE or string.sub(USE, 1, -4) .. 'idle'
   for pfn, n in string.gmatch(ARGV[5], '([^,=]+)=(%d+)') do
     k = k + 1
     if k > MAX_PENDING then break end
@@ -294,7 +296,11 @@ if q_mt and ttl > q_mt then  -- quarantine: the longest TTL granted (see above)
   set[#set + 1] = ttl
 end
 redis.call('HSET', USE, unpack(set))
-if cfgv ~= '' and fence > num(plan[4]) then redis.call('HSET', CFG, 'fh', fence + FENCE_BLOCK) end
+-- fh stays at the end of the FENCE_BLOCK-aligned block holding the last fence: written when
+-- a block starts (or none is stored), so a grant reads no number from it.
+if cfgv ~= '' and (fence % FENCE_BLOCK == 1 or not plan[4]) then
+  redis.call('HSET', CFG, 'fh', math.ceil(fence / FENCE_BLOCK) * FENCE_BLOCK)
+end
 if shadow then redis.call('HINCRBY', USE, 's:' .. cname .. '|' .. scope_of(shadow), 1) end
 if count_pending then count_pending() end
 return {fence, expires, ttl, gcsv, onu, shadow and scope_of(shadow) or '', cfgv}

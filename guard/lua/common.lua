@@ -8,7 +8,7 @@
 --                                   bookkeeping (fence, reap bound, backstop stamp, waiters)
 --   KEYS[3] guard:{ns}:exp   zset: lease id -> expires_at (ms, server time)
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
---   KEYS[5] guard:{ns}:idle  zset: function with no plan -> its last acquire (ms), for at
+--   (derived) guard:{ns}:idle zset: function with no plan -> its last acquire (ms), for at
 --                                   most MAX_NAMED names (see "Unconfigured functions")
 -- Field names in guard:{ns}:use:
 --   a          account in use          f:<fn>   function in use     g:<grp>  group in use
@@ -21,11 +21,12 @@
 --              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 --   ""         sentinel (see below)
 -- Field of guard:{ns}:cfg written here (not by admin writes, which keep it):
---   fh         fence high-water mark: every fence issued while the config exists is <= fh.
---              Raised by FENCE_BLOCK at a time (one cfg write per FENCE_BLOCK grants); when
---              the use hash is lost (its idle backstop), fences go on from fh + 1.
+--   fh         fence high-water mark: every fence issued while the config exists is <= fh,
+--              the end of the FENCE_BLOCK-aligned block holding the last fence (one cfg write
+--              per FENCE_BLOCK grants). When the use hash is lost (its idle backstop), fences
+--              go on from fh + 1.
 -- Unconfigured functions (no plan p:f:<fn>): their counters are kept under their own name
--- for at most MAX_NAMED names at a time (listed in KEYS[5] with their last acquire); the
+-- for at most MAX_NAMED names at a time (listed in guard:{ns}:idle with their last acquire); the
 -- leases of any further name are counted under OTHER ("~other", not a valid name), marked in
 -- their meta by a '~' before the function name. A listed name idle for IDLE_MS (and holding
 -- no lease) has its counters deleted by the next reap pass.
@@ -38,7 +39,11 @@
 -- Lua-side number-to-string conversion shows up in the per-admission cost, so the hot
 -- paths read with one HMGET, write with one HSET, pack numbers with struct and reuse
 -- field-name strings.
-local CFG, USE, EXP, LEASE, IDLE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local CFG, USE, EXP, LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- guard:{ns}:idle is derived from the use key by the rule of guard/keys.py `idle_key` (same
+-- hash tag, so the same slot), when a rare path first needs it: passing it as a fifth key
+-- would cost every call (Redis's KEYS table outgrows its four slots).
+local IDLE
 local SENTINEL_SCORE = 9000000000000000
 local SENTINEL = string.rep('~', 65)
 local REAP_BATCH = 128
@@ -72,6 +77,7 @@ local function backstop()
   redis.call('PEXPIRE', USE, BACKSTOP_MS)
   redis.call('PEXPIRE', EXP, BACKSTOP_MS)
   redis.call('PEXPIRE', LEASE, BACKSTOP_MS)
+  IDLE = IDLE or string.sub(USE, 1, -4) .. 'idle'
   redis.call('PEXPIRE', IDLE, BACKSTOP_MS)
 end
 
@@ -113,6 +119,7 @@ local function reap(now)
   end
   -- Delete the counters of listed names idle for IDLE_MS (one batch per pass). A name that
   -- still holds a lease (renewed all along) is kept; one configured since is only unlisted.
+  IDLE = IDLE or string.sub(USE, 1, -4) .. 'idle'
   local names = redis.call('ZRANGEBYSCORE', IDLE, '-inf', now - IDLE_MS, 'LIMIT', 0, REAP_BATCH)
   for _, n in ipairs(names) do
     if num(redis.call('HGET', USE, 'f:' .. n)) > 0 then

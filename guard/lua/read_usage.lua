@@ -1,7 +1,7 @@
 -- read_usage.lua — reap expired leases, then return the namespace's counters: the fields
 -- asked for and those of the unconfigured functions kept by name (at most MAX_NAMED) and of
 -- OTHER. Never reads the whole use hash (its size follows what clients send).
--- KEYS[1..5] cfg, use, exp, lease, idle (see common.lua)
+-- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV    counter fields wanted (the caller builds them from the config: guard/model.py
 --         `Config.counter_fields`)
 -- returns a flat field/value list of the fields that exist, after reaping
@@ -9,6 +9,7 @@ local bound = tonumber(redis.call('HGET', USE, 'reap'))
 if bound and bound <= now then reap(now) end
 local want = {'a'}
 for i = 1, #ARGV do want[#want + 1] = ARGV[i] end
+IDLE = string.sub(USE, 1, -4) .. 'idle'
 local names = redis.call('ZRANGE', IDLE, 0, MAX_NAMED - 1)
 names[#names + 1] = OTHER
 for _, n in ipairs(names) do  -- the counters an unconfigured function can have (common.lua)

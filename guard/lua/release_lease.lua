@@ -1,6 +1,6 @@
 -- release_lease.lua — give a lease back. Idempotent: an unknown, released or expired
 -- lease is "not held" (an expired one is reaped here and counted as expired).
--- KEYS[1..5] cfg, use, exp, lease, idle (see common.lua)
+-- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV[1] lease id
 -- returns 1 when the lease was held, 0 otherwise
 local id = ARGV[1]

@@ -1,6 +1,6 @@
 -- renew_lease.lua — extend a lease that is still held. Never re-creates an expired or
 -- released lease: that is reported as lost (and an expired one is reaped and counted).
--- KEYS[1..5] cfg, use, exp, lease, idle (see common.lua)
+-- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV[1] lease id
 -- ARGV[2] ttl in ms (0: the lease's own ttl); capped by the function's lease_ttl_seconds
 -- returns {1, expires_ms, ttl_ms} or {0}
