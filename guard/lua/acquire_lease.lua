@@ -18,7 +18,7 @@
 --   configured, or the store was reset: the client tells the two apart)
 --   scope: "function" | "group:<name>" | "account" | "quarantine"
 --   on_unavailable: "open" | "closed" | ""
-local fn, id = ARGV[1], ARGV[2]
+local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV are there
 
 -- The compiled plans (written by write_config.lua, packed by guard/model.py `plans`), in
 -- struct.pack formats because unpacking them is far cheaper than Lua patterns + tonumber:
@@ -28,11 +28,11 @@ local fn, id = ARGV[1], ARGV[2]
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
 local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v', 'fh')
 local cfgv = plan[3] or ''
-if ARGV[7] == '1' and cfgv == '' then return {-1} end
+if opt and ARGV[7] == '1' and cfgv == '' then return {-1} end
 local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
 
 -- Counter name: the function's own, or OTHER beyond MAX_NAMED unconfigured names (common.lua).
-local cname, new_name = fn, false
+local cname, sfn, new_name = fn, fn, false  -- sfn: the name stored in the lease meta
 if not plan[2] then
   IDLE = string.sub(USE, 1, -4) .. 'idle'
   local seen = redis.call('ZSCORE', IDLE, fn)
@@ -43,7 +43,7 @@ if not plan[2] then
     redis.call('PEXPIRE', IDLE, BACKSTOP_MS)
     new_name = true
   else
-    cname = OTHER
+    cname, sfn = OTHER, '~' .. fn
   end
 end
 local f_use, f_grants = 'f:' .. cname, 'n:' .. cname
@@ -81,7 +81,7 @@ end
 -- Fail-open counts (ARGV[5]): recorded before every reply that is not an error. (Closures
 -- are made only where needed: each one costs on every call of the script.)
 local count_pending
-if ARGV[5] and ARGV[5] ~= '' then count_pending = function()
+if opt and ARGV[5] ~= '' then count_pending = function()
   local k = 0
   IDLE = IDLE or string.sub(USE, 1, -4) .. 'idle'
   for pfn, n in string.gmatch(ARGV[5], '([^,=]+)=(%d+)') do
@@ -116,7 +116,7 @@ end
 -- can hold (max of the plans' caps and `mt`, the longest TTL granted with quarantine on).
 -- A retried acquire of a lease that is still held is answered as usual.
 local q_mt
-if ARGV[6] == '1' then
+if opt and ARGV[6] == '1' then
   local q = redis.call('HMGET', USE, 'ep', 'qu', 'mt')
   local ep = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
   local qu = num(q[2])
@@ -262,7 +262,6 @@ if ttl <= 0 or ttl > ttl_cap then ttl = ttl_cap end
 local fence = u[1] and num(u[1]) + 1 or num(plan[4]) + 1
 local expires = now + ttl
 local gcsv = table.concat(gname, ',')
-local sfn = cname == fn and fn or '~' .. fn
 local meta = struct.pack(META, expires, now, fence, ttl, #sfn, sfn) .. gcsv
 if redis.call('HSETNX', LEASE, id, meta) == 0 then
   -- Retry of an acquire that was granted: the same lease, if it is still live.
@@ -298,7 +297,7 @@ end
 redis.call('HSET', USE, unpack(set))
 -- fh stays at the end of the FENCE_BLOCK-aligned block holding the last fence: written when
 -- a block starts (or none is stored), so a grant reads no number from it.
-if cfgv ~= '' and (fence % FENCE_BLOCK == 1 or not plan[4]) then
+if (fence % FENCE_BLOCK == 1 or not plan[4]) and cfgv ~= '' then
   redis.call('HSET', CFG, 'fh', math.ceil(fence / FENCE_BLOCK) * FENCE_BLOCK)
 end
 if shadow then redis.call('HINCRBY', USE, 's:' .. cname .. '|' .. scope_of(shadow), 1) end
