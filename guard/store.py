@@ -175,7 +175,9 @@ class RedisStore:
             + _source("common")
         )
         self._scripts = {n: client.register_script(common + _source(n)) for n in LEASE_SCRIPTS}
-        self._write_config = client.register_script(_source("write_config"))
+        self._write_config = client.register_script(
+            f"local FENCE_BLOCK = {keys.FENCE_BLOCK}\n" + _source("write_config")
+        )
 
     @classmethod
     def from_url(

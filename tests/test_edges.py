@@ -112,6 +112,13 @@ def test_fence_never_goes_back_while_the_config_exists(g: guard.Guard, rclient, 
     assert g.acquire("job").fence > f2
 
 
+def test_fence_floor_covers_fences_issued_before_the_config(g: guard.Guard, rclient, ns) -> None:
+    top = max(g.acquire("job").fence for _ in range(3))  # the SDK ran unconfigured first
+    g.admin.set_namespace(max_concurrency=100)
+    rclient.delete(keys.lease_keys(ns)[1])
+    assert g.acquire("job").fence > top
+
+
 # -- 5. fail-open counts ---------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV 
 --   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;
 --            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to)
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
-local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v', 'fh')
+local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v')
 local cfgv = plan[3] or ''
 if opt and ARGV[7] == '1' and cfgv == '' then return {-1} end
 local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
@@ -259,7 +259,7 @@ local ttl = tonumber(ARGV[3])
 if ttl <= 0 or ttl > ttl_cap then ttl = ttl_cap end
 -- The fence never goes back while the config exists: when the use hash is lost (idle
 -- backstop) it goes on above fh, the reserved high-water mark kept in the cfg hash.
-local fence = u[1] and num(u[1]) + 1 or num(plan[4]) + 1
+local fence = u[1] and num(u[1]) + 1 or num(redis.call('HGET', CFG, 'fh')) + 1
 local expires = now + ttl
 local gcsv = table.concat(gname, ',')
 local meta = struct.pack(META, expires, now, fence, ttl, #sfn, sfn) .. gcsv
@@ -295,10 +295,10 @@ if q_mt and ttl > q_mt then  -- quarantine: the longest TTL granted (see above)
   set[#set + 1] = ttl
 end
 redis.call('HSET', USE, unpack(set))
--- fh stays at the end of the FENCE_BLOCK-aligned block holding the last fence: written when
--- a block starts (or none is stored), so a grant reads no number from it.
-if (fence % FENCE_BLOCK == 1 or not plan[4]) and cfgv ~= '' then
-  redis.call('HSET', CFG, 'fh', math.ceil(fence / FENCE_BLOCK) * FENCE_BLOCK)
+-- fh is the end of the FENCE_BLOCK-aligned block holding the last fence: written when a block
+-- starts (write_config.lua writes the first), so a grant reads nothing for it.
+if fence % FENCE_BLOCK == 1 and cfgv ~= '' then
+  redis.call('HSET', CFG, 'fh', fence - 1 + FENCE_BLOCK)
 end
 if shadow then redis.call('HINCRBY', USE, 's:' .. cname .. '|' .. scope_of(shadow), 1) end
 if count_pending then count_pending() end

@@ -22,9 +22,10 @@
 --   ""         sentinel (see below)
 -- Field of guard:{ns}:cfg written here (not by admin writes, which keep it):
 --   fh         fence high-water mark: every fence issued while the config exists is <= fh,
---              the end of the FENCE_BLOCK-aligned block holding the last fence (one cfg write
---              per FENCE_BLOCK grants). When the use hash is lost (its idle backstop), fences
---              go on from fh + 1.
+--              the end of the FENCE_BLOCK-aligned block holding the last fence. Written by
+--              the first config write (write_config.lua, from the fence in use) and by each
+--              grant that starts a new block (one cfg write per FENCE_BLOCK grants). When the
+--              use hash is lost (its idle backstop), fences go on from fh + 1.
 -- Unconfigured functions (no plan p:f:<fn>): their counters are kept under their own name
 -- for at most MAX_NAMED names at a time (listed in guard:{ns}:idle with their last acquire); the
 -- leases of any further name are counted under OTHER ("~other", not a valid name), marked in
