@@ -217,8 +217,10 @@ def test_idle_unconfigured_counters_are_cleaned(g: guard.Guard, rclient, ns) -> 
     idle_key = keys.idle_key(ns)
     assert rclient.zscore(idle_key, "adhoc") is not None
     assert rclient.zscore(idle_key, "configured") is None  # configured: not tracked
-    # Time passes: the name's last activity is older than the idle delay.
-    rclient.zadd(idle_key, {"adhoc": server_ms(rclient) - keys.IDLE_CLEANUP * 1000 - 1})
+    due = rclient.zscore(idle_key, "adhoc")
+    assert due >= server_ms(rclient) + keys.IDLE_CLEANUP * 1000 - 1000  # 24 h from now
+    # Time passes: the name's cleanup deadline (last acquire + the idle delay) is reached.
+    rclient.zadd(idle_key, {"adhoc": server_ms(rclient) - 1})
     rclient.hset(keys.lease_keys(ns)[1], "reap", 1)
     g.admin.usage()  # any reap pass cleans
     left = [k for k in use(rclient, ns) if b"adhoc" in k]
@@ -229,9 +231,10 @@ def test_idle_unconfigured_counters_are_cleaned(g: guard.Guard, rclient, ns) -> 
 def test_an_idle_name_holding_a_lease_is_kept(g: guard.Guard, rclient, ns) -> None:
     lease = g.acquire("adhoc", ttl=600)
     idle_key = keys.idle_key(ns)
-    rclient.zadd(idle_key, {"adhoc": server_ms(rclient) - keys.IDLE_CLEANUP * 1000 - 1})
+    rclient.zadd(idle_key, {"adhoc": server_ms(rclient) - 1})
     rclient.hset(keys.lease_keys(ns)[1], "reap", 1)
     assert g.admin.usage()["functions"]["adhoc"]["in_use"] == 1
+    assert rclient.zscore(idle_key, "adhoc") > server_ms(rclient)  # looked at again later
     assert lease.release()
     assert g.admin.usage()["account"]["in_use"] == 0
 

@@ -33,13 +33,14 @@ local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
 
 -- Counter name: the function's own, or OTHER beyond MAX_NAMED unconfigured names (common.lua).
 local cname, sfn, new_name = fn, fn, false  -- sfn: the name stored in the lease meta
+local IDLE  -- guard:{ns}:idle, derived where needed (common.lua)
 if not plan[2] then
   IDLE = string.sub(USE, 1, -4) .. 'idle'
-  local seen = redis.call('ZSCORE', IDLE, fn)
-  if seen then
-    if tonumber(seen) < now - 60000 then redis.call('ZADD', IDLE, now, fn) end
+  local due = redis.call('ZSCORE', IDLE, fn)  -- its cleanup deadline, kept to the minute
+  if due then
+    if tonumber(due) < now + IDLE_MS - 60000 then redis.call('ZADD', IDLE, now + IDLE_MS, fn) end
   elseif redis.call('ZCARD', IDLE) < MAX_NAMED or redis.call('HEXISTS', USE, 'f:' .. fn) == 1 then
-    redis.call('ZADD', IDLE, now, fn)
+    redis.call('ZADD', IDLE, now + IDLE_MS, fn)
     redis.call('PEXPIRE', IDLE, BACKSTOP_MS)
     new_name = true
   else

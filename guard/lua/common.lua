@@ -8,8 +8,9 @@
 --                                   bookkeeping (fence, reap bound, backstop stamp, waiters)
 --   KEYS[3] guard:{ns}:exp   zset: lease id -> expires_at (ms, server time)
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
---   (derived) guard:{ns}:idle zset: function with no plan -> its last acquire (ms), for at
---                                   most MAX_NAMED names (see "Unconfigured functions")
+--   (derived) guard:{ns}:idle zset: function with no plan -> its cleanup deadline (ms: last
+--                                   acquire + IDLE_MS), for at most MAX_NAMED names (see
+--                                   "Unconfigured functions")
 -- Field names in guard:{ns}:use:
 --   a          account in use          f:<fn>   function in use     g:<grp>  group in use
 --   n:<fn>     grants                  x:<fn>   expired (reaped)    u:<fn>   fail-open runs
@@ -27,7 +28,7 @@
 --              grant that starts a new block (one cfg write per FENCE_BLOCK grants). When the
 --              use hash is lost (its idle backstop), fences go on from fh + 1.
 -- Unconfigured functions (no plan p:f:<fn>): their counters are kept under their own name
--- for at most MAX_NAMED names at a time (listed in guard:{ns}:idle with their last acquire); the
+-- for at most MAX_NAMED names at a time (listed in guard:{ns}:idle with their cleanup deadline); the
 -- leases of any further name are counted under OTHER ("~other", not a valid name), marked in
 -- their meta by a '~' before the function name. A listed name idle for IDLE_MS (and holding
 -- no lease) has its counters deleted by the next reap pass.
@@ -41,10 +42,11 @@
 -- paths read with one HMGET, write with one HSET, pack numbers with struct and reuse
 -- field-name strings.
 local CFG, USE, EXP, LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
--- guard:{ns}:idle is derived from the use key by the rule of guard/keys.py `idle_key` (same
--- hash tag, so the same slot), when a rare path first needs it: passing it as a fifth key
--- would cost every call (Redis's KEYS table outgrows its four slots).
-local IDLE
+-- guard:{ns}:idle is derived from the use key, string.sub(USE, 1, -4) .. 'idle', by the rule
+-- of guard/keys.py `idle_key` (same hash tag, so the same slot), where a rare path needs it:
+-- passing it as a fifth key would cost every call (Redis's KEYS table outgrows its four
+-- slots). Likewise the helpers below capture as few chunk locals as they can: each captured
+-- local (upvalue) costs on every call of every script.
 local SENTINEL_SCORE = 9000000000000000
 local SENTINEL = string.rep('~', 65)
 local REAP_BATCH = 128
@@ -63,7 +65,9 @@ local META = '>ddiiBc0'
 -- fn, expires, fence, ttl, groups_csv, granted, counter name (fn or OTHER), stored name
 local function meta_of(m)
   local e, gr, f, t, sfn, pos = struct.unpack(META, m)
-  if string.byte(sfn, 1) == 126 then return string.sub(sfn, 2), e, f, t, string.sub(m, pos), gr, OTHER, sfn end
+  if string.byte(sfn, 1) == 126 then  -- '~': counted under OTHER (literal: no upvalue)
+    return string.sub(sfn, 2), e, f, t, string.sub(m, pos), gr, '~other', sfn
+  end
   return sfn, e, f, t, string.sub(m, pos), gr, sfn, sfn
 end
 
@@ -78,8 +82,7 @@ local function backstop()
   redis.call('PEXPIRE', USE, BACKSTOP_MS)
   redis.call('PEXPIRE', EXP, BACKSTOP_MS)
   redis.call('PEXPIRE', LEASE, BACKSTOP_MS)
-  IDLE = IDLE or string.sub(USE, 1, -4) .. 'idle'
-  redis.call('PEXPIRE', IDLE, BACKSTOP_MS)
+  redis.call('PEXPIRE', string.sub(USE, 1, -4) .. 'idle', BACKSTOP_MS)
 end
 
 -- Remove leases from the lease hash and the expiry zset and add what they held to `delta`
@@ -118,27 +121,28 @@ local function reap(now)
     apply_delta(delta)
     if #ids < REAP_BATCH then break end
   end
-  -- Delete the counters of listed names idle for IDLE_MS (one batch per pass). A name that
-  -- still holds a lease (renewed all along) is kept; one configured since is only unlisted.
-  IDLE = IDLE or string.sub(USE, 1, -4) .. 'idle'
-  local names = redis.call('ZRANGEBYSCORE', IDLE, '-inf', now - IDLE_MS, 'LIMIT', 0, REAP_BATCH)
+  -- Delete the counters of listed names past their idle deadline (one batch per pass). A
+  -- name that still holds a lease (renewed all along) is looked at again in an hour; one
+  -- configured since is only unlisted.
+  local idle = string.sub(USE, 1, -4) .. 'idle'
+  local names = redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0, REAP_BATCH)
   for _, n in ipairs(names) do
-    if num(redis.call('HGET', USE, 'f:' .. n)) > 0 then
-      redis.call('ZADD', IDLE, now, n)
+    if (tonumber(redis.call('HGET', USE, 'f:' .. n)) or 0) > 0 then
+      redis.call('ZADD', idle, now + 3600000, n)
     else
-      if redis.call('HEXISTS', CFG, 'p:f:' .. n) == 0 then
+      if redis.call('HEXISTS', KEYS[1], 'p:f:' .. n) == 0 then
         -- every counter an unconfigured function can have (no groups, no limit of its own);
         -- the same list as in read_usage.lua
         redis.call('HDEL', USE, 'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
                    't:' .. n .. '|account', 't:' .. n .. '|quarantine')
       end
-      redis.call('ZREM', IDLE, n)
+      redis.call('ZREM', idle, n)
     end
   end
   backstop()
   local bound = tonumber(redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')[2])
-  local idle = redis.call('ZRANGE', IDLE, 0, 0, 'WITHSCORES')[2]
-  if idle and tonumber(idle) + IDLE_MS < bound then bound = tonumber(idle) + IDLE_MS end
+  local due = tonumber(redis.call('ZRANGE', idle, 0, 0, 'WITHSCORES')[2])
+  if due and due < bound then bound = due end
   redis.call('HSET', USE, 'reap', bound)
 end
 

@@ -9,8 +9,7 @@ local bound = tonumber(redis.call('HGET', USE, 'reap'))
 if bound and bound <= now then reap(now) end
 local want = {'a'}
 for i = 1, #ARGV do want[#want + 1] = ARGV[i] end
-IDLE = string.sub(USE, 1, -4) .. 'idle'
-local names = redis.call('ZRANGE', IDLE, 0, MAX_NAMED - 1)
+local names = redis.call('ZRANGE', string.sub(USE, 1, -4) .. 'idle', 0, MAX_NAMED - 1)
 names[#names + 1] = OTHER
 for _, n in ipairs(names) do  -- the counters an unconfigured function can have (common.lua)
   for _, f in ipairs({'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
