@@ -65,15 +65,18 @@ export class Throttled extends GuardError {
 
 /**
  * The store could not be reached within the deadline and the function's `onUnavailable` is
- * `"closed"`. The driver's error is `cause`.
+ * `"closed"`. The driver's error is `cause`. `inDoubt` is true when the request was sent and
+ * no answer came in time: the store may have carried it out.
  */
 export class GuardUnavailable extends GuardError {
+  readonly inDoubt: boolean;
   constructor(
     message: string,
     public function_: string | null = null,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; inDoubt?: boolean },
   ) {
     super(message, options);
+    this.inDoubt = options?.inDoubt ?? false;
   }
 
   get function(): string | null {

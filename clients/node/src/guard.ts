@@ -10,11 +10,15 @@ import { randomFillSync } from "node:crypto";
 import type { Backend, Grant } from "./backend";
 import { GuardError, GuardUnavailable, StoreReset, Throttled, UsageError } from "./errors";
 import { HttpBackend } from "./http";
-import { MAX_LEASE_TTL_MS, checkName, checkNamespace, checkTtlMs, parseLeaseId } from "./keys";
+import { MAX_LEASE_TTL_MS, MAX_PENDING_NAMES, checkName, checkNamespace, checkTtlMs, parseLeaseId } from "./keys";
 import { Lease } from "./lease";
+import { Releaser } from "./releaser";
 import { RedisStore } from "./store";
 
 const TRUE = ["1", "true", "yes", "on"];
+/** Default round-trip bounds, ms: Redis mode, and HTTP mode (a service under load). */
+export const REDIS_TIMEOUT_MS = 50;
+export const HTTP_TIMEOUT_MS = 2000;
 
 /** The parts of a Lambda context the SDK reads. */
 export interface LambdaContext {
@@ -39,7 +43,7 @@ export interface GuardOptions {
 export interface FromUrlOptions extends GuardOptions {
   /** HTTP mode: the bearer token (a client token is enough). */
   token?: string;
-  /** Bound of every round trip, ms (default 50, as the Python SDK's 0.05 s). */
+  /** Bound of every round trip, ms (as the Python SDK: 50 in Redis mode, 2000 in HTTP mode). */
   timeoutMs?: number;
   /** Bound of connecting, ms (default: timeoutMs). */
   connectTimeoutMs?: number;
@@ -133,6 +137,8 @@ export class Guard {
   private readonly policies = new Map<string, string>();
   private pending = new Map<string, number>();
   private readonly names = new Set<string>();
+  /** Gives back lease ids the store may hold without this client knowing (see releaser.ts). */
+  readonly releaser: Releaser;
 
   constructor(backend: Backend, options: GuardOptions = {}) {
     this.backend = backend;
@@ -143,6 +149,7 @@ export class Guard {
       throw new UsageError(`leaseMarginMs must be 0..600000 (got ${this.leaseMarginMs})`, "leaseMarginMs");
     }
     this.disabled = options.disabled ?? false;
+    this.releaser = new Releaser(backend, this.namespace);
   }
 
   /**
@@ -153,10 +160,11 @@ export class Guard {
     checkNamespace(options.namespace ?? "default"); // every check before a connection is made
     choice(options.onUnavailable ?? "open", "onUnavailable");
     if (options.disabled) return new Guard(new DisabledBackend(), options);
-    const timeoutMs = positive(options.timeoutMs ?? 50, "timeoutMs");
+    const http = url.startsWith("http://") || url.startsWith("https://");
+    const timeoutMs = positive(options.timeoutMs ?? (http ? HTTP_TIMEOUT_MS : REDIS_TIMEOUT_MS), "timeoutMs");
     const connectTimeoutMs = positive(options.connectTimeoutMs ?? timeoutMs, "connectTimeoutMs");
     let backend: Backend;
-    if (url.startsWith("http://") || url.startsWith("https://")) {
+    if (http) {
       backend = new HttpBackend(url, options.token ?? null, timeoutMs);
     } else {
       backend = RedisStore.fromUrl(url, { timeoutMs, connectTimeoutMs, quarantine: options.quarantine });
@@ -182,8 +190,8 @@ export class Guard {
     if (env.GUARD_QUARANTINE !== undefined) o.quarantine = TRUE.includes(env.GUARD_QUARANTINE.toLowerCase());
     if (env.GUARD_TIMEOUT !== undefined) {
       const s = Number(env.GUARD_TIMEOUT);
-      if (!Number.isFinite(s) || s <= 0) {
-        throw new UsageError(`GUARD_TIMEOUT must be a number of seconds > 0 (got ${JSON.stringify(env.GUARD_TIMEOUT)})`, "GUARD_TIMEOUT");
+      if (!Number.isFinite(s) || s <= 0 || s > 300) {
+        throw new UsageError(`GUARD_TIMEOUT must be seconds in (0, 300], got ${JSON.stringify(env.GUARD_TIMEOUT)}`, "timeout");
       }
       o.timeoutMs = s * 1000;
     }
@@ -195,6 +203,7 @@ export class Guard {
   }
 
   async close(): Promise<void> {
+    this.releaser.close();
     await this.backend.close();
   }
 
@@ -209,25 +218,29 @@ export class Guard {
     let ttlMs = options.ttlMs;
     if (ttlMs === undefined && options.context) {
       const left = remainingMs(options.context);
-      if (left !== null && Number.isFinite(left)) ttlMs = Math.min(Math.max(left, 0) + this.leaseMarginMs, MAX_LEASE_TTL_MS);
+      if (left !== null && Number.isFinite(left)) ttlMs = Math.min(Math.max(left + this.leaseMarginMs, 1), MAX_LEASE_TTL_MS);
     }
-    const ttl = ttlMs !== undefined ? Math.max(1, Math.floor(checkTtlMs(ttlMs))) : 0;
+    const ttl = ttlMs !== undefined ? Math.max(1, Math.round(checkTtlMs(ttlMs))) : 0;
     const waitMs = options.waitMs ?? 0;
     if (typeof waitMs !== "number" || !(waitMs >= 0) || !Number.isFinite(waitMs)) {
       throw new UsageError(`waitMs must be >= 0 milliseconds (got ${String(waitMs)})`, "waitMs");
     }
     const id = raw.toString("hex");
     if (this.disabled) return new Lease(null, name, id, false);
+    if (options.leaseId !== undefined) this.releaser.cancel(id); // asked for again
     let r;
     try {
       r = await this.take(name, raw, ttl, waitMs);
     } catch (err) {
-      if (err instanceof GuardUnavailable) return this.unavailable(name, id, err);
+      if (err instanceof GuardUnavailable) {
+        if (err.inDoubt) this.releaser.submit(id); // the store may have granted it: give it back
+        return this.unavailable(name, id, err);
+      }
       throw err;
     }
     if (!r.granted) throw new Throttled(name, r.scope, r.retryAfterMs / 1000);
     const g: Grant = r;
-    return new Lease({ backend: this.backend, namespace: this.namespace }, name, id, true, {
+    return new Lease({ backend: this.backend, namespace: this.namespace, releaser: this.releaser }, name, id, true, {
       groups: g.groups,
       expiresAt: g.expiresMs,
       fence: g.fence,
@@ -239,8 +252,14 @@ export class Guard {
   private async take(name: string, raw: Buffer, ttlMs: number, waitMs: number) {
     let pending: Map<string, number> | undefined;
     if (this.pending.size > 0) {
-      pending = this.pending; // fail-open runs to report with this acquire
-      this.pending = new Map();
+      // fail-open runs to report with this acquire: at most MAX_PENDING_NAMES names a call,
+      // the rest wait their turn
+      pending = new Map();
+      for (const [k, n] of this.pending) {
+        if (pending.size >= MAX_PENDING_NAMES) break;
+        pending.set(k, n);
+      }
+      for (const k of pending.keys()) this.pending.delete(k);
     }
     let r;
     try {

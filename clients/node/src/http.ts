@@ -65,7 +65,7 @@ export class HttpBackend implements Backend {
         const code = (err as { cause?: { code?: string } }).cause?.code;
         if (attempt === 0 && !timeout && (code === "ECONNRESET" || code === "UND_ERR_SOCKET")) continue;
         const msg = err instanceof Error ? `${err.message}${code ? ` (${code})` : ""}` : String(err);
-        throw new GuardUnavailable(`guard service unreachable at ${this.url}: ${msg}`, null, { cause: err });
+        throw new GuardUnavailable(`guard service unreachable at ${this.url}: ${msg}`, null, { cause: err, inDoubt: timeout });
       }
     }
   }

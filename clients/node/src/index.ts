@@ -5,6 +5,7 @@
 export { Guard, functionName, remainingMs } from "./guard";
 export type { AcquireOptions, FromUrlOptions, GuardOptions, LambdaContext, LimitOptions, OnUnavailable } from "./guard";
 export { Lease } from "./lease";
+export { Releaser } from "./releaser";
 export { ConflictError, GuardError, GuardUnavailable, NotFound, StoreError, StoreReset, Throttled, UsageError } from "./errors";
 export type { Backend, Grant, Refusal, Renewal } from "./backend";
 export { RedisStore } from "./store";

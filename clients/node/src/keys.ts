@@ -15,6 +15,16 @@ export const DEFAULT_LEASE_TTL_MS = 900_000;
 export const MAX_LEASE_TTL_MS = 86_400_000;
 /** ms a namespace's lease and counter keys outlive inactivity. */
 export const BACKSTOP_TTL_MS = 7 * 86_400_000;
+/** Fences reserved in the cfg hash at a time (common.lua "fh"). */
+export const FENCE_BLOCK = 4096;
+/** Names in one acquire's fail-open count map (acquire_lease.lua ARGV[5]). */
+export const MAX_PENDING_NAMES = 32;
+/** Functions without a plan whose counters are kept by name. */
+export const MAX_UNCONFIGURED_NAMES = 200;
+/** ms after its last acquire an unconfigured name's counters are cleaned. */
+export const IDLE_CLEANUP_MS = 86_400_000;
+/** Counter name for everything beyond those bounds (not a valid function name). */
+export const OTHER = "~other";
 
 /** KEYS for the lease scripts: cfg, use, exp, lease. */
 export function leaseKeys(ns: string): [string, string, string, string] {
@@ -47,7 +57,8 @@ export function checkNamespace(value: unknown): string {
   return value;
 }
 
-/** A TTL in ms: > 0 and at most MAX_LEASE_TTL_MS (as `guard.model.check_ttl`, in ms). */
+/** A TTL in ms: > 0 and at most MAX_LEASE_TTL_MS (as `guard.model.check_ttl`, in ms); the
+ * scripts keep whole milliseconds, so it is rounded, and at least 1 (`keys.ttl_ms`). */
 export function checkTtlMs(value: unknown, what = "ttlMs"): number {
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || value > MAX_LEASE_TTL_MS) {
     throw new UsageError(

@@ -1,12 +1,15 @@
 /** A held slot, and the background renewer for long holds. */
 import type { Backend } from "./backend";
-import { GuardError } from "./errors";
+import { GuardError, GuardUnavailable } from "./errors";
+import type { Releaser } from "./releaser";
 import { checkTtlMs } from "./keys";
 
 /** What a lease needs to renew and release itself: its store and namespace. */
 export interface LeaseHandle {
   backend: Backend;
   namespace: string;
+  /** Retries a release that could not reach the store (the slot is not left to the TTL). */
+  releaser?: Releaser;
 }
 
 export interface LeaseFields {
@@ -80,12 +83,19 @@ export class Lease {
     return true;
   }
 
-  /** Give the slot back. Idempotent; true only when this call released a held lease. */
+  /** Give the slot back. Idempotent; true only when this call released a held lease. When
+   * the store cannot be reached it throws GuardUnavailable, and the Guard keeps trying in the
+   * background for a while (the lease's TTL frees the slot in the end anyway). */
   async release(): Promise<boolean> {
     this.stopRenewing();
     if (!this.held || this.handle === null) return false;
     this.held = false;
-    return await this.handle.backend.release(this.handle.namespace, Buffer.from(this.leaseId, "hex"));
+    try {
+      return await this.handle.backend.release(this.handle.namespace, Buffer.from(this.leaseId, "hex"));
+    } catch (err) {
+      if (err instanceof GuardUnavailable) this.handle.releaser?.submit(this.leaseId);
+      throw err;
+    }
   }
 
   /** Renew every `everyMs` (default: a third of the TTL) until released or lost. The timer

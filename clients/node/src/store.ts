@@ -8,8 +8,8 @@
  */
 import type { Backend, Grant, Refusal, Renewal } from "./backend";
 import { type Client, type ConnectOptions, connect } from "./connect";
-import { ConflictError, GuardError, GuardUnavailable, StoreError, StoreReset } from "./errors";
-import { leaseKeys, releaseChannel } from "./keys";
+import { ConflictError, GuardError, GuardUnavailable, StoreError, StoreReset, UsageError } from "./errors";
+import { leaseKeys, MAX_PENDING_NAMES, releaseChannel } from "./keys";
 import { LEASE_SCRIPTS, type LeaseScript, leaseScripts } from "./scripts";
 
 export interface StoreOptions extends ConnectOptions {
@@ -40,6 +40,16 @@ function brokenConnection(err: unknown): boolean {
   );
 }
 
+/** ARGV[5] of acquire_lease.lua: "fn=n,fn=n", at most MAX_PENDING_NAMES names (the Guard
+ * sends no more; the rest wait for the next acquire). */
+export function pendingArg(pending?: Map<string, number>): string {
+  if (!pending || pending.size === 0) return "";
+  if (pending.size > MAX_PENDING_NAMES) {
+    throw new UsageError(`unavailable holds at most ${MAX_PENDING_NAMES} function names (got ${pending.size})`, "unavailable");
+  }
+  return [...pending].map(([f, n]) => `${f}=${n}`).join(",");
+}
+
 /** The GuardError for an ioredis error (the SDK's only error family). */
 export function translate(what: string, err: unknown): GuardError {
   if (err instanceof GuardError) return err;
@@ -48,7 +58,9 @@ export function translate(what: string, err: unknown): GuardError {
     if (msg.startsWith("CONFLICT")) return new ConflictError(msg.replace(/^CONFLICT /, ""));
     return new StoreError(`${what}: store error: ${msg}`, null, { cause: err });
   }
-  return new GuardUnavailable(`${what}: store unreachable: ${msg}`, null, { cause: err });
+  // a command that timed out was sent: Redis may still run it
+  const inDoubt = msg.includes("Command timed out");
+  return new GuardUnavailable(`${what}: store unreachable: ${msg}`, null, { cause: err, inDoubt });
 }
 
 export class RedisStore implements Backend {
@@ -112,8 +124,8 @@ export class RedisStore implements Backend {
   ): Promise<Grant | Refusal> {
     let args: (string | Buffer | number)[] = [fn, leaseId, ttlMs];
     if (waitMs > 0 || (pending && pending.size > 0) || this.quarantine) {
-      const pend = pending ? [...pending].map(([f, n]) => `${f}=${n}`).join(",") : "";
-      args = [fn, leaseId, ttlMs, Math.floor(waitMs), pend, this.quarantine ? "1" : ""];
+      // the optional ARGV[4..7] as guard/store.py sends them (ARGV[7], require_config: off)
+      args = [fn, leaseId, ttlMs, Math.floor(waitMs), pendingArg(pending), this.quarantine ? "1" : "", ""];
     }
     const r = (await this.run("acquire_lease", ns, args)) as Reply;
     const granted = Number(r[0]) > 0;

@@ -270,7 +270,9 @@ test("fromEnv reads the same variables as Python; GUARD_DISABLED grants without 
     assert.equal(g.namespace, "envns");
     assert.equal(g.onUnavailable, "closed");
     process.env.GUARD_TIMEOUT = "soon";
-    assert.throws(() => Guard.fromEnv(), (e) => e instanceof UsageError && e.field === "GUARD_TIMEOUT");
+    assert.throws(() => Guard.fromEnv(), (e) => e instanceof UsageError && e.field === "timeout");
+    process.env.GUARD_TIMEOUT = "301";
+    assert.throws(() => Guard.fromEnv(), (e) => e instanceof UsageError && e.field === "timeout");
     for (const k of Object.keys(process.env)) if (k.startsWith("GUARD_")) delete process.env[k];
     process.env.GUARD_DISABLED = "1";
     const d = Guard.fromEnv();

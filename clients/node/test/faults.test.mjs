@@ -62,7 +62,7 @@ test("Redis stopped (SIGSTOP): open runs unguarded, closed raises, both within t
 });
 
 test("a held lease's renew and release during an outage raise GuardUnavailable within the deadline", async () => {
-  const { redis, g } = await setup();
+  const { redis, admin, ns, g } = await setup();
   const l = await g.acquire("f");
   redis.pause();
   try {
@@ -75,6 +75,13 @@ test("a held lease's renew and release during an outage raise GuardUnavailable w
   } finally {
     redis.resume();
   }
+  // the failed release is retried in the background once Redis answers again
+  let inUse = 1;
+  for (let i = 0; i < 60 && inUse !== 0; i++) {
+    await sleep(100);
+    inUse = (await admin.call(ns, "usage")).functions.f.in_use;
+  }
+  assert.equal(inUse, 0, "released in the background, not left to the TTL");
 });
 
 test("Redis killed: connection refused is unavailable within the deadline; reconnects when it is back", async () => {
@@ -147,4 +154,24 @@ test("quarantine (GUARD_QUARANTINE): after a restart that kept the data, grants 
   assert.equal(r.error.scope, "quarantine");
   assert.ok(r.error.retryAfter > 15 && r.error.retryAfter <= 30, String(r.error.retryAfter));
   assert.equal(await held.renew(), true, "a lease held across the restart is still held");
+});
+
+test("an acquire in doubt (sent, no answer in time) is given back in the background: no slot leaks", async () => {
+  const { redis, admin, ns, g } = await setup("open");
+  redis.pause();
+  let l;
+  try {
+    l = await g.acquire("f", { ttlMs: 60_000 }); // sent; Redis runs it only when resumed
+  } finally {
+    redis.resume();
+  }
+  assert.ok(l.unguarded);
+  // Redis now executes the queued acquire and grants a lease nobody holds; the Guard gives
+  // that lease id back after a short delay instead of leaving the slot taken for 60 s.
+  let inUse = 1;
+  for (let i = 0; i < 60 && inUse !== 0; i++) {
+    await sleep(100);
+    inUse = (await admin.call(ns, "usage")).functions.f?.in_use ?? 0;
+  }
+  assert.equal(inUse, 0, "the lease granted after the timeout was released");
 });

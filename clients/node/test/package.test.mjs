@@ -31,6 +31,7 @@ test("each lease script is assembled exactly as guard/store.py registers it (sam
       "import json, redis",
       "from guard.store import RedisStore, LEASE_SCRIPTS",
       "s = RedisStore(redis.Redis(port=1))  # never connects",
+      "s.close()",
       "print(json.dumps({n: s._scripts[n].sha for n in LEASE_SCRIPTS}))",
     ].join("\n"),
   );
