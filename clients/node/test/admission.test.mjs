@@ -317,3 +317,27 @@ test("generated lease ids are 128-bit, distinct across pool refills", async () =
   assert.equal(ids.size, 1000);
   for (const id of ids) assert.match(id, /^[0-9a-f]{32}$/);
 });
+
+test("fail-open counts of more than 32 functions are reported 32 names per acquire", async () => {
+  const ns = newNs();
+  const store = RedisStore.fromUrl(redis.url, { timeoutMs: 2000, connectTimeoutMs: 2000 });
+  const g = new Guard(store, { namespace: ns });
+  guards.push(g);
+  const real = store.acquireWaiting.bind(store);
+  let down = true;
+  const sent = [];
+  store.acquireWaiting = async (ns_, fn, id, ttl, wait, pending) => {
+    if (down) throw new GuardUnavailable("store unreachable: test");
+    sent.push(pending ? pending.size : 0);
+    return await real(ns_, fn, id, ttl, wait, pending);
+  };
+  for (let i = 0; i < 40; i++) assert.ok((await g.acquire(`fn${i}`)).unguarded);
+  down = false;
+  await (await g.acquire("ok")).release();
+  await (await g.acquire("ok")).release();
+  assert.deepEqual(sent, [32, 8]);
+  assert.deepEqual(g.unavailablePending(), {});
+  // names the namespace does not know are added up under "~other" (acquire_lease.lua)
+  const fields = await store.usageFields(ns);
+  assert.equal(fields["u:~other"], "40");
+});
