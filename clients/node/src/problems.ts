@@ -19,6 +19,7 @@ export const PROBLEM_TYPES: Record<string, ProblemType> = Object.fromEntries(
       ["forbidden", 403, "Forbidden"],
       ["not-found", 404, "Not found"],
       ["lease-not-held", 404, "Lease not held"],
+      ["namespace-not-found", 404, "Namespace not found"],
       ["method-not-allowed", 405, "Method not allowed"],
       ["conflict", 409, "Conflict"],
       ["request-timeout", 408, "Request timeout"],

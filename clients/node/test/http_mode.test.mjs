@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { Guard, GuardUnavailable, Throttled, UsageError } from "../dist/esm/index.mjs";
+import { Guard, GuardUnavailable, NotFound, Throttled, UsageError } from "../dist/esm/index.mjs";
 import { freePort, newNs, PYTHON, PyAdmin, RedisProc, sleep } from "./helpers.mjs";
 
 const CLIENT_TOKEN = "node-client-token";
@@ -83,4 +83,7 @@ test("HTTP mode: a bad token is a UsageError (not fail-open); an unreachable ser
   const closed = Guard.fromUrl(dead, { namespace: ns, timeoutMs: 300, onUnavailable: "closed" });
   await assert.rejects(closed.acquire("f"), (e) => e instanceof GuardUnavailable && e.function === "f");
   assert.throws(() => Guard.fromUrl("http://", {}), UsageError);
+  // HTTP clients cannot create namespaces: a lease in one with no configuration is NotFound,
+  // an error to see (as in Python), not an outage to fail open through
+  await assert.rejects(guard(newNs("h")).acquire("f"), (e) => e instanceof NotFound && /Namespace not found|no configuration/i.test(e.message));
 });
