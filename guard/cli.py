@@ -1,115 +1,26 @@
 """The ``guard`` command: serve, apply, usage and admin of namespaces, groups, functions.
 
-Admin commands talk to the HTTP API when ``GUARD_URL`` (+ ``GUARD_TOKEN``) is set — what an
-operator's laptop can reach — else straight to Redis with ``GUARD_REDIS_URL``. Both go through
-one interface (`guard.admin.Admin` or `guard.http_backend.HttpAdmin`, same methods), so every
-command works either way. To add a command (e.g. ``sync-aws``), define it in its own module
+Admin commands talk to the HTTP API when ``GUARD_URL`` (+ ``GUARD_TOKEN``) is set, else
+straight to Redis with ``GUARD_REDIS_URL``, through one typed interface
+(`guard.admin_api.AdminAPI`; `guard.cli_common.Target`). Resource commands live in
+`guard.cli_admin`. To add a command (e.g. ``sync-aws``), define it in its own module
 and register it with ``main.add_command(...)`` at the bottom of this file."""
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from . import __version__
+from .cli_admin import functions, groups, leases, namespaces
+from .cli_common import JSON, Target, echo_json, pass_target, table
 from .errors import GuardError
-from .model import Config
-
-ENV_HELP = "GUARD_URL+GUARD_TOKEN (HTTP API) or GUARD_REDIS_URL (Redis)"
-
-
-class Target:
-    """Where admin commands go; built lazily so ``guard serve`` never needs it."""
-
-    def __init__(self, namespace: str, url: str | None, token: str | None, redis_url: str | None):
-        self.namespace, self.url, self.token, self.redis_url = namespace, url, token, redis_url
-        self._admin: Any = None
-
-    def admin(self, namespace: str | None = None) -> Any:
-        if self._admin is None:
-            if self.url:
-                from .http_backend import HttpAdmin, HttpBackend
-
-                self._admin = HttpAdmin(HttpBackend(self.url, self.token, 10.0), self.namespace)
-            elif self.redis_url:
-                from .admin import Admin
-                from .store import RedisStore
-
-                self._admin = Admin(
-                    RedisStore.from_url(self.redis_url, timeout=5.0), self.namespace
-                )
-            else:
-                raise click.UsageError(f"set {ENV_HELP} (or --url / --redis-url)")
-        return self._admin if namespace is None else self._admin.for_namespace(namespace)
-
-    def close(self) -> None:
-        if self._admin is not None:
-            conn = getattr(self._admin, "backend", None) or self._admin.store
-            conn.close()
-            self._admin = None
-
-    def read_config(self, ns: str) -> Config:
-        a = self.admin(ns)
-        if hasattr(a, "config_doc"):
-            from .config_file import config_from_doc
-
-            return config_from_doc(a.config_doc())
-        cfg: Config = a.config()
-        return cfg
-
-    def write_config(self, ns: str, cfg: Config) -> None:
-        a = self.admin(ns)
-        if hasattr(a, "replace_config_doc"):
-            from .config_file import config_to_doc
-
-            a.replace_config_doc(config_to_doc(cfg))
-        else:
-            a.replace_config(cfg)
-
-    def release(self, lease_id: bytes) -> bool:
-        a = self.admin()
-        conn = getattr(a, "backend", None) or a.store
-        return bool(conn.release(a.namespace, lease_id))
-
-    def leases(self, function: str | None) -> list[dict[str, Any]]:
-        a = self.admin()
-        if hasattr(a, "leases"):
-            return list(a.leases(function))
-        return [info.doc() for info in a.store.leases(a.namespace, function)]
-
-
-JSON: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
-    "--json", "as_json", is_flag=True, help="print JSON (the HTTP API's body)"
-)
-
-
-def echo_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
-
-
-def table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def limit_arg(value: str | None) -> int | None:
-    """``none``/``unlimited`` → None (no limit); else an integer."""
-    if value is None or value.lower() in ("none", "null", "unlimited"):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected an integer or 'none', got {value!r}") from None
-
 
 # AWS errors a user fixes in their environment, with the hint botocore does not give
 AWS_HINTS = {
@@ -170,9 +81,6 @@ def main(ctx: click.Context, namespace: str, url: str | None, token: str | None,
     """guard: concurrency limits for serverless functions."""
     ctx.obj = Target(namespace, url, token, redis_url)
     ctx.call_on_close(ctx.obj.close)
-
-
-pass_target = click.make_pass_decorator(Target)
 
 
 @main.command()
@@ -314,7 +222,6 @@ def usage(target: Target, as_json: bool) -> None:
 
 
 from .aws.cli import sync_aws  # noqa: E402  (boto3 is imported only when it runs)
-from .cli_admin import functions, groups, leases, namespaces  # noqa: E402
 
 for _cmd in (namespaces, groups, functions, leases, sync_aws):
     main.add_command(_cmd)

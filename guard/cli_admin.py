@@ -1,7 +1,7 @@
 """``guard namespaces|groups|functions|leases …``: resource commands of the CLI.
 
-Each works through `guard.cli.Target` (HTTP API or Redis, same methods). The write verbs are
-named for what happens to the options left out, because that is what bites:
+Each works through `guard.cli_common.Target` (HTTP API or Redis, one `AdminAPI`). The write
+verbs are named for what happens to the options left out, because that is what bites:
 
 - ``set`` — the everyday verb: creates the resource, or changes only the options given;
 - ``put`` — replaces the resource (the HTTP PUT): options not given take their defaults, and
@@ -18,10 +18,8 @@ from typing import Any
 
 import click
 
-from .cli import JSON, Target, echo_json, limit_arg, table
+from .cli_common import JSON, Target, echo_json, limit_arg, pass_target, table
 from .errors import NotFound
-
-pass_target = click.make_pass_decorator(Target)
 
 
 def _lim(v: Any) -> str:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import keys
+from . import keys, wire
 from .connect import DEFAULT_MAX_CONNECTIONS, PoolWaitExpired, call_deadline, connect
 from .errors import (
     ConflictError,
@@ -29,6 +27,10 @@ from .errors import (
     StoreError,
     StoreReset,
 )
+from .wire import Grant, LeaseInfo, Refusal, Renewal
+
+if TYPE_CHECKING:
+    from .admin_api import AdminAPI
 
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
 
@@ -42,62 +44,6 @@ def _source(name: str) -> str:
     # A plain file read: importlib.resources would cost milliseconds of import per cold start.
     with open(os.path.join(LUA_DIR, f"{name}.lua"), encoding="utf-8") as f:
         return f.read()
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    fence: int
-    expires_ms: int
-    ttl_ms: int
-    groups: tuple[str, ...]
-    on_unavailable: str
-    shadow_scope: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    scope: str
-    retry_after_ms: int
-    on_unavailable: str
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
-    lease_id: str
-    function: str
-    groups: tuple[str, ...]
-    expires_ms: int
-    granted_ms: int
-    fence: int
-    ttl_ms: int
-
-    META = struct.Struct(">ddiiB")  # common.lua META, without the trailing strings
-
-    @classmethod
-    def unpack(cls, raw_id: bytes, meta: bytes) -> LeaseInfo:
-        expires, granted, fence, ttl, n = cls.META.unpack_from(meta)
-        head = cls.META.size
-        fn = meta[head : head + n].decode()
-        groups = tuple(g for g in meta[head + n :].decode().split(",") if g)
-        return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
-
-    def doc(self) -> dict[str, Any]:
-        """The lease as the HTTP API and the CLI show it (seconds, server time)."""
-        return {
-            "lease_id": self.lease_id,
-            "function": self.function,
-            "groups": list(self.groups),
-            "expires_at": self.expires_ms / 1000,
-            "fence": self.fence,
-            "ttl_seconds": self.ttl_ms / 1000,
-            "granted_at": self.granted_ms / 1000,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Renewal:
-    expires_ms: int
-    ttl_ms: int
 
 
 class _Waiter:
@@ -364,20 +310,13 @@ class RedisStore:
         wait_ms: int = 0,
         pending: Mapping[str, int] | None = None,
     ) -> Grant | Refusal:
-        args: tuple[Any, ...] = (function, lease_id, ttl_ms)
-        if wait_ms or pending or self.quarantine:  # optional trailing arguments
-            pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
-            args = (function, lease_id, ttl_ms, wait_ms, pend, "1" if self.quarantine else "")
-        r = self._run("acquire_lease", ns, args)
-        granted = int(r[0]) > 0
-        if not r[-1]:  # the namespace has no config (version) at all
-            self._check_reset(ns, lease_id if granted else None)
+        args = wire.acquire_args(function, lease_id, ttl_ms, wait_ms, pending, self.quarantine)
+        r, version = wire.decode_acquire(self._run("acquire_lease", ns, args), lease_id, function)
+        if not version:  # the namespace has no config (version) at all
+            self._check_reset(ns, lease_id if isinstance(r, Grant) else None)
         elif ns not in self._configured:
             self._configured.add(ns)
-        if granted:
-            groups = tuple(g for g in _s(r[3]).split(",") if g)
-            return Grant(int(r[0]), int(r[1]), int(r[2]), groups, _s(r[4]), _s(r[5]))
-        return Refusal(_s(r[1]), int(r[2]), _s(r[3]))
+        return r
 
     def acquire_waiting(
         self,
@@ -428,16 +367,15 @@ class RedisStore:
         raise StoreReset(f"namespace {ns!r} lost its configuration (store reset?)")
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:
-        r = self._run("renew_lease", ns, (lease_id, ttl_ms))
-        return Renewal(int(r[1]), int(r[2])) if r[0] == 1 else None
+        r = self._run("renew_lease", ns, wire.renew_args(lease_id, ttl_ms))
+        return wire.decode_renew(r, lease_id)
 
     def release(self, ns: str, lease_id: bytes) -> bool:
-        return bool(self._run("release_lease", ns, (lease_id,)) == 1)
+        return wire.decode_release(self._run("release_lease", ns, wire.release_args(lease_id)))
 
     def usage_fields(self, ns: str) -> dict[str, str]:
         """Reap expired leases, then every counter of the namespace (field -> value)."""
-        flat = self._run("read_usage", ns, ())
-        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i]}
+        return wire.decode_usage(self._run("read_usage", ns, ()))
 
     def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
         """Held (unexpired, unreleased) leases of the namespace, optionally of one function.
@@ -448,7 +386,7 @@ class RedisStore:
         now_ms = now[0] * 1000 + now[1] // 1000
         out = []
         for k, v in raw.items():
-            if len(k) != 16:  # the sentinel
+            if len(k) != wire.LEASE_ID_BYTES:  # the sentinel
                 continue
             info = LeaseInfo.unpack(k, v)
             if info.expires_ms > now_ms and function in (None, info.function):
@@ -464,7 +402,7 @@ class RedisStore:
         out: dict[str, str | bytes] = {}
         for k, v in raw.items():
             name = _s(k)
-            out[name] = v if name.startswith("p:") else _s(v)
+            out[name] = v if name.startswith(wire.PLAN_PREFIX) else _s(v)
         return out
 
     def write_config(
@@ -475,13 +413,10 @@ class RedisStore:
         del_fields: Sequence[str],
     ) -> bool:
         """Compare-and-set write; False when someone else wrote since `version` was read."""
-        args: list[str | bytes] = [version, keys.release_channel(ns), str(len(set_fields))]
-        for k, v in set_fields.items():
-            args += [k, v]
-        args += list(del_fields)
+        args = wire.write_config_args(version, keys.release_channel(ns), set_fields, del_fields)
         with wrap_errors("write config"):
             r = self._write_config(keys=[keys.config_key(ns)], args=args)
-            if int(r) < 0:
+            if wire.decode_write_config(r) is None:
                 return False
             self.client.sadd(keys.NAMESPACES, ns)
         return True
@@ -502,7 +437,7 @@ class RedisStore:
         with wrap_errors("config version"):
             pipe = self.client.pipeline(transaction=False)
             for ns in names:
-                pipe.hexists(keys.config_key(ns), keys.VERSION)
+                pipe.hexists(keys.config_key(ns), wire.VERSION)
             found = pipe.execute()
         return [ns for ns, ok in zip(names, found, strict=True) if not ok]
 
@@ -532,11 +467,11 @@ class RedisStore:
         must be re-applied before it admits anything without limits. Cheap (one HGET);
         poll it, or check it whenever `epoch` changes."""
         with wrap_errors("config version"):
-            v = self.client.hget(keys.config_key(ns), keys.VERSION)
+            v = self.client.hget(keys.config_key(ns), wire.VERSION)
         return None if v is None else _s(v)
 
-    def admin(self, namespace: str) -> Any:
-        from .admin import Admin
+    def admin(self, namespace: str) -> AdminAPI:
+        from .admin import Admin  # the admin imports this module's types only
 
         return Admin(self, namespace)
 

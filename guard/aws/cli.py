@@ -8,17 +8,18 @@ from typing import Any
 
 import click
 
+from ..admin_api import AdminAPI
+from ..cli_common import Target
 from .sync import run_sync
 
 
-def _admin(redis_url: str | None, namespace: str) -> Any:
-    from ..admin import Admin
+def _admin(redis_url: str | None, namespace: str) -> AdminAPI:
     from ..store import RedisStore
 
     url = redis_url or os.environ.get("GUARD_REDIS_URL")
     if not url:
         raise click.UsageError("set GUARD_REDIS_URL or pass --redis-url")
-    return Admin(RedisStore.from_url(url, timeout=5.0), namespace)
+    return RedisStore.from_url(url, timeout=5.0).admin(namespace)
 
 
 @click.command("sync-aws")
@@ -50,8 +51,8 @@ def sync_aws(
     # Under `guard`, ctx.obj is the CLI's target (HTTP API or Redis, like every command);
     # a caller (or a test) may instead hand over {"admin": ..., "aws": ...}.
     obj: dict[str, Any] = ctx.obj if isinstance(ctx.obj, dict) else {}
-    admin = obj.get("admin")
-    if admin is None and hasattr(ctx.obj, "admin") and not redis_url:
+    admin: AdminAPI | None = obj.get("admin")
+    if admin is None and isinstance(ctx.obj, Target) and not redis_url:
         admin = ctx.obj.admin(namespace)
     if admin is None:
         admin = _admin(redis_url, namespace or os.environ.get("GUARD_NAMESPACE", "default"))

@@ -19,7 +19,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .. import keys
+from .. import wire
 from ..admin import Admin
 from ..errors import GuardError
 from ..model import Config
@@ -78,7 +78,7 @@ class ConfigKeeper:
         self._stop = threading.Event()
 
     def _version(self, ns: str) -> int:
-        return int(self.store.read_config(ns).get(keys.VERSION, "0"))
+        return int(self.store.read_config(ns).get(wire.VERSION, "0"))
 
     def apply(self, ns: str) -> None:
         Admin(self.store, ns).replace_config(self.configs[ns])
