@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .store import RedisStore
 
 CAS_ATTEMPTS = 20
+# cfg fields that are not settings: the version, and the fence floor the acquire script keeps
+# there (so that fences never go back while the config exists); admin writes never drop them.
+RUNTIME_FIELDS = (wire.VERSION, wire.FENCE_FLOOR)
 
 
 class Admin:
@@ -62,7 +65,8 @@ class Admin:
     def usage(self) -> dict[str, Any]:
         """Live in-use against limits at every level; functions holding leases appear even
         when they were never configured. Expired leases are reaped first."""
-        return usage_of(self.config(), self.store.usage_fields(self.namespace))
+        cfg = self.config()
+        return usage_of(cfg, self.store.usage_fields(self.namespace, cfg.counter_fields()))
 
     def leases(self, function: str | None = None) -> list[LeaseInfo]:
         if function is not None:
@@ -84,7 +88,7 @@ class Admin:
             new = change(old)
             new.check()
             want = new.to_fields()
-            stale = [k for k in fields if k != wire.VERSION and k not in want]
+            stale = [k for k in fields if k not in RUNTIME_FIELDS and k not in want]
             diff = {k: v for k, v in want.items() if fields.get(k) != v}
             version = _text(fields.get(wire.VERSION, "0"))
             if self.store.write_config(self.namespace, version, diff, stale):

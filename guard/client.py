@@ -235,8 +235,8 @@ class Guard:
         if ttl is None and context is not None:
             left = remaining_seconds(context)
             if left is not None:
-                ttl = min(max(left, 0.0) + self.lease_margin, keys.MAX_LEASE_TTL)
-        ttl_ms = int(check_ttl(ttl, "ttl") * 1000) if ttl is not None else 0
+                ttl = min(max(left + self.lease_margin, keys.MIN_LEASE_TTL), keys.MAX_LEASE_TTL)
+        ttl_ms = keys.ttl_ms(check_ttl(ttl, "ttl")) if ttl is not None else 0
         if wait < 0 or wait != wait:
             raise UsageError(f"wait must be >= 0 seconds (got {wait!r})", "wait")
         if self.disabled:
@@ -255,12 +255,14 @@ class Guard:
     def _acquire(self, name: str, raw: bytes, ttl_ms: int, wait: float) -> Lease:
         pending: dict[str, int] = {}
         if self._pending:  # fail-open runs to report: rare, so no lock on the common path
-            with self._lock:
-                pending, self._pending = self._pending, {}
+            with self._lock:  # at most MAX_PENDING_NAMES per call; the rest wait their turn
+                for k in list(self._pending)[: keys.MAX_PENDING_NAMES]:
+                    pending[k] = self._pending.pop(k)
         try:
             r = self.backend.acquire_waiting(self.namespace, name, raw, ttl_ms, wait, pending)
         except StoreReset:
-            raise  # the store answered: the counts it carried were recorded
+            raise  # the store answered: the counts it carried were recorded (every reply
+            # records them, a refusal too: acquire_lease.lua)
         except GuardError:
             if pending:
                 with self._lock:

@@ -33,6 +33,11 @@ class NotFound(GuardError, LookupError):
         self.field = field
 
 
+class NamespaceNotFound(NotFound):
+    """A lease request over HTTP for a namespace that has no configuration (HTTP clients
+    cannot create namespaces; the SDK on Redis runs without configuration)."""
+
+
 class Throttled(GuardError):
     """No slot: the level named by `scope` (``"function"``, ``"group:<name>"`` or
     ``"account"``) is at its limit. `retry_after` is a hint in seconds."""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from . import keys
 from .errors import GuardError, GuardUnavailable, StoreError
 from .model import check_ttl
 
@@ -88,7 +89,7 @@ class Lease:
         slot may already belong to someone else — stop the work."""
         if not self.held or self._backend is None:
             return False
-        ttl_ms = int(check_ttl(ttl, "ttl") * 1000) if ttl is not None else 0
+        ttl_ms = keys.ttl_ms(check_ttl(ttl, "ttl")) if ttl is not None else 0
         r = self._backend.renew(self.namespace, bytes.fromhex(self.lease_id), ttl_ms)
         if r is None:
             self.held, self.lost = False, True

@@ -23,10 +23,13 @@ from .errors import (
     ConflictError,
     GuardError,
     GuardUnavailable,
+    NamespaceNotFound,
     PoolExhausted,
     StoreError,
     StoreReset,
+    UsageError,
 )
+from .model import check_name
 from .wire import Grant, LeaseInfo, Refusal, Renewal
 
 if TYPE_CHECKING:
@@ -208,6 +211,21 @@ class ReleaseListener:
             self._drop()
 
 
+def _check_pending(pending: Mapping[str, int]) -> None:
+    """The fail-open count map is client input (over HTTP too): bounded and checked before
+    `wire.acquire_args` encodes it."""
+    if len(pending) > keys.MAX_PENDING_NAMES:
+        raise UsageError(
+            f"unavailable holds at most {keys.MAX_PENDING_NAMES} function names "
+            f"(got {len(pending)})",
+            "unavailable",
+        )
+    for f, n in pending.items():
+        check_name(f, "unavailable")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000:
+            raise UsageError(f"unavailable counts must be 1..1000000 (got {n!r})", "unavailable")
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -248,12 +266,24 @@ class RedisStore:
         self.listener = ReleaseListener(client) if pool_size >= 2 else None
         self._keys: dict[str, list[str]] = {}
         self._configured: set[str] = set()  # namespaces seen with a config (reset detection)
+        consts = {
+            "DEFAULT_TTL_MS": int(keys.DEFAULT_LEASE_TTL * 1000),
+            "BACKSTOP_MS": int(keys.BACKSTOP_TTL * 1000),
+            "IDLE_MS": int(keys.IDLE_CLEANUP * 1000),
+            "MAX_NAMED": keys.MAX_UNCONFIGURED_NAMES,
+            "MAX_PENDING": keys.MAX_PENDING_NAMES,
+            "FENCE_BLOCK": keys.FENCE_BLOCK,
+            "OTHER": f"'{keys.OTHER}'",
+        }
         common = (
-            f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
-            f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("struct_compat") + _source("common")
+            f"local {', '.join(consts)} = {', '.join(str(v) for v in consts.values())}\n"
+            + _source("struct_compat")
+            + _source("common")
         )
         self._scripts = {n: client.register_script(common + _source(n)) for n in LEASE_SCRIPTS}
-        self._write_config = client.register_script(_source("write_config"))
+        self._write_config = client.register_script(
+            f"local FENCE_BLOCK = {keys.FENCE_BLOCK}\n" + _source("write_config")
+        )
 
     @classmethod
     def from_url(
@@ -309,9 +339,22 @@ class RedisStore:
         ttl_ms: int,
         wait_ms: int = 0,
         pending: Mapping[str, int] | None = None,
+        *,
+        require_config: bool = False,
     ) -> Grant | Refusal:
-        args = wire.acquire_args(function, lease_id, ttl_ms, wait_ms, pending, self.quarantine)
+        """One admission. `pending`: fail-open runs to add to the counters (at most
+        ``keys.MAX_PENDING_NAMES`` names; recorded with a grant or a refusal alike).
+        `require_config`: raise `NamespaceNotFound`, writing nothing, when the namespace has
+        no configuration (the HTTP API; the SDK on Redis runs without one)."""
+        if pending:
+            _check_pending(pending)
+        args = wire.acquire_args(
+            function, lease_id, ttl_ms, wait_ms, pending, self.quarantine, require_config
+        )
         r, version = wire.decode_acquire(self._run("acquire_lease", ns, args), lease_id, function)
+        if r is None:  # require_config, and there is none: a reset if we saw one
+            self._check_reset(ns, None)
+            raise NamespaceNotFound(f"namespace {ns!r} has no configuration", "namespace")
         if not version:  # the namespace has no config (version) at all
             self._check_reset(ns, lease_id if isinstance(r, Grant) else None)
         elif ns not in self._configured:
@@ -326,27 +369,34 @@ class RedisStore:
         ttl_ms: int,
         wait: float,
         pending: Mapping[str, int] | None = None,
+        *,
+        require_config: bool = False,
     ) -> Grant | Refusal:
         """`acquire`, waiting up to `wait` seconds for a slot. It subscribes to the release
         channel first and then retries, so no release is missed; each sleep ends at the
         next release or config write, or after the refusal's retry_after at most."""
         if wait <= 0:
-            return self.acquire(ns, function, lease_id, ttl_ms, 0, pending)
+            return self.acquire(
+                ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config
+            )
         deadline = time.monotonic() + wait
+        rc = require_config
         with call_deadline(deadline):  # pool waits may use the whole wait
-            r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending)
+            r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending,
+                             require_config=rc)  # fmt: skip
             if isinstance(r, Grant):
                 return r
             with self._waiting(ns, function, min(wait, 1.0)) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
-                    r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000))
+                    r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000),
+                                     require_config=rc)  # fmt: skip
                     if isinstance(r, Grant):
                         return r
                     # Releases wake the waiter; the sleep bound covers lapsed leases (they
                     # publish nothing), so it need not be short while subscribed.
                     floor = 0.05 if waiter.subscribed else 0.001
                     waiter.wait(min(left, max(r.retry_after_ms / 1000, floor)))
-        return self.acquire(ns, function, lease_id, ttl_ms, 0)
+        return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc)
 
     def _waiting(self, ns: str, function: str, budget: float) -> Any:
         if self.listener is None:  # a pool of one connection: sleep between retries
@@ -373,9 +423,11 @@ class RedisStore:
     def release(self, ns: str, lease_id: bytes) -> bool:
         return wire.decode_release(self._run("release_lease", ns, wire.release_args(lease_id)))
 
-    def usage_fields(self, ns: str) -> dict[str, str]:
-        """Reap expired leases, then every counter of the namespace (field -> value)."""
-        return wire.decode_usage(self._run("read_usage", ns, ()))
+    def usage_fields(self, ns: str, fields: Sequence[str] = ()) -> dict[str, str]:
+        """Reap expired leases, then the namespace's counters (field -> value): `fields`
+        (`Config.counter_fields`), the account's, and those of the unconfigured functions
+        kept by name and of ``keys.OTHER`` — a bounded read, never the whole hash."""
+        return wire.decode_usage(self._run("read_usage", ns, tuple(fields)))
 
     def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
         """Held (unexpired, unreleased) leases of the namespace, optionally of one function.

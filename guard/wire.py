@@ -24,6 +24,7 @@ FUNCTION_DOC = "F:"  # F:<fn> -> the function document (JSON)
 NS_PLAN = "p:ns"  # compiled namespace plan (PLAN_NS)
 FUNCTION_PLAN = "p:f:"  # p:f:<fn> -> compiled function plan (PLAN_FUNCTION)
 PLAN_PREFIX = "p:"  # plans are bytes; every other field is text
+FENCE_FLOOR = "fh"  # fence high-water mark: written by acquire_lease.lua, kept by admin writes
 
 # -- fields of guard:{ns}:use -----------------------------------------------------------------
 
@@ -47,6 +48,8 @@ SCOPE_SEP = "|"  # between function and scope in t:/s: fields
 # Refusal scopes as stored and returned: "function", "group:<name>", "account", "quarantine"
 SCOPE_GROUP = "group:"
 
+# A lease counted under keys.OTHER carries this mark before its function name in its meta
+OTHER_MARK = "~"
 # Lease ids: 16 raw bytes in Redis (hash field of guard:{ns}:lease), 32 hex digits in JSON.
 LEASE_ID_BYTES = 16
 # Entries named "" (use, lease) or SENTINEL (exp) keep the keys alive; never a lease.
@@ -253,7 +256,7 @@ class LeaseInfo:
         """From a guard:{ns}:lease entry (META, then the name, then the groups csv)."""
         expires, granted, fence, ttl, n = META.unpack_from(meta)
         head = META.size
-        fn = meta[head : head + n].decode()
+        fn = meta[head : head + n].decode().removeprefix(OTHER_MARK)
         groups = _csv(meta[head + n :])
         return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
 
@@ -301,22 +304,28 @@ def acquire_args(
     wait_ms: int = 0,
     pending: Mapping[str, int] | None = None,
     quarantine: bool = False,
+    require_config: bool = False,
 ) -> tuple[Any, ...]:
     """ARGV of acquire_lease.lua: function, lease id, ttl ms; then, only when one is set,
-    wait ms, fail-open counts ("fn=n,fn=n") and the quarantine flag ("1" or "")."""
-    if wait_ms or pending or quarantine:
+    wait ms, fail-open counts ("fn=n,fn=n"), the quarantine flag and the require-config
+    flag ("1" or "")."""
+    if wait_ms or pending or quarantine or require_config:
         pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
-        return (function, lease_id, ttl_ms, wait_ms, pend, "1" if quarantine else "")
+        q, rc = "1" if quarantine else "", "1" if require_config else ""
+        return (function, lease_id, ttl_ms, wait_ms, pend, q, rc)
     return (function, lease_id, ttl_ms)
 
 
 def decode_acquire(
     reply: Sequence[Any], lease_id: bytes, function: str
-) -> tuple[Grant | Refusal, str]:
+) -> tuple[Grant | Refusal | None, str]:
     """acquire_lease.lua's reply -> (Grant or Refusal, config version; "" when the namespace
     has no config). A grant is {fence >= 1, expires_ms, ttl_ms, groups_csv, on_unavailable,
-    shadow_scope, version}; a refusal {0, scope, retry_after_ms, on_unavailable, version}."""
+    shadow_scope, version}; a refusal {0, scope, retry_after_ms, on_unavailable, version};
+    {-1} (require_config and no config) is (None, "")."""
     fence = int(reply[0])
+    if fence < 0:
+        return None, ""
     version = _text(reply[-1]) if reply[-1] else ""
     if fence > 0:
         g = Grant(

@@ -14,8 +14,18 @@ import guard
 from guard.http_backend import HttpBackend
 
 
+def configure(live_server: str, ns: str) -> None:
+    """HTTP leases need a configured namespace (404 namespace-not-found otherwise)."""
+    from guard.http_backend import HttpAdmin
+
+    backend = HttpBackend(live_server, ADMIN_TOKEN, 5.0)
+    HttpAdmin(backend, ns).set_namespace(max_concurrency=None)
+    backend.close()
+
+
 @pytest.fixture
 def hg(live_server: str, ns: str) -> Any:
+    configure(live_server, ns)
     g = guard.Guard.from_url(live_server, namespace=ns, token=CLIENT_TOKEN, timeout=5.0)
     yield g
     g.close()
@@ -91,6 +101,7 @@ def test_unreachable_fails_open_and_counts_reach_the_server(
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    configure(live_server, ns)
     g = guard.Guard.from_url(dead, namespace=ns, token=CLIENT_TOKEN, timeout=0.2)
     lease = g.acquire("f", ttl=10)
     assert lease.unguarded and g.unavailable_pending() == {"f": 1}
@@ -150,7 +161,7 @@ def test_store_reset_reaches_http_clients_as_unavailable(live_server: str, g: gu
     g.admin.put_function("pay", max_concurrency=3, on_unavailable="closed")
     hg = guard.Guard.from_url(live_server, namespace=g.namespace, token=CLIENT_TOKEN, timeout=5)
     try:
-        for _ in range(6):  # reach every worker, so each one has seen the namespace configured
+        for _ in range(12):  # reach every worker, so each one has seen the namespace configured
             hg.acquire("pay").release()
         rclient.delete(keys.config_key(g.namespace))  # what an empty restart leaves
         with pytest.raises(guard.GuardUnavailable):
@@ -251,6 +262,7 @@ def test_timed_out_http_acquire_gives_its_lease_id_back(
 
 
 def test_http_connections_are_bounded_and_shared(live_server: str, ns: str) -> None:
+    configure(live_server, ns)
     g = guard.Guard.from_url(live_server, namespace=ns, token=CLIENT_TOKEN, max_connections=3)
     backend = g.backend
     assert isinstance(backend, HttpBackend)

@@ -102,7 +102,9 @@ class GuardCollector(Collector):
     def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
         a = Admin(self.store, ns)
         cfg = a.config()
-        counters = self.store.usage_fields(ns)  # reaps expired leases first
+        # Reaps expired leases first; a bounded read (docs/guarantees.md "Bounds"): the
+        # config's names, at most keys.MAX_UNCONFIGURED_NAMES others, the rest as keys.OTHER.
+        counters = self.store.usage_fields(ns, cfg.counter_fields())
         use = usage_of(cfg, counters)
         acct = use["account"]
         rows = [("account", "", "", acct)]

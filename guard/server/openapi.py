@@ -42,7 +42,7 @@ ROUTES: dict[str, dict[str, Op]] = {
         "delete": ("Delete a function", None, (204, None), (400, 404)),
     },
     f"{NS}/leases": {
-        "post": ("Acquire a lease", s.LeaseIn, (201, s.LeaseOut), (400, 409, 413, 429)),
+        "post": ("Acquire a lease", s.LeaseIn, (201, s.LeaseOut), (400, 404, 409, 413, 429)),
         "get": ("Held leases", None, (200, s.LeaseList), (400,)),
     },
     f"{NS}/leases/{{lease_id}}/renew": {
