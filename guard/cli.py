@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from . import __version__
 from .cli_admin import functions, groups, leases, namespaces
 from .cli_common import JSON, Target, echo_json, pass_target, table
 from .errors import GuardError
+from .settings import Settings
 
 # AWS errors a user fixes in their environment, with the hint botocore does not give
 AWS_HINTS = {
@@ -85,30 +87,45 @@ def main(ctx: click.Context, namespace: str, url: str | None, token: str | None,
 
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT")
-@click.option("--workers", type=int, default=lambda: int(os.environ.get("GUARD_WORKERS", "2")),
-              help="gunicorn workers [GUARD_WORKERS or 2]")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), help="gunicorn workers [GUARD_WORKERS or 2]")
 @click.option(
     "--config",
     "config_path",
-    envvar="GUARD_CONFIG",
     type=click.Path(exists=True, dir_okay=False),
-    help="limits file to keep applied; its namespaces become exactly the file (it prunes)",
+    help="limits file to keep applied; its namespaces become exactly the file (it prunes) "
+    "[GUARD_CONFIG]",
 )
-@click.option("--sync-aws-every", type=float, default=None, metavar="SECONDS",
-              help="run sync-aws for every namespace this often (needs the aws extra)")  # fmt: skip
-def serve(bind: str, workers: int, config_path: str | None,
-          sync_aws_every: float | None) -> None:  # fmt: skip
-    """Serve the HTTP API (gunicorn). Without GUARD_REDIS_URL: an embedded store."""
+@click.option(
+    "--sync-aws-every",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="run sync-aws for every namespace this often (needs the aws extra)",
+)
+def serve(
+    bind: str, workers: int | None, config_path: str | None, sync_aws_every: float | None
+) -> None:
+    """Serve the HTTP API (gunicorn). Without GUARD_REDIS_URL: an embedded store.
+
+    Its settings are read from the environment once (`guard.settings`); the gunicorn workers
+    get the same `Settings`."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before prometheus_client is imported
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="guard-metrics-")
     from .server import auth, embedded
     from .server import serve as srv
 
-    srv.prepare_multiproc_dir()
-    admin = auth.split_tokens(os.environ.get("GUARD_ADMIN_TOKENS"))
-    client = auth.split_tokens(os.environ.get("GUARD_CLIENT_TOKENS"))
     try:
-        file_tokens = auth.load_tokens([], [], os.environ.get("GUARD_TOKENS_FILE"))
+        st = Settings.from_env()
+    except GuardError as exc:
+        raise click.UsageError(str(exc)) from exc
+    workers = workers or st.workers
+    config_path = config_path or st.config_path
+    if config_path and not os.path.isfile(config_path):
+        raise click.UsageError(f"GUARD_CONFIG: no such file: {config_path!r}")
+    srv.prepare_multiproc_dir()
+    admin, client = list(st.admin_tokens), list(st.client_tokens)
+    try:
+        file_tokens = auth.load_tokens([], [], st.tokens_file)
     except GuardError as exc:
         raise click.UsageError(str(exc)) from exc
     refusal = auth.check_bind(bind, admin, client, len(file_tokens))
@@ -119,33 +136,37 @@ def serve(bind: str, workers: int, config_path: str | None,
         click.echo(f"error: {busy}", err=True)
         sys.exit(1)
     if not admin and not client and not file_tokens:
-        srv.say("!!! OPEN MODE: no GUARD_ADMIN_TOKENS / GUARD_CLIENT_TOKENS — anyone who can "
-                f"reach {bind} may change limits. Loopback only. !!!")  # fmt: skip
+        srv.say(
+            "!!! OPEN MODE: no GUARD_ADMIN_TOKENS / GUARD_CLIENT_TOKENS — anyone who can "
+            f"reach {bind} may change limits. Loopback only. !!!"
+        )
     store = None
-    if not os.environ.get("GUARD_REDIS_URL"):
+    if not st.redis_url:
         store = embedded.start()
-        os.environ["GUARD_REDIS_URL"] = store.url
+        st = replace(st, redis_url=store.url)
         srv.say(f"!!! no GUARD_REDIS_URL: using {store.describe()}; limits vanish on exit !!!")
+    redis_url = st.redis_url
+    assert redis_url  # set above when the environment had none
     keeper: srv.ConfigKeeper | None = None
     if config_path:
         from .config_file import load
         from .store import RedisStore
 
         configs = load(config_path)
-        keeper = srv.ConfigKeeper(RedisStore.from_url(os.environ["GUARD_REDIS_URL"], timeout=2.0),
-                                  configs)  # fmt: skip
+        keeper = srv.ConfigKeeper(RedisStore.from_url(redis_url, timeout=2.0), configs)
         for ns in configs:
             keeper.apply(ns)
         srv.say(f"applied {config_path} to namespace(s) {', '.join(sorted(configs))}")
-        keeper.start(float(os.environ.get("GUARD_CONFIG_CHECK_SECONDS", "10")))
+        keeper.start(st.config_check_seconds)
     syncing = None
     if sync_aws_every:
-        syncing = srv.start_aws_sync(os.environ["GUARD_REDIS_URL"], sync_aws_every)
+        syncing = srv.start_aws_sync(redis_url, sync_aws_every)
         srv.say(f"sync-aws every {sync_aws_every:g}s for every namespace in the store")
-    opts = srv.options(bind, workers)
+    opts = srv.options(bind, workers, st)
     # said by gunicorn's master once its sockets are bound, not before
-    opts["when_ready"] = lambda _server: srv.say(f"serving on http://{bind} with {workers} "
-                                                 "worker(s)")  # fmt: skip
+    opts["when_ready"] = lambda _server: srv.say(
+        f"serving on http://{bind} with {workers} worker(s)"
+    )
 
     def on_exit() -> None:
         if syncing is not None:
@@ -155,7 +176,7 @@ def serve(bind: str, workers: int, config_path: str | None,
         if store is not None:
             store.stop()
 
-    srv.GuardApplication(opts, on_exit).run()
+    srv.GuardApplication(opts, on_exit, st).run()
 
 
 @main.command()

@@ -21,12 +21,12 @@ from .backend import Backend
 from .errors import GuardError, GuardUnavailable, StoreReset, Throttled, UsageError
 from .lease import Lease, Releaser
 from .model import check_name, check_namespace, check_ttl
+from .settings import Settings
 from .wire import Refusal
 
 __all__ = ["Backend", "Guard", "function_name", "parse_lease_id", "remaining_seconds"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-TRUE = ("1", "true", "yes", "on")
 REDIS_TIMEOUT = 0.05  # default round-trip bound, Redis mode (s)
 HTTP_TIMEOUT = 2.0  # default round-trip bound, HTTP mode (s): a service under load
 
@@ -168,32 +168,23 @@ class Guard:
     def from_env(cls, **kwargs: Any) -> Guard:
         """From ``GUARD_REDIS_URL`` (or ``GUARD_URL`` + ``GUARD_TOKEN``), ``GUARD_NAMESPACE``,
         ``GUARD_ON_UNAVAILABLE``, ``GUARD_TIMEOUT``, ``GUARD_MAX_CONNECTIONS``,
-        ``GUARD_QUARANTINE`` and the ``GUARD_DISABLED`` kill switch."""
-        env = os.environ
-        url = env.get("GUARD_URL") or env.get("GUARD_REDIS_URL")
-        disabled = env.get("GUARD_DISABLED", "").lower() in TRUE
-        if not url and not disabled:
+        ``GUARD_QUARANTINE`` and the ``GUARD_DISABLED`` kill switch (`guard.settings`);
+        `kwargs` win over the environment."""
+        st = Settings.from_env()
+        url = st.store_url
+        if not url and not st.disabled:
             raise UsageError("set GUARD_REDIS_URL (or GUARD_URL) to reach the store", "url")
-        kwargs.setdefault("namespace", env.get("GUARD_NAMESPACE", "default"))
-        kwargs.setdefault("on_unavailable", env.get("GUARD_ON_UNAVAILABLE", "open"))
-        kwargs.setdefault("disabled", disabled)
-        if "GUARD_QUARANTINE" in env:
-            kwargs.setdefault("quarantine", env["GUARD_QUARANTINE"].lower() in TRUE)
-        if "GUARD_TIMEOUT" in env:
-            try:
-                timeout = float(env["GUARD_TIMEOUT"])
-            except ValueError:
-                timeout = -1.0
-            if not 0 < timeout <= 300:
-                raise UsageError(
-                    f"GUARD_TIMEOUT must be seconds in (0, 300], got {env['GUARD_TIMEOUT']!r}",
-                    "timeout",
-                )
-            kwargs.setdefault("timeout", timeout)
-        if "GUARD_MAX_CONNECTIONS" in env:
-            kwargs.setdefault("max_connections", env["GUARD_MAX_CONNECTIONS"])
-        if env.get("GUARD_URL"):
-            kwargs.setdefault("token", env.get("GUARD_TOKEN"))
+        kwargs.setdefault("namespace", st.namespace)
+        kwargs.setdefault("on_unavailable", st.on_unavailable)
+        kwargs.setdefault("disabled", st.disabled)
+        if st.quarantine is not None:
+            kwargs.setdefault("quarantine", st.quarantine)
+        if st.timeout is not None:
+            kwargs.setdefault("timeout", st.timeout)
+        if st.max_connections is not None:
+            kwargs.setdefault("max_connections", st.max_connections)
+        if st.url:
+            kwargs.setdefault("token", st.token)
         return cls.from_url(url or "redis://localhost:6379/0", **kwargs)
 
     @property
