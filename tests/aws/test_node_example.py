@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import guard
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from live import CLIENT_TOKEN
 from redis_proc import free_port
+
+import guard
 
 HANDLER = Path(__file__).resolve().parents[2] / "examples" / "node_http" / "handler.mjs"
 NODE = shutil.which("node")
