@@ -1,4 +1,4 @@
-"""/metrics: families and labels of docs/CONTRACT-NOTES.md, promtool-clean, equal across
+"""/metrics: families and labels of docs/http.md, promtool-clean, equal across
 gunicorn workers."""
 
 from __future__ import annotations

@@ -198,10 +198,10 @@ def metric_names() -> Callable[[str], set[str]]:
 
 @pytest.fixture(scope="session")
 def contract_families() -> dict[str, str]:
-    """{family: type} from the metrics table of docs/CONTRACT-NOTES.md."""
-    text = (REPO / "docs/CONTRACT-NOTES.md").read_text()
+    """{family: type} from the metrics table of docs/http.md ("Metrics")."""
+    text = (REPO / "docs/http.md").read_text()
     fams = dict(re.findall(r"^\|\s*`(guard_[a-z_]+)`\s*\|\s*(gauge|counter|histogram)", text, re.M))
-    assert len(fams) >= 10, f"could not read the metrics table of CONTRACT-NOTES.md: {fams}"
+    assert len(fams) >= 10, f"could not read the metrics table of docs/http.md: {fams}"
     return fams
 
 

@@ -1,7 +1,7 @@
 """End to end: a real Prometheus (Debian's `prometheus` binary, unpacked into .tools/bin by
 scripts/tools.sh) scrapes the session's live `guard serve --workers 3` every second with
 guard's own rule files loaded, and its query API returns every metric family of
-docs/CONTRACT-NOTES.md with the contract's labels, the recording rules' output, and
+docs/http.md with the contract's labels, the recording rules' output, and
 `up{job="guard"} == 1`. A missing binary fails the test; it is never skipped."""
 
 from __future__ import annotations
