@@ -56,8 +56,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,16,64")
     args = ap.parse_args()
     redis = RedisProcess().start()
-    server = LiveServer(redis.url, workers=args.workers,
-                        env={"GUARD_THREADS": "32"}).start()  # fmt: skip
+    server = LiveServer(redis.url, workers=args.workers, env={"GUARD_THREADS": "32"}).start()
     shared = guard.Guard.from_url(redis.url, namespace="bench", timeout=5.0)
     try:
         print(f"guard serve --workers {args.workers} (gthread x32); {os.cpu_count()} CPUs")

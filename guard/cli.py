@@ -70,16 +70,24 @@ def listen_error(bind: str) -> str | None:
 
 
 @click.group(cls=GuardGroup)
-@click.version_option(__version__, prog_name="guard",
-                      message="%(prog)s %(version)s (distribution guard-concurrency)")  # fmt: skip
-@click.option("-n", "--namespace", envvar="GUARD_NAMESPACE", default="default", show_default=True,
-              help="namespace the commands act on (GUARD_NAMESPACE)")  # fmt: skip
+@click.version_option(
+    __version__, prog_name="guard", message="%(prog)s %(version)s (distribution guard-concurrency)"
+)
+@click.option(
+    "-n",
+    "--namespace",
+    envvar="GUARD_NAMESPACE",
+    default="default",
+    show_default=True,
+    help="namespace the commands act on (GUARD_NAMESPACE)",
+)
 @click.option("--url", envvar="GUARD_URL", help="guard HTTP API (GUARD_URL)")
 @click.option("--token", envvar="GUARD_TOKEN", help="bearer token (GUARD_TOKEN)")
 @click.option("--redis-url", envvar="GUARD_REDIS_URL", help="Redis (GUARD_REDIS_URL)")
 @click.pass_context
-def main(ctx: click.Context, namespace: str, url: str | None, token: str | None,
-         redis_url: str | None) -> None:  # fmt: skip
+def main(
+    ctx: click.Context, namespace: str, url: str | None, token: str | None, redis_url: str | None
+) -> None:
     """guard: concurrency limits for serverless functions."""
     ctx.obj = Target(namespace, url, token, redis_url)
     ctx.call_on_close(ctx.obj.close)
@@ -180,8 +188,14 @@ def serve(
 
 
 @main.command()
-@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="limits file (YAML) naming its namespace(s)")  # fmt: skip
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="limits file (YAML) naming its namespace(s)",
+)
 @click.option("--dry-run", is_flag=True, help="show the diff, change nothing")
 @click.option(
     "--prune",
@@ -231,8 +245,14 @@ def usage(target: Target, as_json: bool) -> None:
     def lim(v: Any) -> str:
         return "-" if v is None else str(v)
 
-    rows = [["account", target.namespace, f"{u['account']['in_use']} / "
-             f"{lim(u['account']['max_concurrency'])}", ""]]  # fmt: skip
+    rows = [
+        [
+            "account",
+            target.namespace,
+            f"{u['account']['in_use']} / {lim(u['account']['max_concurrency'])}",
+            "",
+        ]
+    ]
     for n, v in u["groups"].items():
         rows.append(
             ["group", n, f"{v['in_use']} / {lim(v['max_concurrency'])}", str(v["reserved"])]

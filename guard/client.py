@@ -299,9 +299,11 @@ class Guard:
             log.warning(
                 "guard: %s %r (on_unavailable=%s): %s. Until the store answers again, "
                 "further calls are counted, not logged.",
-                "refusing" if closed else "running unguarded:", name,
-                "closed" if closed else "open", exc,
-            )  # fmt: skip
+                "refusing" if closed else "running unguarded:",
+                name,
+                "closed" if closed else "open",
+                exc,
+            )
         if closed:
             raise type(exc)(str(exc), function=name) from exc  # same class, names the function
         return Lease(None, self.namespace, name, raw.hex(), held=False)
@@ -322,8 +324,9 @@ class Guard:
         log.warning(
             "guard: the store answers again; meanwhile %d runs went unguarded and %d calls "
             "were refused",
-            ran, refused,
-        )  # fmt: skip
+            ran,
+            refused,
+        )
 
     @property
     def releaser(self) -> Releaser:

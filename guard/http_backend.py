@@ -176,8 +176,9 @@ class HttpBackend:
             body["wait_seconds"] = wait
         if pending:
             body["unavailable"] = dict(pending)
-        status, doc = self.request("POST", f"/v1/namespaces/{q(ns)}/leases", body,
-                                   extra_timeout=wait)  # fmt: skip
+        status, doc = self.request(
+            "POST", f"/v1/namespaces/{q(ns)}/leases", body, extra_timeout=wait
+        )
         if status == 201:
             return Grant.from_doc(doc)
         if status == 429 and isinstance(doc, dict):

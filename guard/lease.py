@@ -199,8 +199,15 @@ class Releaser:
         self._closed = False
         self.dropped = 0  # lease ids given up on (retries spent, or too many pending)
 
-    def submit(self, lease_id: bytes, function: str, *, held: bool, expires_at: float = 0.0,
-               cause: BaseException | None = None) -> None:  # fmt: skip
+    def submit(
+        self,
+        lease_id: bytes,
+        function: str,
+        *,
+        held: bool,
+        expires_at: float = 0.0,
+        cause: BaseException | None = None,
+    ) -> None:
         """Release `lease_id` in the background. `held`: it was a granted lease (its loss is
         logged); otherwise an acquire in doubt. `expires_at` (epoch s, 0 unknown) ends the
         retries: an expired lease frees its slot by itself."""
@@ -214,8 +221,7 @@ class Releaser:
             self._ids[lease_id] = item
             self._push(item, self.DELAYS[0])
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="guard-release",
-                                                daemon=True)  # fmt: skip
+                self._thread = threading.Thread(target=self._run, name="guard-release", daemon=True)
                 self._thread.start()
             self._cond.notify()
 
@@ -290,21 +296,33 @@ class Releaser:
             log.error(
                 "guard: could not release lease %s of %r (%s; last error: %s); its slot "
                 "stays taken until the lease expires",
-                item.lease_id.hex(), item.function, why, item.cause,
-            )  # fmt: skip
+                item.lease_id.hex(),
+                item.function,
+                why,
+                item.cause,
+            )
         elif self.dropped == 1:
             log.warning(
                 "guard: could not give back lease id %s of %r whose acquire timed out (%s; "
                 "%s); if the store granted it, it frees when it expires (logged once)",
-                item.lease_id.hex(), item.function, why, item.cause,
-            )  # fmt: skip
+                item.lease_id.hex(),
+                item.function,
+                why,
+                item.cause,
+            )
 
 
 class _Pending:
     __slots__ = ("attempts", "cancelled", "cause", "expires_at", "function", "held", "lease_id")
 
-    def __init__(self, lease_id: bytes, function: str, held: bool, expires_at: float,
-                 cause: BaseException | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        lease_id: bytes,
+        function: str,
+        held: bool,
+        expires_at: float,
+        cause: BaseException | None,
+    ) -> None:
         self.lease_id = lease_id
         self.function = function
         self.held = held

@@ -382,14 +382,16 @@ class RedisStore:
         deadline = time.monotonic() + wait
         rc = require_config
         with call_deadline(deadline):  # pool waits may use the whole wait
-            r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending,
-                             require_config=rc)  # fmt: skip
+            r = self.acquire(
+                ns, function, lease_id, ttl_ms, int(wait * 1000), pending, require_config=rc
+            )
             if isinstance(r, Grant):
                 return r
             with self._waiting(ns, function, min(wait, 1.0)) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
-                    r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000),
-                                     require_config=rc)  # fmt: skip
+                    r = self.acquire(
+                        ns, function, lease_id, ttl_ms, int(left * 1000), require_config=rc
+                    )
                     if isinstance(r, Grant):
                         return r
                     # Releases wake the waiter; the sleep bound covers lapsed leases (they

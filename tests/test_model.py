@@ -154,8 +154,12 @@ class AdmissionMachine(RuleBasedStateMachine):
         self.r.hset(use_k, wire.REAP, 1)
         del self.live[lease.lease_id]
 
-    @rule(which=st.sampled_from(["ns", "g1", "g2", "f1", "f2", "f3"]), value=LIMIT,
-          reserved=st.integers(0, 3), shadow=st.booleans())  # fmt: skip
+    @rule(
+        which=st.sampled_from(["ns", "g1", "g2", "f1", "f2", "f3"]),
+        value=LIMIT,
+        reserved=st.integers(0, 3),
+        shadow=st.booleans(),
+    )
     def set_limit(self, which: str, value: int | None, reserved: int, shadow: bool) -> None:
         mode = "shadow" if shadow else "enforce"
         if which == "ns":

@@ -24,16 +24,19 @@ def _admin(redis_url: str | None, namespace: str) -> AdminAPI:
 
 @click.command("sync-aws")
 @click.option(
-    "--namespace", "-n", default=None,
+    "--namespace",
+    "-n",
+    default=None,
     help="Namespace to sync [the main command's -n, $GUARD_NAMESPACE or default].",
-)  # fmt: skip
+)
 @click.option("--redis-url", default=None, help="Store URL (default: $GUARD_REDIS_URL).")
 @click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
 @click.option(
-    "--push-sqs-max", is_flag=True,
+    "--push-sqs-max",
+    is_flag=True,
     help="Also write each configured function's max_concurrency into its SQS event source "
     "mappings' ScalingConfig.MaximumConcurrency.",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def sync_aws(

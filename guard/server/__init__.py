@@ -55,8 +55,9 @@ def create_app(config: Mapping[str, Any] | None = None, settings: Settings | Non
         timeout=app.config["REDIS_TIMEOUT"],
         quarantine=app.config["QUARANTINE"],  # the failover quarantine for HTTP leases too
     )
-    tokens = auth.load_tokens(app.config["ADMIN_TOKENS"], app.config["CLIENT_TOKENS"],
-                              app.config["TOKENS_FILE"])  # fmt: skip
+    tokens = auth.load_tokens(
+        app.config["ADMIN_TOKENS"], app.config["CLIENT_TOKENS"], app.config["TOKENS_FILE"]
+    )
     metrics_token = app.config["METRICS_TOKEN"]
     http = HttpMetrics()
     app.extensions["guard.tokens"] = tokens

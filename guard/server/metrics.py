@@ -65,22 +65,25 @@ class GuardCollector(Collector):
             "in_use": GaugeMetricFamily("guard_in_use", "Slots held now.", labels=LEVEL),
             "limit": GaugeMetricFamily("guard_limit", "max_concurrency (when set).", labels=LEVEL),
             "reserved": GaugeMetricFamily(
-                "guard_reserved", "Slots of the account limit reserved for a group.",
+                "guard_reserved",
+                "Slots of the account limit reserved for a group.",
                 labels=["namespace", "group"],
             ),
             "throttles": CounterMetricFamily(
-                "guard_throttles", "Acquires refused, by refusing scope.",
+                "guard_throttles",
+                "Acquires refused, by refusing scope.",
                 labels=["namespace", "function", "scope", "group"],
             ),
             "shadow": CounterMetricFamily(
-                "guard_shadow_throttles", "Grants a shadow-mode limit would have refused.",
+                "guard_shadow_throttles",
+                "Grants a shadow-mode limit would have refused.",
                 labels=["namespace", "function", "scope", "group"],
             ),
             "up": GaugeMetricFamily("guard_store_up", "1 when the last scrape read the store."),
             "dur": GaugeMetricFamily(
                 "guard_scrape_duration_seconds", "Time this scrape spent reading the store."
             ),
-        }  # fmt: skip
+        }
         for prefix, (name, doc) in COUNTERS.items():
             f[prefix] = CounterMetricFamily(name, doc, labels=["namespace", "function"])
         return f
