@@ -13,6 +13,7 @@ environment or from ``disabled=True``)."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -102,8 +103,6 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read `env` (default: ``os.environ``) once. Empty values count as unset."""
         if env is None:
-            import os
-
             env = os.environ
         given: dict[str, Any] = {}
         for f in fields(cls):

@@ -1,10 +1,11 @@
 """Where state lives: the Redis connection and the Lua scripts — I/O only.
 
 What each script is sent and what its reply means is `guard.wire` (I/O-free); this module
-runs the scripts with those arguments and hands the decoded replies on. The scripts ship as package data (``guard/lua``); ``common.lua`` is prepended to each lease
-script. Each is registered once per client and run with EVALSHA; after a Redis restart or
-failover (NOSCRIPT) redis-py's `Script` loads it again transparently. Every driver error is
-wrapped into a `GuardError` here, so no raw redis-py error leaves the SDK."""
+runs the scripts with those arguments and hands the decoded replies on. The scripts ship as
+package data (``guard/lua``); ``common.lua`` is prepended to each lease script. Each is
+registered once per client and run with EVALSHA; after a Redis restart or failover
+(NOSCRIPT) redis-py's `Script` loads it again transparently. Every driver error is wrapped
+into a `GuardError` here, so no raw redis-py error leaves the SDK."""
 
 from __future__ import annotations
 
