@@ -20,6 +20,7 @@ import click
 
 from .cli_common import JSON, Target, echo_json, limit_arg, pass_target, table
 from .errors import NotFound
+from .wire import parse_lease_id
 
 
 def _lim(v: Any) -> str:
@@ -298,8 +299,6 @@ def leases_release(target: Target, lease_id: str) -> None:
 
     Its slot is free at once. A holder still running finds its lease gone at its next renew
     or release; work it does after that is unguarded, which is what its fence is for."""
-    from .client import parse_lease_id
-
     raw = parse_lease_id(lease_id)
     if not target.release(raw):
         raise click.ClickException(f"lease {raw.hex()} is not held (expired or released)")

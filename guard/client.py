@@ -22,7 +22,7 @@ from .errors import GuardError, GuardUnavailable, StoreReset, Throttled, UsageEr
 from .lease import Lease, Releaser
 from .model import check_name, check_namespace, check_ttl
 from .settings import Settings
-from .wire import Refusal
+from .wire import Refusal, parse_lease_id
 
 __all__ = ["Backend", "Guard", "function_name", "parse_lease_id", "remaining_seconds"]
 
@@ -31,20 +31,6 @@ REDIS_TIMEOUT = 0.05  # default round-trip bound, Redis mode (s)
 HTTP_TIMEOUT = 2.0  # default round-trip bound, HTTP mode (s): a service under load
 
 log = logging.getLogger("guard")
-
-
-def parse_lease_id(value: str | bytes) -> bytes:
-    """A lease id is 128 bits: 32 hex digits (a UUID's dashes are allowed) or 16 bytes."""
-    if isinstance(value, bytes) and len(value) == 16:
-        return value
-    if isinstance(value, str):
-        try:
-            raw = bytes.fromhex(value.replace("-", ""))
-        except ValueError:
-            raw = b""
-        if len(raw) == 16:
-            return raw
-    raise UsageError(f"lease_id must be 32 hex digits (128 bits), got {value!r}", "lease_id")
 
 
 def function_name(function: str | None = None, context: Any = None) -> str | None:

@@ -1,12 +1,13 @@
 """The wire contract between clients and the Lua scripts: every field name, packed format,
-script argument list and reply shape, and the lease types with their one JSON form.
+script argument list and reply shape, the lease id rule, and the lease types with their one
+JSON form.
 
-I/O-free (no Redis, no HTTP): `guard.store` sends what this module encodes and decodes what
-the scripts answer; `guard.model` packs plans with it; the HTTP server writes lease JSON with
-`to_doc` and the HTTP client reads it back with `from_doc`. The Lua scripts cite this module
-for the same names and formats (``common.lua``: "names and formats: guard/wire.py"), and
-``docs/protocol.md`` describes it for SDKs in other languages. Key names are `guard.keys`.
-"""
+I/O-free (no Redis, no HTTP; it imports only `guard.errors`): `guard.store` sends what this
+module encodes and decodes what the scripts answer; `guard.model` packs plans with it; the
+HTTP server writes lease JSON with `to_doc` and the HTTP client reads it back with
+`from_doc`. The Lua scripts cite this module for the same names and formats (``common.lua``:
+"Names and formats: guard/wire.py"), and ``docs/protocol.md`` describes the contract for
+SDKs in other languages. Key names are `guard.keys`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import UsageError
 
 # -- fields of guard:{ns}:cfg -----------------------------------------------------------------
 
@@ -71,6 +74,20 @@ ON_UNAVAILABLE_NAME = {0: "", 1: "open", 2: "closed"}
 # csv; Lua's format is META_LUA (c0 reads the name whose length precedes it)
 META = struct.Struct(">ddiiB")
 META_LUA = ">ddiiBc0"
+
+
+def parse_lease_id(value: str | bytes) -> bytes:
+    """A lease id is 128 bits: 32 hex digits (a UUID's dashes are allowed) or 16 bytes."""
+    if isinstance(value, bytes) and len(value) == LEASE_ID_BYTES:
+        return value
+    if isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value.replace("-", ""))
+        except ValueError:
+            raw = b""
+        if len(raw) == LEASE_ID_BYTES:
+            return raw
+    raise UsageError(f"lease_id must be 32 hex digits (128 bits), got {value!r}", "lease_id")
 
 
 def _limit(v: int | None) -> int:

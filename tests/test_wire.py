@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from guard import wire
+from guard import UsageError, wire
 from guard.model import Config, Function, Group
 from guard.wire import Grant, LeaseInfo, Refusal, Renewal
 
@@ -150,3 +150,14 @@ def test_lease_documents_roundtrip_through_the_server_schemas() -> None:
     assert LeaseInfo.from_doc(info.to_doc()) == info
     refusal = Refusal("account", 1_500, "closed")
     assert Refusal.from_doc(refusal.to_doc()) == refusal
+
+
+def test_lease_id_rule() -> None:
+    assert wire.parse_lease_id(ID) == ID
+    assert wire.parse_lease_id(ID.hex()) == ID
+    dashed = f"{ID.hex()[:8]}-{ID.hex()[8:12]}-{ID.hex()[12:16]}-{ID.hex()[16:20]}-{ID.hex()[20:]}"
+    assert wire.parse_lease_id(dashed) == ID
+    for bad in (b"short", "zz" * 16, ID.hex()[:-2], 16):
+        with pytest.raises(UsageError) as ei:
+            wire.parse_lease_id(bad)  # type: ignore[arg-type]
+        assert ei.value.field == "lease_id"

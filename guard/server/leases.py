@@ -18,9 +18,8 @@ import os
 from flask import Blueprint, Response, current_app, request
 
 from .. import keys
-from ..client import parse_lease_id
 from ..model import check_namespace, check_ttl
-from ..wire import Grant, Refusal
+from ..wire import Grant, Refusal, parse_lease_id
 from . import schemas as s
 from .common import admin, body, reply, store
 from .errors import LeaseNotHeld, Refused
