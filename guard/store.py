@@ -288,18 +288,45 @@ class RedisStore:
         version: str,
         set_fields: Mapping[str, str | bytes],
         del_fields: Sequence[str],
+        audit: Sequence[str] = (),
     ) -> bool:
-        """Compare-and-set write; False when someone else wrote since `version` was read."""
-        args: list[str | bytes] = [version, keys.release_channel(ns), str(len(set_fields))]
+        """Compare-and-set write; False when someone else wrote since `version` was read.
+        `audit` (field/value pairs, `guard.overrides.entry_fields`) is appended to the
+        namespace's capped audit stream in the same atomic step."""
+        from .overrides import AUDIT_MAX_ENTRIES, audit_key
+
+        cap = AUDIT_MAX_ENTRIES if audit else 0
+        args: list[str | bytes] = [
+            version,
+            keys.release_channel(ns),
+            str(cap),
+            str(len(audit) // 2),
+        ]
+        args += list(audit)
+        args.append(str(len(set_fields)))
         for k, v in set_fields.items():
             args += [k, v]
         args += list(del_fields)
         with wrap_errors("write config"):
-            r = self._write_config(keys=[keys.config_key(ns)], args=args)
+            r = self._write_config(keys=[keys.config_key(ns), audit_key(ns)], args=args)
             if int(r) < 0:
                 return False
             self.client.sadd(keys.NAMESPACES, ns)
         return True
+
+    def server_time_ms(self) -> int:
+        """The store's clock (ms): overrides expire by it, inside the admission script."""
+        with wrap_errors("time"):
+            t = self.client.time()
+        return int(t[0]) * 1000 + int(t[1]) // 1000
+
+    def audit_entries(self, ns: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+        """The newest `limit` audit entries of the namespace, newest first."""
+        from .overrides import audit_key
+
+        with wrap_errors("audit"):
+            raw = self.client.xrevrange(audit_key(ns), count=limit)
+        return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in raw]
 
     def namespaces(self) -> list[str]:
         with wrap_errors("namespaces"):

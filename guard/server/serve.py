@@ -58,7 +58,9 @@ def start_aws_sync(redis_url: str, every: float) -> threading.Event:
         while not stop.is_set():
             try:
                 for ns in store.namespaces():
-                    for line in run_sync(Admin(store, ns), None).lines():
+                    for line in run_sync(
+                        Admin(store, ns, actor="guard serve --sync-aws-every"), None
+                    ).lines():
                         say(f"sync-aws {ns}: {line}")
             except Exception as exc:  # a failed pass is reported; the next one runs on time
                 say(f"sync-aws pass failed (will retry): {exc}")
@@ -81,7 +83,9 @@ class ConfigKeeper:
         return int(self.store.read_config(ns).get(keys.VERSION, "0"))
 
     def apply(self, ns: str) -> None:
-        Admin(self.store, ns).replace_config(self.configs[ns])
+        Admin(self.store, ns, actor="guard serve --config").replace_config(
+            self.configs[ns], "apply"
+        )
         self.seen[ns] = self._version(ns)
 
     def check(self) -> list[str]:

@@ -1,0 +1,244 @@
+"""Temporary overrides and audit entries — what they are and how they are stored; no I/O.
+
+An *override* replaces the max_concurrency of one function or group until a server-time
+deadline. It lives in the namespace's cfg hash beside the settings, but apart from them:
+
+- ``O:f:<fn>`` / ``O:g:<group>``: the override as JSON (max, until, reason, actor, set_at);
+- ``p:o``: every override packed for acquire_lease.lua (format below), read in the same
+  HMGET as the function's plan. The script compares each deadline with the server's
+  ``TIME``, so an override stops applying at its deadline with nothing running then.
+
+Config writes (`guard apply`, ``serve --config``, PUT/PATCH of a group) never touch these
+fields, so re-applying a limits file keeps an override in force; only override writes do,
+and each of those drops the overrides whose deadline has passed.
+
+An *audit entry* records one config write (who, what, on which target, before and after);
+`entry_fields` builds it, bounded in size, for write_config.lua to append to the
+namespace's capped stream in the same atomic step as the write."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import keys
+from .errors import UsageError
+from .model import check_limit, check_name
+
+KINDS = ("function", "group")
+MAX_OVERRIDE_SECONDS = 7 * 86400  # an override is for an incident, not a setting
+MAX_REASON = 500  # characters
+MAX_OVERRIDES = 256  # active overrides per namespace (acquire scans them when any exist)
+AUDIT_MAX_ENTRIES = 1000  # the stream is trimmed to this length on every append
+AUDIT_MAX_LIMIT = 1000  # largest `limit` an audit read accepts
+AUDIT_MAX_DOC = 16 * 1024  # bytes of a before/after document; larger ones are summarized
+
+FIELD_PREFIX = "O:"  # cfg hash fields holding overrides (documents)
+PLAN = "p:o"  # cfg hash field holding the packed overrides for acquire_lease.lua
+_KIND_CODE = {"function": 1, "group": 2}
+_ENTRY = struct.Struct(">Bid")  # kind, max, until_ms; then '>B' name length and the name
+
+
+def check_kind(kind: Any) -> str:
+    if kind not in KINDS:
+        raise UsageError(f"kind must be 'function' or 'group' (got {kind!r})", "kind")
+    return str(kind)
+
+
+def check_seconds(value: Any) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not 0 < value <= MAX_OVERRIDE_SECONDS:
+        raise UsageError(
+            f"seconds must be a number > 0 and <= {MAX_OVERRIDE_SECONDS} (got {value!r})",
+            "seconds",
+        )
+    return float(value)
+
+
+def check_reason(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_REASON:
+        raise UsageError(f"reason must be text of at most {MAX_REASON} characters", "reason")
+    return value
+
+
+def check_override_limit(value: Any) -> int:
+    v = check_limit(value, "max_concurrency", nullable=False)
+    assert v is not None
+    return v
+
+
+def field_name(kind: str, name: str) -> str:
+    return f"{FIELD_PREFIX}{kind[0]}:{name}"
+
+
+def is_override_field(field: str) -> bool:
+    return field.startswith(FIELD_PREFIX) or field == PLAN
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    kind: str  # "function" | "group"
+    name: str
+    max_concurrency: int
+    until_ms: int  # server time
+    set_ms: int
+    reason: str = ""
+    actor: str = ""
+
+    def active(self, now_ms: int) -> bool:
+        return self.until_ms > now_ms
+
+    def stored(self) -> str:
+        return json.dumps(
+            {"max_concurrency": self.max_concurrency, "until_ms": self.until_ms,
+             "set_ms": self.set_ms, "reason": self.reason, "actor": self.actor},
+            sort_keys=True,
+        )  # fmt: skip
+
+    def doc(self, now_ms: int) -> dict[str, Any]:
+        """The override as the API, the CLI and the console show it (seconds, server time)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "max_concurrency": self.max_concurrency,
+            "expires_at": self.until_ms / 1000,
+            "seconds_left": max(0.0, (self.until_ms - now_ms) / 1000),
+            "set_at": self.set_ms / 1000,
+            "reason": self.reason,
+            "actor": self.actor,
+        }
+
+
+def from_fields(fields: Mapping[str, str | bytes]) -> dict[tuple[str, str], Override]:
+    """Every stored override (active or not) of a cfg hash, by (kind, name)."""
+    out: dict[tuple[str, str], Override] = {}
+    for k, v in fields.items():
+        if not k.startswith(FIELD_PREFIX) or k[3:4] != ":":
+            continue
+        kind = {"f": "function", "g": "group"}.get(k[2:3])
+        if kind is None:
+            continue
+        d = json.loads(v)
+        out[(kind, k[4:])] = Override(
+            kind, k[4:], int(d["max_concurrency"]), int(d["until_ms"]), int(d["set_ms"]),
+            str(d.get("reason", "")), str(d.get("actor", "")),
+        )  # fmt: skip
+    return out
+
+
+def active(fields: Mapping[str, str | bytes], now_ms: int) -> list[Override]:
+    return sorted(
+        (o for o in from_fields(fields).values() if o.active(now_ms)),
+        key=lambda o: (o.kind, o.name),
+    )
+
+
+def to_fields(overrides: Mapping[tuple[str, str], Override]) -> dict[str, str | bytes]:
+    """The cfg fields for exactly these overrides: one document each, plus the packed plan
+    (absent when there is none, so acquires without overrides read one nil field)."""
+    out: dict[str, str | bytes] = {
+        field_name(o.kind, o.name): o.stored() for o in overrides.values()
+    }
+    if overrides:
+        out[PLAN] = pack(overrides.values())
+    return out
+
+
+def pack(overrides: Any) -> bytes:
+    """``p:o`` as acquire_lease.lua reads it: per override '>BidBc0' kind (1 function,
+    2 group), max, until_ms, name."""
+    out = b""
+    for o in sorted(overrides, key=lambda o: (o.kind, o.name)):
+        name = o.name.encode()
+        out += _ENTRY.pack(_KIND_CODE[o.kind], o.max_concurrency, o.until_ms)
+        out += struct.pack(">B", len(name)) + name
+    return out
+
+
+def make(
+    kind: str, name: str, max_concurrency: Any, seconds: Any, reason: Any, actor: str, now_ms: int
+) -> Override:
+    """A validated override starting at server time `now_ms`."""
+    check_kind(kind)
+    check_name(name, kind)
+    m = check_override_limit(max_concurrency)
+    s = check_seconds(seconds)
+    return Override(kind, name, m, now_ms + int(s * 1000), now_ms, check_reason(reason), actor)
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+def audit_key(ns: str) -> str:
+    return f"{keys.PREFIX}:{{{ns}}}:audit"
+
+
+def label(field: str) -> str:
+    """A cfg field as the audit log names it: namespace, group:<n>, function:<n>, ..."""
+    if field == keys.NS_DOC:
+        return "namespace"
+    if field.startswith(keys.GROUP_DOC):
+        return "group:" + field[len(keys.GROUP_DOC) :]
+    if field.startswith(keys.FUNCTION_DOC):
+        return "function:" + field[len(keys.FUNCTION_DOC) :]
+    if field.startswith(FIELD_PREFIX):
+        kind = "function" if field[2:3] == "f" else "group"
+        return f"override:{kind}:{field[4:]}"
+    return field
+
+
+def changes(
+    old: Mapping[str, str | bytes], new: Mapping[str, str | bytes]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(before, after) of the settings documents that differ (plans are derived: skipped)."""
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for f in sorted(set(old) | set(new)):
+        if f == keys.VERSION or f.startswith("p:") or old.get(f) == new.get(f):
+            continue
+        o, n = old.get(f), new.get(f)
+        before[label(f)] = None if o is None else json.loads(o)
+        after[label(f)] = None if n is None else json.loads(n)
+    return before, after
+
+
+def _bounded(doc: Mapping[str, Any]) -> str:
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    if len(text) <= AUDIT_MAX_DOC:
+        return text
+    names = sorted(doc)
+    return json.dumps({"truncated": True, "changed": len(names), "first": names[:50]})
+
+
+def entry_fields(
+    actor: str, action: str, target: str, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> list[str]:
+    """Field/value pairs of one audit stream entry (time: the entry id, server time)."""
+    return ["actor", actor[:200], "action", action, "target", target[:300],
+            "before", _bounded(before), "after", _bounded(after)]  # fmt: skip
+
+
+def entry_doc(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    """One stream entry as ``audit()`` returns it."""
+    return {
+        "id": entry_id,
+        "time": int(entry_id.split("-")[0]) / 1000,
+        "actor": fields.get("actor", ""),
+        "action": fields.get("action", ""),
+        "target": fields.get("target", ""),
+        "before": json.loads(fields.get("before") or "null"),
+        "after": json.loads(fields.get("after") or "null"),
+    }
+
+
+def check_audit_limit(value: Any) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or not 1 <= value <= AUDIT_MAX_LIMIT:
+        raise UsageError(f"limit must be an integer from 1 to {AUDIT_MAX_LIMIT}", "limit")
+    return int(value)
