@@ -139,13 +139,13 @@ class Admin:
     ) -> dict[str, Any]:
         """Cap (or pause, with 0) a function for `seconds` (<= 7 days), whatever its settings
         say; re-applying a limits file keeps it. It ends at its deadline by server time."""
-        return self._override("function", name, max_concurrency, seconds, reason)
+        return self.override("function", name, max_concurrency, seconds, reason)
 
     def override_group(
         self, name: str, *, max_concurrency: int, seconds: float, reason: str = ""
     ) -> dict[str, Any]:
         """Like `override_function`, for a group's max_concurrency (its reserve stays)."""
-        return self._override("group", name, max_concurrency, seconds, reason)
+        return self.override("group", name, max_concurrency, seconds, reason)
 
     def clear_override(self, kind: str, name: str) -> bool:
         """End an override now; False when none was in force."""
@@ -161,9 +161,10 @@ class Admin:
         self._write_overrides(change, "clear_override", f"{kind}:{name}")
         return found
 
-    def _override(
-        self, kind: str, name: str, max_concurrency: Any, seconds: Any, reason: Any
+    def override(
+        self, kind: str, name: str, max_concurrency: Any, seconds: Any, reason: Any = ""
     ) -> dict[str, Any]:
+        """`override_function` / `override_group` by kind ("function" or "group")."""
         now0 = self.store.server_time_ms()
         ov.make(kind, name, max_concurrency, seconds, reason, self.actor, now0)  # errors first
         made: ov.Override | None = None

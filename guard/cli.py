@@ -236,8 +236,10 @@ def usage(target: Target) -> None:
 
 from .aws.cli import sync_aws  # noqa: E402  (boto3 is imported only when it runs)
 from .cli_admin import functions, groups, leases, namespaces  # noqa: E402
+from .cli_incident import COMMANDS as _INCIDENT  # noqa: E402
+from .demo import demo  # noqa: E402
 
-for _cmd in (namespaces, groups, functions, leases, sync_aws):
+for _cmd in (namespaces, groups, functions, leases, sync_aws, *_INCIDENT, demo):
     main.add_command(_cmd)
 
 

@@ -3,6 +3,7 @@ and the audit log (appended atomically with every config write)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,39 @@ def test_audit_entry_bounds_large_documents(g: guard.Guard) -> None:
     g.admin.put_group("big", members=members)
     e = g.admin.audit(limit=1)[0]
     assert e["after"]["truncated"] is True and "group:big" in e["after"]["first"]
+
+
+@pytest.mark.parametrize("mode", ["redis", "http"])
+def test_cli_override_pause_resume_audit(
+    mode: str, redis_server: RedisProcess, ns: str, g: guard.Guard, live_server: str
+) -> None:
+    from live import ADMIN_TOKEN
+
+    env = {"GUARD_NAMESPACE": ns, "GUARD_REDIS_URL": redis_server.url, "GUARD_URL": ""}
+    if mode == "http":
+        env.update({"GUARD_URL": live_server, "GUARD_TOKEN": ADMIN_TOKEN, "GUARD_REDIS_URL": ""})
+
+    def cli(*args: str) -> str:
+        r = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    g.admin.put_function("ingest", max_concurrency=4)
+    out = cli("override", "function", "ingest", "--max", "1", "--for", "2h", "--reason", "slow db")
+    assert "max_concurrency 1 for 2h0m0s (slow db)" in out
+    assert grants(g, "ingest", 3) == 1
+    assert "paused" in cli("pause", "function", "ingest", "--for", "15m")
+    assert "ingest" in cli("overrides")
+    assert "resumed" in cli("resume", "function", "ingest")
+    assert "no override" in cli("resume", "function", "ingest")
+    entries = json.loads(cli("audit", "--json", "--limit", "3"))
+    assert [e["action"] for e in entries] == ["clear_override", "override", "override"]
+    if mode == "http":
+        assert entries[0]["actor"] == "GUARD_ADMIN_TOKENS[0]"
+    assert "clear_override" in cli("audit")
+    r = CliRunner().invoke(main, ["override", "function", "ingest", "--max", "1", "--for", "2x"],
+                           env=env)  # fmt: skip
+    assert r.exit_code == 2 and "duration" in r.output
+    r = CliRunner().invoke(main, ["override", "function", "ingest", "--max", "1", "--for", "8d"],
+                           env=env)  # fmt: skip
+    assert r.exit_code != 0 and "seconds" in r.output

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from ..store import RedisStore
-from . import api, auth, errors, leases, ops
+from . import api, auth, console, errors, incident, leases, ops
 from .metrics import GuardCollector, HttpMetrics
 from .waiting import DEFAULT_MAX_WAITERS, Waiters
 
@@ -66,7 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     errors.register(app)
     app.before_request(auth.authorize)
-    for bp in (api.bp, leases.bp, ops.bp):
+    for bp in (api.bp, incident.bp, leases.bp, ops.bp, console.bp):
         app.register_blueprint(bp)
 
     @app.before_request

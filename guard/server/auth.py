@@ -157,6 +157,8 @@ def authorize() -> None:
         if name == "metrics":
             _metrics(cfg, tokens)
         return
+    if blueprint == "console" and name != "state":
+        return  # the page and its static files hold no data; the page asks for a token
     if not tokens:
         request.environ["guard.actor"] = "open-mode"
         return  # open mode (loopback only; enforced by guard serve and the Host check)
@@ -167,7 +169,11 @@ def authorize() -> None:
         raise AuthError("unknown token", 401)
     g.guard_token = token
     request.environ["guard.actor"] = token.name
-    if token.role != "admin" and (blueprint != "leases" or endpoint in ADMIN_ONLY_LEASE_ROUTES):
+    if (
+        token.role != "admin"
+        and blueprint != "console"
+        and (blueprint != "leases" or endpoint in ADMIN_ONLY_LEASE_ROUTES)
+    ):
         raise AuthError(
             "this route needs an admin token; a client token may only acquire, renew and "
             "release leases", 403,

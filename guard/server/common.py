@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel
 
 from ..admin import Admin
@@ -20,8 +20,14 @@ def store() -> RedisStore:
     return s
 
 
+def actor() -> str:
+    """Who the audit log records for this request: the token's name, or ``open-mode``."""
+    token = g.get("guard_token")
+    return token.name if token is not None else "open-mode"
+
+
 def admin(ns: str) -> Admin:
-    return Admin(store(), check_namespace(ns))
+    return Admin(store(), check_namespace(ns), actor())
 
 
 def body(model: type[M], *, optional: bool = False) -> M:
