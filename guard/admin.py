@@ -102,6 +102,9 @@ class Admin:
             new = change(old)
             new.check()
             want = new.to_fields()
+            # the overrides in force ride at the end of the namespace plan (guard.overrides)
+            stored = ov.from_fields(fields).values()
+            want[keys.NS_PLAN] = ov.with_overrides(want[keys.NS_PLAN], stored)
             stale = [
                 k for k in fields
                 if k != keys.VERSION and k not in want and not ov.is_override_field(k)
@@ -195,6 +198,8 @@ class Admin:
             cur = {k: o for k, o in ov.from_fields(fields).items() if o.active(now)}
             change(cur, now)
             want = ov.to_fields(cur)
+            plan = Config.from_fields(fields).plans()[keys.NS_PLAN]
+            want[keys.NS_PLAN] = ov.with_overrides(plan, cur.values())
             stale = [k for k in fields if ov.is_override_field(k) and k not in want]
             if self._cas(fields, want, stale, action, target):
                 return now

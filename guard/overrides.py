@@ -4,9 +4,11 @@ An *override* replaces the max_concurrency of one function or group until a serv
 deadline. It lives in the namespace's cfg hash beside the settings, but apart from them:
 
 - ``O:f:<fn>`` / ``O:g:<group>``: the override as JSON (max, until, reason, actor, set_at);
-- ``p:o``: every override packed for acquire_lease.lua (format below), read in the same
-  HMGET as the function's plan. The script compares each deadline with the server's
-  ``TIME``, so an override stops applying at its deadline with nothing running then.
+- every override packed (`pack`) at the end of the namespace plan ``p:ns``, which every
+  acquire reads anyway: with no override the script's only extra work is one length check
+  (a separate field would cost every acquire an HMGET argument). The script compares each
+  deadline with the server's ``TIME``, so an override stops applying at its deadline with
+  nothing running then.
 
 Config writes (`guard apply`, ``serve --config``, PUT/PATCH of a group) never touch these
 fields, so re-applying a limits file keeps an override in force; only override writes do,
@@ -38,7 +40,6 @@ AUDIT_MAX_LIMIT = 1000  # largest `limit` an audit read accepts
 AUDIT_MAX_DOC = 16 * 1024  # bytes of a before/after document; larger ones are summarized
 
 FIELD_PREFIX = "O:"  # cfg hash fields holding overrides (documents)
-PLAN = "p:o"  # cfg hash field holding the packed overrides for acquire_lease.lua
 _KIND_CODE = {"function": 1, "group": 2}
 _ENTRY = struct.Struct(">Bid")  # kind, max, until_ms; then '>B' name length and the name
 
@@ -78,7 +79,7 @@ def field_name(kind: str, name: str) -> str:
 
 
 def is_override_field(field: str) -> bool:
-    return field.startswith(FIELD_PREFIX) or field == PLAN
+    return field.startswith(FIELD_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +141,20 @@ def active(fields: Mapping[str, str | bytes], now_ms: int) -> list[Override]:
 
 
 def to_fields(overrides: Mapping[tuple[str, str], Override]) -> dict[str, str | bytes]:
-    """The cfg fields for exactly these overrides: one document each, plus the packed plan
-    (absent when there is none, so acquires without overrides read one nil field)."""
-    out: dict[str, str | bytes] = {
-        field_name(o.kind, o.name): o.stored() for o in overrides.values()
-    }
-    if overrides:
-        out[PLAN] = pack(overrides.values())
-    return out
+    """The cfg documents for exactly these overrides (the plan's tail is `pack`)."""
+    return {field_name(o.kind, o.name): o.stored() for o in overrides.values()}
+
+
+def with_overrides(ns_plan: str | bytes, overrides: Any) -> bytes:
+    """The namespace plan ``p:ns`` (as `guard.model.Config.plans` builds it) followed by
+    the packed overrides."""
+    base = ns_plan.encode() if isinstance(ns_plan, str) else ns_plan
+    return base + pack(overrides)
 
 
 def pack(overrides: Any) -> bytes:
-    """``p:o`` as acquire_lease.lua reads it: per override '>BidBc0' kind (1 function,
-    2 group), max, until_ms, name."""
+    """The tail of ``p:ns`` that acquire_lease.lua reads: per override '>BidBc0' kind
+    (1 function, 2 group), max, until_ms, name."""
     out = b""
     for o in sorted(overrides, key=lambda o: (o.kind, o.name)):
         name = o.name.encode()

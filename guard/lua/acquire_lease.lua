@@ -18,13 +18,13 @@ local f_use, f_grants = 'f:' .. fn, 'n:' .. fn
 
 -- The compiled plans (written by write_config.lua, packed by guard/model.py `plans`), in
 -- struct.pack formats because unpacking them is far cheaper than Lua patterns + tonumber:
---   p:ns   = '>iB' max, n; then n x '>iBc0' reserved, name   (groups with reserved > 0)
+--   p:ns   = '>iB' max, n; then n x '>iBc0' reserved, name   (groups with reserved > 0);
+--            then any number of '>BidBc0' kind (1 function, 2 group), max, until_ms, name:
+--            the temporary overrides (guard/overrides.py; none: nothing more to read)
 --   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;
 --            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to)
---   p:o    = n x '>BidBc0' kind (1 function, 2 group), max, until_ms, name: temporary
---            overrides (guard/overrides.py); absent when there are none
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
-local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v', 'p:o')
+local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v')
 local cfgv = plan[3] or ''
 local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
 local fields = {'fence', 'reap', 'a', f_use, f_grants}
@@ -42,21 +42,6 @@ if plan[2] then
     fields[BASE + i] = 'g:' .. g
   end
 end
--- A temporary override replaces the max of its function or group until its deadline
--- (server time: nothing has to run when it ends). The mode (enforce/shadow) stays.
-if plan[4] then
-  local o, pos, k, m, untl, name = plan[4], 1, nil, nil, nil, nil
-  while pos <= #o do
-    k, m, untl, name, pos = struct.unpack('>BidBc0', o, pos)
-    if untl > now then
-      if k == 1 then
-        if name == fn then f_max = m end
-      elseif own[name] then
-        for i = 1, NG do if gname[i] == name then gmax[i] = m end end
-      end
-    end
-  end
-end
 -- Unused reserve of groups this function is not in is held back from it (S2).
 local rres = {}
 if plan[1] then
@@ -68,6 +53,20 @@ if plan[1] then
     if not own[g] then
       rres[#rres + 1] = r
       fields[BASE + NG + #rres] = 'g:' .. g
+    end
+  end
+  -- A temporary override replaces the max of its function or group until its deadline
+  -- (server time: nothing has to run when it ends). The mode (enforce/shadow) stays.
+  local p = plan[1]
+  while pos <= #p do
+    local k, m, untl, name
+    k, m, untl, name, pos = struct.unpack('>BidBc0', p, pos)
+    if untl > now then
+      if k == 1 then
+        if name == fn then f_max = m end
+      elseif own[name] then
+        for i = 1, NG do if gname[i] == name then gmax[i] = m end end
+      end
     end
   end
 end
