@@ -18,7 +18,10 @@
       else if (k.startsWith("data-")) e.setAttribute(k, v);
       else e[k] = v;
     }
-    for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
     return e;
   }
 
@@ -72,24 +75,25 @@
                       title: d.total + " in total" }, d.recent);
   }
 
-  function actionCell(level, name, max) {
-    if (role !== "admin" || level === "account") return el("td", { class: "admin-only" });
-    const input = el("input", { type: "number", min: "0", value: max === null ? "" : String(max),
-                                "data-field": "max-input", placeholder: "∞" });
-    const kind = level;
-    const path = "/v1/namespaces/" + encodeURIComponent(ns) + "/" + kind + "s/" + encodeURIComponent(name);
-    const set = el("button", { type: "button", "data-action": "set-max" }, "set max");
-    set.onclick = () => act(async () => {
-      const v = input.value === "" ? null : Number(input.value);
-      try { await api("PATCH", path, { max_concurrency: v }); }
-      catch (e) { if (e.status === 404 && kind === "function") await api("PUT", path, { max_concurrency: v }); else throw e; }
-    });
+  function levelPath(kind, name) {
+    return "/v1/namespaces/" + encodeURIComponent(ns) + "/" + kind + "s/" + encodeURIComponent(name);
+  }
+
+  // Row buttons only; the forms above the table hold what is typed (rows re-render each poll).
+  function actionCell(level, name) {
+    if (role !== "admin") return null; // a client token gets no controls at all
+    if (level === "account") return el("td", { class: "admin-only" });
+    const edit = el("button", { type: "button", "data-action": "edit" }, "edit");
+    edit.onclick = () => {
+      for (const p of ["mx", "ov"]) { $(p + "-kind").value = level; $(p + "-name").value = name; }
+      $("mx-max").focus();
+    };
     const pause = el("button", { type: "button", "data-action": "pause" }, "pause 1h");
-    pause.onclick = () => act(() => api("PUT", path + "/override",
+    pause.onclick = () => act(() => api("PUT", levelPath(level, name) + "/override",
       { max_concurrency: 0, seconds: 3600, reason: "paused from the console" }));
     const resume = el("button", { type: "button", "data-action": "resume" }, "resume");
-    resume.onclick = () => act(() => api("DELETE", path + "/override"));
-    return el("td", { class: "actions admin-only" }, input, " ", set, " ", pause, " ", resume);
+    resume.onclick = () => act(() => api("DELETE", levelPath(level, name) + "/override"));
+    return el("td", { class: "actions admin-only" }, edit, " ", pause, " ", resume);
   }
 
   async function act(fn) {
@@ -105,12 +109,29 @@
     return el("tr", { "data-level": level, "data-name": name },
       el("td", {}, level), el("td", {}, name),
       el("td", {}, bar(v.in_use, v.max_concurrency, o)),
-      el("td", { class: "num", "data-field": "reserved" }, v.reserved === undefined ? "" : v.reserved),
+      el("td", { class: "num", "data-field": "reserved",
+                 title: "reserved slots of the account max; free: held back from other groups" },
+        v.reserved === undefined || v.reserved === 0 ? (v.reserved === 0 ? "0" : "") :
+          v.reserved + " (" + Math.max(0, v.reserved - v.in_use) + " free)"),
       ovCell,
       countCell("throttles", match), countCell("shadow", match),
       countCell("expired", (k) => level === "function" && k === name),
       countCell("fail_open", (k) => level === "function" && k === name),
-      actionCell(level, name, v.max_concurrency));
+      actionCell(level, name));
+  }
+
+  // What an audit entry changed, compactly: "group:etl max_concurrency 10 → 7".
+  function summary(before, after) {
+    if (!before || !after || before.truncated || after.truncated) return JSON.stringify(after);
+    const parts = [];
+    for (const k of Object.keys(Object.assign({}, before, after))) {
+      const b = before[k], a = after[k];
+      if (b === null || b === undefined) { parts.push(k + " created " + JSON.stringify(a)); continue; }
+      if (a === null || a === undefined) { parts.push(k + " removed"); continue; }
+      const fields = Object.keys(Object.assign({}, b, a)).filter((f) => JSON.stringify(b[f]) !== JSON.stringify(a[f]));
+      parts.push(k + " " + fields.map((f) => f + " " + JSON.stringify(b[f]) + " → " + JSON.stringify(a[f])).join(", "));
+    }
+    return parts.join("; ");
   }
 
   function render(s) {
@@ -121,11 +142,10 @@
     $("levels").tBodies[0].replaceChildren(...rows);
 
     $("overrides").tBodies[0].replaceChildren(...s.overrides.map((o) => {
-      const clear = el("td", { class: "admin-only" });
-      if (role === "admin") {
+      const clear = role === "admin" ? el("td", { class: "admin-only" }) : null;
+      if (clear) {
         const b = el("button", { type: "button", "data-action": "clear" }, "clear");
-        b.onclick = () => act(() => api("DELETE", "/v1/namespaces/" + encodeURIComponent(ns) + "/" +
-          o.kind + "s/" + encodeURIComponent(o.name) + "/override"));
+        b.onclick = () => act(() => api("DELETE", levelPath(o.kind, o.name) + "/override"));
         clear.append(b);
       }
       return el("tr", { "data-kind": o.kind, "data-name": o.name },
@@ -137,7 +157,7 @@
       $("audit").tBodies[0].replaceChildren(...s.audit.map((e) => el("tr", {},
         el("td", {}, new Date(e.time * 1000).toLocaleTimeString()), el("td", {}, e.actor),
         el("td", {}, e.action), el("td", {}, e.target),
-        el("td", { class: "change" }, JSON.stringify(e.before) + " → " + JSON.stringify(e.after)))));
+        el("td", { class: "change", title: JSON.stringify(e.after) }, summary(e.before, e.after)))));
     }
   }
 
@@ -194,11 +214,19 @@
     $("token").addEventListener("keydown", (e) => { if (e.key === "Enter") $("login-go").click(); });
     $("logout").onclick = () => { sessionStorage.removeItem(KEY); location.reload(); };
     $("ns").onchange = () => { ns = $("ns").value; history.length = 0; refresh(); };
+    $("max-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const kind = $("mx-kind").value, path = levelPath(kind, $("mx-name").value.trim());
+      const v = $("mx-max").value === "" ? null : Number($("mx-max").value);
+      act(async () => {
+        try { await api("PATCH", path, { max_concurrency: v }); }
+        catch (e) { if (e.status === 404 && kind === "function") await api("PUT", path, { max_concurrency: v }); else throw e; }
+      });
+    });
     $("override-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       const kind = $("ov-kind").value, name = $("ov-name").value.trim();
-      act(() => api("PUT", "/v1/namespaces/" + encodeURIComponent(ns) + "/" + kind + "s/" +
-        encodeURIComponent(name) + "/override", { max_concurrency: Number($("ov-max").value),
+      act(() => api("PUT", levelPath(kind, name) + "/override", { max_concurrency: Number($("ov-max").value),
         seconds: Number($("ov-minutes").value) * 60, reason: $("ov-reason").value }));
     });
     start();
