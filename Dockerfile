@@ -42,7 +42,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links /wheels "guard[server,aws]"
+    pip install --no-index --find-links /wheels "guard-concurrency[server,aws]"
 
 RUN groupadd --system --gid 10001 guard \
  && useradd --system --uid 10001 --gid guard --no-create-home --shell /usr/sbin/nologin guard \

@@ -14,6 +14,7 @@ all: test
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip uninstall -q -y guard 2>/dev/null || true  # the distribution's old name
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

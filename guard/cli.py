@@ -8,14 +8,18 @@ and register it with ``main.add_command(...)`` at the bottom of this file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import click
 
+from . import __version__
 from .errors import GuardError
 from .model import Config
 
@@ -70,11 +74,21 @@ class Target:
         else:
             a.replace_config(cfg)
 
+    def release(self, lease_id: bytes) -> bool:
+        a = self.admin()
+        conn = getattr(a, "backend", None) or a.store
+        return bool(conn.release(a.namespace, lease_id))
+
     def leases(self, function: str | None) -> list[dict[str, Any]]:
         a = self.admin()
         if hasattr(a, "leases"):
             return list(a.leases(function))
         return [info.doc() for info in a.store.leases(a.namespace, function)]
+
+
+JSON: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
+    "--json", "as_json", is_flag=True, help="print JSON (the HTTP API's body)"
+)
 
 
 def echo_json(doc: Any) -> None:
@@ -97,8 +111,16 @@ def limit_arg(value: str | None) -> int | None:
         raise click.BadParameter(f"expected an integer or 'none', got {value!r}") from None
 
 
+# AWS errors a user fixes in their environment, with the hint botocore does not give
+AWS_HINTS = {
+    "NoRegionError": " (set AWS_REGION or AWS_DEFAULT_REGION, or a region in the AWS profile)",
+    "NoCredentialsError": " (set AWS credentials: environment, profile or instance role)",
+}
+
+
 class GuardGroup(click.Group):
-    """Turns GuardErrors into a one-line message and exit status 1 (2 for bad usage)."""
+    """Turns GuardErrors (and AWS client errors) into a one-line message and exit status 1
+    (2 for bad usage), not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -106,10 +128,39 @@ class GuardGroup(click.Group):
         except GuardError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2 if isinstance(exc, ValueError) else 1)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("botocore.", "boto3.")):
+                raise
+            hint = AWS_HINTS.get(type(exc).__name__, "")
+            click.echo(f"error: AWS: {exc}{hint}", err=True)
+            ctx.exit(1)
+
+
+def listen_error(bind: str) -> str | None:
+    """Why ``guard serve`` cannot listen on ``HOST:PORT``, or None. Checked before anything
+    starts: gunicorn itself retries a busy port for seconds and then logs a page."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or bind.startswith(("unix:", "fd://")) or not port.isdigit():
+        return None  # gunicorn's other bind forms: left to gunicorn
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host.strip("[]") or "0.0.0.0", int(port), type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            s.bind(addr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"cannot listen on {bind}: address already in use"
+        return f"cannot listen on {bind}: {exc.strerror or exc}"
+    return None
 
 
 @click.group(cls=GuardGroup)
-@click.option("-n", "--namespace", envvar="GUARD_NAMESPACE", default="default", show_default=True)
+@click.version_option(__version__, prog_name="guard",
+                      message="%(prog)s %(version)s (distribution guard-concurrency)")  # fmt: skip
+@click.option("-n", "--namespace", envvar="GUARD_NAMESPACE", default="default", show_default=True,
+              help="namespace the commands act on (GUARD_NAMESPACE)")  # fmt: skip
 @click.option("--url", envvar="GUARD_URL", help="guard HTTP API (GUARD_URL)")
 @click.option("--token", envvar="GUARD_TOKEN", help="bearer token (GUARD_TOKEN)")
 @click.option("--redis-url", envvar="GUARD_REDIS_URL", help="Redis (GUARD_REDIS_URL)")
@@ -133,7 +184,7 @@ pass_target = click.make_pass_decorator(Target)
     "config_path",
     envvar="GUARD_CONFIG",
     type=click.Path(exists=True, dir_okay=False),
-    help="limits file to keep applied",
+    help="limits file to keep applied; its namespaces become exactly the file (it prunes)",
 )
 @click.option("--sync-aws-every", type=float, default=None, metavar="SECONDS",
               help="run sync-aws for every namespace this often (needs the aws extra)")  # fmt: skip
@@ -155,6 +206,10 @@ def serve(bind: str, workers: int, config_path: str | None,
     refusal = auth.check_bind(bind, admin, client, len(file_tokens))
     if refusal:
         raise click.UsageError(refusal)
+    busy = listen_error(bind)
+    if busy:
+        click.echo(f"error: {busy}", err=True)
+        sys.exit(1)
     if not admin and not client and not file_tokens:
         srv.say("!!! OPEN MODE: no GUARD_ADMIN_TOKENS / GUARD_CLIENT_TOKENS — anyone who can "
                 f"reach {bind} may change limits. Loopback only. !!!")  # fmt: skip
@@ -179,7 +234,10 @@ def serve(bind: str, workers: int, config_path: str | None,
     if sync_aws_every:
         syncing = srv.start_aws_sync(os.environ["GUARD_REDIS_URL"], sync_aws_every)
         srv.say(f"sync-aws every {sync_aws_every:g}s for every namespace in the store")
-    srv.say(f"serving on http://{bind} with {workers} worker(s)")
+    opts = srv.options(bind, workers)
+    # said by gunicorn's master once its sockets are bound, not before
+    opts["when_ready"] = lambda _server: srv.say(f"serving on http://{bind} with {workers} "
+                                                 "worker(s)")  # fmt: skip
 
     def on_exit() -> None:
         if syncing is not None:
@@ -189,36 +247,57 @@ def serve(bind: str, workers: int, config_path: str | None,
         if store is not None:
             store.stop()
 
-    srv.GuardApplication(srv.options(bind, workers), on_exit).run()
+    srv.GuardApplication(opts, on_exit).run()
 
 
 @main.command()
-@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="limits file (YAML) naming its namespace(s)")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="show the diff, change nothing")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="also remove the groups and functions the file does not list, and unset a "
+    "max_concurrency it does not set: the namespace becomes exactly the file",
+)
 @pass_target
-def apply(target: Target, path: str, dry_run: bool) -> None:
-    """Make the store match a limits file (each namespace in one atomic write)."""
-    from .config_file import diff, load
+def apply(target: Target, path: str, dry_run: bool, prune: bool) -> None:
+    """Make the store hold what a limits file says (each namespace in one atomic write).
 
-    configs = load(path, target.namespace)
-    for ns, cfg in sorted(configs.items()):
-        changes = diff(target.read_config(ns), cfg)
+    Groups and functions the file lists are written whole; the ones it does not list are kept
+    unless --prune is given (the output names them either way). An empty file, or one that
+    names no namespace, is an error and changes nothing."""
+    from .config_file import diff, load_limits
+
+    plans = []
+    for ns, limits in sorted(load_limits(path).items()):
+        old = target.read_config(ns)
+        new = limits.applied_to(old, prune)
+        new.check()  # kept groups count too; every namespace is checked before any is written
+        plans.append((ns, new, diff(old, new), limits.unlisted(old)))
+    for ns, new, changes, unlisted in plans:
         click.echo(
             f"namespace {ns}: " + ("no changes" if not changes else f"{len(changes)} change(s)")
         )
         for line in changes:
             click.echo(f"  {line}")
+        if unlisted and not prune:
+            click.echo(f"  not in the file, kept (--prune would remove: {', '.join(unlisted)})")
         if changes and not dry_run:
-            target.write_config(ns, cfg)
+            target.write_config(ns, new)
     if dry_run:
         click.echo("dry run: nothing was changed")
 
 
 @main.command()
+@JSON
 @pass_target
-def usage(target: Target) -> None:
+def usage(target: Target, as_json: bool) -> None:
     """Live usage: in use against limit at every level."""
     u = target.admin().usage()
+    if as_json:
+        echo_json(u)
+        return
 
     def lim(v: Any) -> str:
         return "-" if v is None else str(v)

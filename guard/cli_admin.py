@@ -1,16 +1,25 @@
 """``guard namespaces|groups|functions|leases …``: resource commands of the CLI.
 
-Each works through `guard.cli.Target` (HTTP API or Redis, same methods). put replaces a
-resource (unset options take their defaults), patch changes only the options given."""
+Each works through `guard.cli.Target` (HTTP API or Redis, same methods). The write verbs are
+named for what happens to the options left out, because that is what bites:
+
+- ``set`` — the everyday verb: creates the resource, or changes only the options given;
+- ``put`` — replaces the resource (the HTTP PUT): options not given take their defaults, and
+  it says on stderr which stored settings that reset;
+- ``patch`` — changes only the options given of an existing resource (the HTTP PATCH).
+
+Read commands print a table, or JSON for one resource; ``--json`` gives the HTTP API's body."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
 
-from .cli import Target, echo_json, limit_arg, table
+from .cli import JSON, Target, echo_json, limit_arg, table
+from .errors import NotFound
 
 pass_target = click.make_pass_decorator(Target)
 
@@ -25,16 +34,23 @@ def namespaces() -> None:
 
 
 @namespaces.command("list")
+@JSON
 @pass_target
-def ns_list(target: Target) -> None:
-    for name in target.admin().list_namespaces():
-        click.echo(name)
+def ns_list(target: Target, as_json: bool) -> None:
+    """Namespaces that hold settings."""
+    names = target.admin().list_namespaces()
+    if as_json:
+        echo_json({"namespaces": names})
+    else:
+        click.echo("\n".join(names))
 
 
 @namespaces.command("get")
 @click.argument("name", required=False)
+@JSON
 @pass_target
-def ns_get(target: Target, name: str | None) -> None:
+def ns_get(target: Target, name: str | None, as_json: bool) -> None:
+    """A namespace's account-wide limit, as JSON (NAME defaults to -n)."""
     echo_json(target.admin(name).get_namespace())
 
 
@@ -43,6 +59,7 @@ def ns_get(target: Target, name: str | None) -> None:
 @click.option("--max-concurrency", required=True, help="an integer, or 'none' for no limit")
 @pass_target
 def ns_set(target: Target, name: str | None, max_concurrency: str) -> None:
+    """Set a namespace's account-wide limit (NAME defaults to -n)."""
     echo_json(target.admin(name).set_namespace(max_concurrency=limit_arg(max_concurrency)))
 
 
@@ -64,8 +81,13 @@ def _fields(given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resource(kind: str, options: list[Any]) -> click.Group:
-    """list/get/put/patch/delete for `kind` ('group' or 'function')."""
+def _changes(old: dict[str, Any], new: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    return [f"{k} {json.dumps(old[k])} -> {json.dumps(new.get(k))}"
+            for k in old if k != "name" and k not in given and old[k] != new.get(k)]  # fmt: skip
+
+
+def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
+    """list/get/set/put/patch/delete for `kind` ('group' or 'function')."""
     grp = click.Group(f"{kind}s", help=f"{kind.capitalize()} settings.")
 
     def opts(f: Any) -> Any:
@@ -73,11 +95,17 @@ def _resource(kind: str, options: list[Any]) -> click.Group:
             f = o(f)
         return f
 
-    @grp.command("list")
+    def call(target: Target, verb: str, *args: Any, **kw: Any) -> Any:
+        return getattr(target.admin(), f"{verb}_{kind}")(*args, **kw)
+
+    @grp.command("list", help=f"Every {kind} of the namespace.")
+    @JSON
     @pass_target
-    def list_(target: Target) -> None:
+    def list_(target: Target, as_json: bool) -> None:
         docs = getattr(target.admin(), f"list_{kind}s")()
-        if kind == "group":
+        if as_json:
+            echo_json({f"{kind}s": docs})
+        elif kind == "group":
             rows = [[d["name"], _lim(d["max_concurrency"]), str(d["reserved"]), d["mode"],
                      ",".join(d["members"])] for d in docs]  # fmt: skip
             table(rows, ["NAME", "MAX", "RESERVED", "MODE", "MEMBERS"])
@@ -86,55 +114,86 @@ def _resource(kind: str, options: list[Any]) -> click.Group:
                      d["on_unavailable"] or "-", d["mode"]] for d in docs]  # fmt: skip
             table(rows, ["NAME", "MAX", "TTL", "ON_UNAVAILABLE", "MODE"])
 
-    @grp.command("get")
+    @grp.command("get", help=f"One {kind}'s settings, as JSON.")
     @click.argument("name")
+    @JSON
     @pass_target
-    def get(target: Target, name: str) -> None:
-        doc = getattr(target.admin(), f"get_{kind}")(name)
+    def get(target: Target, name: str, as_json: bool) -> None:
+        doc = call(target, "get", name)
         if doc is None:
             raise click.ClickException(f"no {kind} {name!r}")
         echo_json(doc)
 
-    @grp.command("put")
+    @grp.command("set", short_help="Create, or change only the options given (everyday).",
+                 help=f"Create a {kind}, or change only the options given (the others "
+                 "keep their stored values). The everyday verb.")  # fmt: skip
+    @click.argument("name")
+    @opts
+    @pass_target
+    def set_(target: Target, /, name: str, **given: Any) -> None:
+        fields = _fields(given)
+        try:
+            doc = call(target, "patch", name, **fields)
+        except NotFound:  # not there yet: create it with the options given
+            doc = call(target, "put", name, **fields)
+        echo_json(doc)
+
+    @grp.command("put", short_help="Replace whole: options not given take their defaults.",
+                 help=f"Replace a {kind} whole: options not given take their defaults "
+                 f"({defaults}), whatever was stored. Use 'set' to change only some.")  # fmt: skip
     @click.argument("name")
     @opts
     @pass_target
     def put(target: Target, /, name: str, **given: Any) -> None:
-        echo_json(getattr(target.admin(), f"put_{kind}")(name, **_fields(given)))
+        fields = _fields(given)
+        old = call(target, "get", name)
+        doc = call(target, "put", name, **fields)
+        reset = _changes(old, doc, fields) if old else []
+        if reset:
+            click.echo(f"note: put replaced {kind} {name}; options not given took their "
+                       f"defaults: {', '.join(reset)} (to change only the options given, use "
+                       f"'guard {kind}s set')", err=True)  # fmt: skip
+        echo_json(doc)
 
-    @grp.command("patch")
+    @grp.command("patch", short_help=f"Change only the options given of an existing {kind}.",
+                 help=f"Change only the options given of an existing {kind} (the "
+                 "HTTP PATCH; fails when it does not exist).")  # fmt: skip
     @click.argument("name")
     @opts
     @pass_target
     def patch(target: Target, /, name: str, **given: Any) -> None:
-        echo_json(getattr(target.admin(), f"patch_{kind}")(name, **_fields(given)))
+        echo_json(call(target, "patch", name, **_fields(given)))
 
-    @grp.command("delete")
+    @grp.command("delete", help=f"Delete a {kind}'s settings.")
     @click.argument("name")
     @pass_target
     def delete(target: Target, name: str) -> None:
-        if not getattr(target.admin(), f"delete_{kind}")(name):
+        if not call(target, "delete", name):
             raise click.ClickException(f"no {kind} {name!r}")
         click.echo(f"deleted {kind} {name}")
 
     return grp
 
 
-MODE = click.option("--mode", type=click.Choice(["enforce", "shadow"]))
+MODE = click.option("--mode", type=click.Choice(["enforce", "shadow"]),
+                    help="shadow: count and report, never refuse")  # fmt: skip
 MAX = click.option("--max-concurrency", help="an integer, or 'none' for no limit")
 groups = _resource("group", [
     MAX,
-    click.option("--reserved", type=click.IntRange(min=0)),
+    click.option("--reserved", type=click.IntRange(min=0),
+                 help="slots of the account limit only this group may use"),
     click.option("--members", help="comma-separated function names"),
-    click.option("--selector", help='JSON, e.g. {"tags": {"team": "data"}}'),
+    click.option("--selector", help='JSON, e.g. {"tags": {"team": "data"}} (see sync-aws)'),
     MODE,
-])  # fmt: skip
+], "no max, reserved 0, no members, no selector, mode enforce")  # fmt: skip
 functions = _resource("function", [
     MAX,
-    click.option("--lease-ttl-seconds", type=click.FloatRange(min=0, min_open=True)),
-    click.option("--on-unavailable", type=click.Choice(["open", "closed"])),
+    click.option("--lease-ttl-seconds", type=click.FloatRange(min=0, min_open=True),
+                 help="longest a lease lives without renewal (default 900)"),
+    click.option("--on-unavailable", type=click.Choice(["open", "closed"]),
+                 help="what the SDK does when the store is out of reach"),
     MODE,
-])  # fmt: skip
+], "no max, lease_ttl_seconds 900, on_unavailable unset, mode enforce")  # fmt: skip
 
 
 @click.group()
@@ -142,13 +201,46 @@ def leases() -> None:
     """Held leases."""
 
 
+def _when(epoch: float, now: float) -> str:
+    """``2026-12-01 21:22:24Z (in 1m59s)``: UTC, and how far from now."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+    d = round(epoch - now)
+    span = abs(d)
+    text = (f"{span}s" if span < 60 else f"{span // 60}m{span % 60:02d}s" if span < 3600
+            else f"{span // 3600}h{span % 3600 // 60:02d}m")  # fmt: skip
+    return f"{stamp} ({'now' if d == 0 else 'in ' + text if d > 0 else text + ' ago'})"
+
+
 @leases.command("list")
 @click.option("--function", help="only this function's leases")
+@JSON
 @pass_target
-def leases_list(target: Target, function: str | None) -> None:
+def leases_list(target: Target, function: str | None, as_json: bool) -> None:
+    """Leases held now (expired ones are not listed), with when each was granted and expires."""
+    docs = target.leases(function)
+    if as_json:
+        echo_json({"leases": docs})
+        return
+    now = time.time()
     rows = [
-        [d["lease_id"], d["function"], ",".join(g for g in d["groups"] if g),
-         str(d["fence"]), f"{d['expires_at']:.3f}"]
-        for d in target.leases(function)
+        [d["lease_id"], d["function"], ",".join(g for g in d["groups"] if g) or "-",
+         str(d["fence"]), _when(d["granted_at"], now), _when(d["expires_at"], now)]
+        for d in docs
     ]  # fmt: skip
-    table(rows, ["LEASE", "FUNCTION", "GROUPS", "FENCE", "EXPIRES_AT"])
+    table(rows, ["LEASE", "FUNCTION", "GROUPS", "FENCE", "GRANTED", "EXPIRES"])
+
+
+@leases.command("release")
+@click.argument("lease_id")
+@pass_target
+def leases_release(target: Target, lease_id: str) -> None:
+    """Release a held lease now, e.g. one whose holder hung and will not give it back.
+
+    Its slot is free at once. A holder still running finds its lease gone at its next renew
+    or release; work it does after that is unguarded, which is what its fence is for."""
+    from .client import parse_lease_id
+
+    raw = parse_lease_id(lease_id)
+    if not target.release(raw):
+        raise click.ClickException(f"lease {raw.hex()} is not held (expired or released)")
+    click.echo(f"released lease {raw.hex()}")

@@ -4,13 +4,18 @@ Two shapes (see deploy/limits.example.yaml): one namespace at the top level
 (``namespace``, ``max_concurrency``, ``groups``, ``functions``), or several under
 ``namespaces: {name: {...}}``. Every error names its path in the file, e.g.
 ``groups.etl.reserved``, and nothing is applied from a file with any error. The same
-document shape (`config_from_doc` / `config_to_doc`) is the body of ``…/{ns}/config``."""
+document shape (`config_from_doc` / `config_to_doc`) is the body of ``…/{ns}/config``.
+
+A file must name its namespaces and give each at least one section: an empty file (or one
+of comments only) is an error, never "remove everything" — and a file that names no
+namespace is not silently applied to whatever ``GUARD_NAMESPACE`` happens to be. What a
+file does not list is kept unless the caller prunes (`Limits.applied_to`)."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConflictError, UsageError
@@ -79,45 +84,106 @@ def config_to_doc(cfg: Config) -> dict[str, Any]:
     }
 
 
-def parse(data: Any, default_namespace: str | None = None) -> dict[str, Config]:
-    """A loaded YAML document → {namespace: Config}."""
+@dataclass(frozen=True)
+class Limits:
+    """One namespace's part of a limits file: its settings, and whether it sets the
+    namespace's ``max_concurrency`` (a file that leaves it out keeps the stored one)."""
+
+    config: Config
+    sets_max: bool
+
+    def applied_to(self, old: Config, prune: bool) -> Config:
+        """What the namespace holds after applying the file. Listed groups and functions are
+        written whole; with `prune` the namespace becomes exactly the file, else what the
+        file does not list is kept. The caller checks the result as a whole (`Config.check`)."""
+        if prune:
+            return self.config
+        new = self.config
+        return Config(
+            new.max_concurrency if self.sets_max else old.max_concurrency,
+            {**old.groups, **new.groups},
+            {**old.functions, **new.functions},
+        )
+
+    def unlisted(self, old: Config) -> list[str]:
+        """What `old` holds that the file does not list (what a prune removes)."""
+        return [
+            f"function {n}" for n in sorted(set(old.functions) - set(self.config.functions))
+        ] + [f"group {n}" for n in sorted(set(old.groups) - set(self.config.groups))]
+
+
+def _limits(doc: Any, path: str) -> Limits:
+    where = path or "file"
+    body = _mapping(doc, where)
+    if not any(k in body for k in SECTIONS):
+        raise UsageError(
+            f"{where}: lists nothing (none of {', '.join(SECTIONS)}); an empty file is refused "
+            "rather than read as 'remove every limit'",
+            where,
+        )
+    return Limits(config_from_doc(body, path), "max_concurrency" in body)
+
+
+def parse_limits(data: Any) -> dict[str, Limits]:
+    """A loaded YAML document → {namespace: Limits}. Empty, namespace-less and section-less
+    documents are errors."""
+    if data is None:
+        raise UsageError("file: is empty (or only comments); nothing to apply", "file")
     data = _mapping(data, "file")
     if "namespaces" in data:
         extra = [k for k in data if k != "namespaces"]
         if extra:
             raise UsageError(f"{extra[0]}: not allowed beside 'namespaces'", extra[0])
+        spaces = _mapping(data["namespaces"], "namespaces")
+        if not spaces:
+            raise UsageError("namespaces: is empty; nothing to apply", "namespaces")
         out = {}
-        for ns, doc in _mapping(data["namespaces"], "namespaces").items():
+        for ns, doc in spaces.items():
             try:
                 check_namespace(ns)
             except UsageError as exc:
                 raise _at("namespaces", exc) from None
-            out[ns] = config_from_doc(doc, f"namespaces.{ns}")
+            out[ns] = _limits(doc, f"namespaces.{ns}")
         return out
+    if "namespace" not in data:
+        raise UsageError(
+            "namespace: missing; a limits file names the namespace it is for "
+            "('namespace: NAME', or 'namespaces: {NAME: ...}')",
+            "namespace",
+        )
     rest = dict(data)
-    ns = (
-        rest.pop("namespace", None)
-        or default_namespace
-        or os.environ.get("GUARD_NAMESPACE", "default")
-    )
+    ns = rest.pop("namespace")
     try:
         check_namespace(ns)
     except UsageError as exc:
         raise _at("namespace", exc) from None
-    return {ns: config_from_doc(rest)}
+    return {ns: _limits(rest, "")}
 
 
-def load(path: str, default_namespace: str | None = None) -> dict[str, Config]:
+def parse(data: Any) -> dict[str, Config]:
+    """A loaded YAML document → {namespace: Config}: each namespace exactly as the file says
+    (what `guard serve --config` keeps applied)."""
+    return {ns: lim.config for ns, lim in parse_limits(data).items()}
+
+
+def read(path: str) -> Any:
     import yaml  # extra "server"; not needed by the SDK
 
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc}", "file") from exc
     except yaml.YAMLError as exc:
         raise UsageError(f"{path} is not valid YAML: {exc}", "file") from exc
-    return parse(data, default_namespace)
+
+
+def load(path: str) -> dict[str, Config]:
+    return parse(read(path))
+
+
+def load_limits(path: str) -> dict[str, Limits]:
+    return parse_limits(read(path))
 
 
 def _show(v: Any) -> str:

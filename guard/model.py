@@ -24,27 +24,31 @@ MODES = ("enforce", "shadow")
 ON_UNAVAILABLE = ("open", "closed")
 
 
+# keys.NAME_RE and keys.NAMESPACE_RE in words (the HTTP API's messages use them too)
+NAME_RULE = (
+    "must be 1-128 characters of letters, digits, '_', '-', '.', and start with a letter, "
+    "digit or '_'"
+)
+NAMESPACE_RULE = NAME_RULE.replace("1-128", "1-64")
+
+
 def check_name(value: Any, what: str = "name") -> str:
     if not isinstance(value, str) or not keys.NAME_RE.match(value):
-        raise UsageError(
-            f"{what} must be 1-128 characters of letters, digits, '_', '-', '.' (got {value!r})",
-            what,
-        )
+        raise UsageError(f"{what} {NAME_RULE} (got {value!r})", what)
     return value
 
 
 def check_namespace(value: Any) -> str:
     if not isinstance(value, str) or not keys.NAMESPACE_RE.match(value):
-        raise UsageError(
-            f"namespace must be 1-64 characters of letters, digits, '_', '-', '.' (got {value!r})",
-            "namespace",
-        )
+        raise UsageError(f"namespace {NAMESPACE_RULE} (got {value!r})", "namespace")
     return value
 
 
 def check_limit(value: Any, what: str, *, nullable: bool = True) -> int | None:
     if value is None and nullable:
         return None
+    if isinstance(value, float) and value.is_integer():  # 2.0 is an integer, as in JSON Schema
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         kind = "an integer >= 0 or null" if nullable else "an integer >= 0"
         raise UsageError(f"{what} must be {kind} (got {value!r})", what)

@@ -66,7 +66,7 @@ def app(redis_server: RedisProcess):  # type: ignore[no-untyped-def]
     """The Flask app on the session redis-server, with one admin and one client token."""
     from guard.server import create_app
 
-    return create_app(
+    app = create_app(
         {
             "TESTING": True,
             "REDIS_URL": redis_server.url,
@@ -74,6 +74,10 @@ def app(redis_server: RedisProcess):  # type: ignore[no-untyped-def]
             "CLIENT_TOKENS": [CLIENT_TOKEN],
         }
     )
+    yield app
+    # closed here, not left to the garbage collector: collected in a cycle, a connection's
+    # socket may be finalized before the connection and warn (an error under filterwarnings)
+    app.extensions["guard.store"].close()
 
 
 @pytest.fixture

@@ -103,19 +103,23 @@ def test_apply_dry_run_and_idempotent(mode: str, request: pytest.FixtureRequest,
     assert g.backend.client.hget(f"guard:{{{g.namespace}}}:cfg", "v") == version  # type: ignore[attr-defined]
     g.admin.put_function("extra", max_concurrency=1)
     r = run(["apply", "-f", str(f), "--dry-run"], env)
-    assert "- function extra" in r.output
+    assert "--prune would remove: function extra" in r.output  # kept without --prune
+    assert "- function extra" in run(["apply", "-f", str(f), "--dry-run", "--prune"], env).output
 
 
 def test_config_file_errors_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(guard.UsageError) as ei:
-        parse({"groups": {"etl": {"reserved": -1}}})
+        parse({"namespace": "n", "groups": {"etl": {"reserved": -1}}})
     assert ei.value.field == "groups.etl.reserved"
     with pytest.raises(guard.UsageError) as ei:
         parse({"namespaces": {"prod": {"functions": {"f": {"colour": 1}}}}})
     assert ei.value.field == "namespaces.prod.functions.f.colour"
     with pytest.raises(guard.ConflictError):
-        parse({"max_concurrency": 1, "groups": {"a": {"reserved": 2}}})
-    assert set(parse({"namespaces": {"a": {}, "b": {"max_concurrency": 1}}})) == {"a", "b"}
+        parse({"namespace": "n", "max_concurrency": 1, "groups": {"a": {"reserved": 2}}})
+    assert set(parse({"namespaces": {"a": {"groups": {}}, "b": {"max_concurrency": 1}}})) == {
+        "a",
+        "b",
+    }
     f = tmp_path / "bad.yaml"
     f.write_text("groups: [")
     r = CliRunner().invoke(main, ["apply", "-f", str(f)], env={"GUARD_REDIS_URL": "redis://x"})

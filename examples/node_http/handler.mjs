@@ -75,7 +75,7 @@ function unavailable(fn, s, err) {
     503,
     { "Content-Type": "application/problem+json" },
     JSON.stringify({
-      type: "urn:guard:problem:unavailable", title: "Service Unavailable", status: 503,
+      type: "urn:guard:problem:store-unavailable", title: "Store unavailable", status: 503,
       detail: `the concurrency guard is unreachable and ${fn} fails closed`, function: fn,
     }),
   );

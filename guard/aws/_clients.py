@@ -140,7 +140,8 @@ def client(
             import boto3
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise UsageError(
-                "boto3 is needed for this AWS feature: pip install 'guard[aws]'", "boto3"
+                "boto3 is needed for this AWS feature: pip install 'guard-concurrency[aws]'",
+                "boto3",
             ) from exc
         source = boto3.session.Session()
     kwargs: dict[str, Any] = {"config": bounds.config()}

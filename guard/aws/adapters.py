@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar, cast
 
+from .. import problems
 from ..client import Guard, remaining_seconds
 from ..errors import GuardError, GuardUnavailable, Throttled, UsageError
 from ..lease import Lease
@@ -27,8 +28,8 @@ from ..lease import Lease
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("guard.aws")
 
-PROBLEM_THROTTLED = "urn:guard:problem:throttled"
-PROBLEM_UNAVAILABLE = "urn:guard:problem:unavailable"
+PROBLEM_THROTTLED = problems.TYPES["throttled"].uri  # the HTTP API's types and titles
+PROBLEM_UNAVAILABLE = problems.TYPES["store-unavailable"].uri
 ON_THROTTLE = ("raise", "report")
 MAX_VISIBILITY = 43_200  # SQS: 12 hours
 # Seconds kept back from the invocation's remaining time for answering after the adapter's own
@@ -77,18 +78,13 @@ def retry_after_header(seconds: float) -> str:
 
 
 def problem_response(
-    status: int,
-    title: str,
-    detail: str,
-    *,
-    type_: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
+    slug: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> dict[str, Any]:
-    """An API Gateway / function-URL response carrying an RFC 9457 problem document."""
-    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    """An API Gateway / function-URL response carrying an RFC 9457 problem document of the
+    type `slug` (`guard.problems`: the same type and title the HTTP API uses)."""
+    body = problems.document(slug, detail, **extra)
     return {
-        "statusCode": status,
+        "statusCode": body["status"],
         "headers": {"Content-Type": "application/problem+json", **(headers or {})},
         "body": json.dumps(body),
         "isBase64Encoded": False,
@@ -97,10 +93,8 @@ def problem_response(
 
 def throttled_response(exc: Throttled) -> dict[str, Any]:
     return problem_response(
-        429,
-        "Too Many Requests",
+        "throttled",
         str(exc),
-        type_=PROBLEM_THROTTLED,
         headers={"Retry-After": retry_after_header(exc.retry_after)},
         scope=exc.scope,
         function=exc.function,
@@ -110,10 +104,8 @@ def throttled_response(exc: Throttled) -> dict[str, Any]:
 
 def unavailable_response(exc: GuardUnavailable) -> dict[str, Any]:
     return problem_response(
-        503,
-        "Service Unavailable",
+        "store-unavailable",
         f"the concurrency guard's store is unreachable and {exc.function!r} fails closed",
-        type_=PROBLEM_UNAVAILABLE,
         function=exc.function,
     )
 

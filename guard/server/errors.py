@@ -14,6 +14,7 @@ from flask import Flask, Response, current_app, json, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from .. import keys, problems
 from ..errors import (
     ConflictError,
     GuardError,
@@ -23,8 +24,9 @@ from ..errors import (
     Throttled,
     UsageError,
 )
+from ..model import NAME_RULE, NAMESPACE_RULE
+from .schemas import LEASE_ID_RE
 
-TYPE_BASE = "https://github.com/guard/guard/blob/main/docs/http.md#"
 GENERIC_UNAVAILABLE = "the store is unreachable or failing; the cause is in the server log"
 
 
@@ -49,21 +51,22 @@ class Refused(Throttled):
         self.on_unavailable = on_unavailable
 
 
-# (status, type slug, title) per error class; the first match in MRO order wins.
-STATUS: dict[type[BaseException], tuple[int, str, str]] = {
-    UsageError: (400, "bad-request", "Bad request"),
-    LeaseNotHeld: (404, "lease-not-held", "Lease not held"),
-    NotFound: (404, "not-found", "Not found"),
-    ConflictError: (409, "conflict", "Conflict"),
-    Throttled: (429, "throttled", "Throttled"),
-    StoreReset: (503, "store-reset", "Store reset"),
-    GuardUnavailable: (503, "store-unavailable", "Store unavailable"),
+# The problem type (`guard.problems`: status, URI, title) per error class; the first match in
+# MRO order wins.
+STATUS: dict[type[BaseException], str] = {
+    UsageError: "bad-request",
+    LeaseNotHeld: "lease-not-held",
+    NotFound: "not-found",
+    ConflictError: "conflict",
+    Throttled: "throttled",
+    StoreReset: "store-reset",
+    GuardUnavailable: "store-unavailable",
 }
 
 
-def problem(status: int, slug: str, title: str, detail: str, **ext: Any) -> Response:
-    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
-    body.update({k: v for k, v in ext.items() if v is not None})
+def problem(slug: str, detail: str, **ext: Any) -> Response:
+    body = problems.document(slug, detail, **ext)
+    status = body["status"]
     resp = Response(json.dumps(body), status=status, mimetype="application/problem+json")
     if status == 429 and "retry_after" in ext:
         resp.headers["Retry-After"] = str(max(1, math.ceil(float(ext["retry_after"]))))
@@ -74,14 +77,8 @@ def problem(status: int, slug: str, title: str, detail: str, **ext: Any) -> Resp
 
 def from_guard_error(exc: GuardError) -> Response:
     if isinstance(exc, AuthError):
-        slug = "unauthorized" if exc.status == 401 else "forbidden"
-        return problem(exc.status, slug, slug.capitalize(), str(exc))
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            status, slug, title = STATUS[cls]
-            break
-    else:
-        status, slug, title = 500, "internal", "Internal error"
+        return problem("unauthorized" if exc.status == 401 else "forbidden", str(exc))
+    slug = next((STATUS[c] for c in type(exc).__mro__ if c in STATUS), "internal")
     ext: dict[str, Any] = {"field": getattr(exc, "field", None)}
     if isinstance(exc, Throttled):
         ext = {
@@ -97,21 +94,41 @@ def from_guard_error(exc: GuardError) -> Response:
         current_app.logger.warning("store unavailable (%s %s, actor %s): %s",
                                    request.method, request.path, actor, exc)  # fmt: skip
         detail = GENERIC_UNAVAILABLE
-    return problem(status, slug, title, detail, **ext)
+    return problem(slug, detail, **ext)
+
+
+# patterns of the request models, in words
+PATTERN_RULES = {
+    keys.NAME_RE.pattern: NAME_RULE,
+    keys.NAMESPACE_RE.pattern: NAMESPACE_RULE,
+    LEASE_ID_RE: "must be 32 hex digits (128 bits)",
+}
 
 
 def from_validation_error(exc: ValidationError) -> Response:
     err = exc.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in err["loc"]) or None
-    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+    # a union's branch appears in the location under its model's name: not a field
+    field = ".".join(str(p) for p in err["loc"] if not str(p)[:1].isupper()) or None
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "string_pattern_mismatch":
+        pattern = str((err.get("ctx") or {}).get("pattern", ""))
+        msg = PATTERN_RULES.get(pattern, f"must match {pattern}")
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
     detail = f"{field}: {msg}" if field else msg
-    return problem(400, "bad-request", "Bad request", detail, field=field)
+    return problem("bad-request", detail, field=field)
 
 
 def from_http_exception(exc: HTTPException) -> Response:
     code = exc.code or 500
-    name = exc.name or "Error"
-    resp = problem(code, name.lower().replace(" ", "-"), name, exc.description or name)
+    known = problems.BY_STATUS.get(code)
+    if known is not None:
+        resp = problem(known.slug, exc.description or known.title)
+    else:  # RFC 9457: a status with no type of its own is about:blank, titled by its phrase
+        body = {"type": "about:blank", "title": exc.name, "status": code,
+                "detail": exc.description or exc.name}  # fmt: skip
+        resp = Response(json.dumps(body), status=code, mimetype="application/problem+json")
     for key, val in exc.get_headers():  # e.g. Allow on 405
         if key.lower() != "content-type":
             resp.headers[key] = val
@@ -126,4 +143,4 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def internal(exc: Exception) -> Response:
         app.logger.exception("unhandled error")
-        return problem(500, "internal", "Internal error", "unexpected server error")
+        return problem("internal", "unexpected server error")

@@ -12,30 +12,40 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from .. import keys
+from .. import keys, problems
 from .. import overrides as ov
 from ..model import MAX_LIMIT, MAX_MEMBERS
 
 MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
 
 
-def _no_bool(value: Any) -> Any:
-    """JSON true/false are not numbers here (pydantic's lax mode would read them as 1/0)."""
+def _json_number(value: Any) -> Any:
+    """One coercion rule for every numeric field: a JSON number, never a string or a boolean
+    (pydantic's lax mode would read ``"100"`` as 100 and ``true`` as 1). An integer field
+    takes a number with no fractional part, ``2.0`` included — JSON Schema's ``integer`` —
+    so a client generated from /openapi.json and the server agree."""
     if isinstance(value, bool):
         raise ValueError("must be a number, not a boolean")
+    if isinstance(value, str):
+        raise ValueError("must be a number, not a string")
     return value
 
 
-NoBool = BeforeValidator(_no_bool)
+JsonNumber = BeforeValidator(_json_number)
 Name = Annotated[str, Field(pattern=keys.NAME_RE.pattern, max_length=128)]
-Limit = Annotated[int, NoBool, Field(ge=0, le=MAX_LIMIT)]
-Ttl = Annotated[float, NoBool, Field(gt=0, le=keys.MAX_LEASE_TTL)]
+# Bounds come first: a validator placed before them makes pydantic write its own ge/le keys
+# into the JSON Schema instead of minimum/maximum.
+Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT), JsonNumber]
+Ttl = Annotated[float, Field(gt=0, le=keys.MAX_LEASE_TTL), JsonNumber]
+Count = Annotated[int, Field(ge=1, le=1_000_000), JsonNumber]
+WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), JsonNumber]
 # A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
 NAME_KEYS: JsonDict = {
     "propertyNames": {"pattern": keys.NAME_RE.pattern},
     "additionalProperties": False,
 }
-LeaseId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{32}$", description="128 bits as 32 hex")]
+LEASE_ID_RE = r"^[0-9a-fA-F]{32}$"
+LeaseId = Annotated[str, Field(pattern=LEASE_ID_RE, description="128 bits as 32 hex")]
 Mode = Literal["enforce", "shadow"]
 
 
@@ -85,10 +95,8 @@ class LeaseIn(Strict):
     lease_id: LeaseId | None = Field(
         default=None, description="chosen by the client so a retried acquire is one lease"
     )
-    wait_seconds: Annotated[float, NoBool] = Field(
-        default=0.0, ge=0, le=MAX_WAIT_SECONDS, description="wait for a slot, at most 30 s"
-    )
-    unavailable: dict[Name, Annotated[int, NoBool, Field(ge=1, le=1_000_000)]] = Field(
+    wait_seconds: WaitSeconds = Field(default=0.0, description="wait for a slot, at most 30 s")
+    unavailable: dict[Name, Count] = Field(
         default_factory=dict,
         json_schema_extra=NAME_KEYS,
         description="fail-open runs the SDK counted while the service was out of reach; "
@@ -226,7 +234,11 @@ class LeaseList(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details; 429 adds scope, function, retry_after."""
 
-    type: str
+    type: str = Field(
+        description="urn:guard:problem:<slug> (docs/http.md, Problem types); about:blank for "
+        "a status with no type of its own",
+        json_schema_extra={"enum": [*(t.uri for t in problems.TYPES.values()), "about:blank"]},
+    )
     title: str
     status: int
     detail: str

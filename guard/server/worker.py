@@ -32,18 +32,22 @@ from gunicorn import util
 from gunicorn.http.body import Body
 from gunicorn.workers.ggevent import GeventWorker
 
+from .. import problems
 from . import MAX_BODY
-from .errors import TYPE_BASE
 
 DEFAULT_BODY_TIMEOUT = 10.0
 TOO_LARGE = f"the body exceeds {MAX_BODY} bytes"
 
 
 def problem_bytes(status: int, reason: str, detail: str) -> bytes:
-    slug = reason.lower().replace(" ", "-")
-    body = json.dumps(
-        {"type": TYPE_BASE + slug, "title": reason, "status": status, "detail": detail}
-    ).encode()
+    """A whole HTTP response carrying the problem document for `status` (`guard.problems`;
+    a status without a type of its own is ``about:blank`` titled by its reason phrase)."""
+    known = problems.BY_STATUS.get(status)
+    if known is not None:
+        doc = problems.document(known.slug, detail)
+    else:
+        doc = {"type": "about:blank", "title": reason, "status": status, "detail": detail}
+    body = json.dumps(doc).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -67,8 +67,8 @@ class StandIn(BaseHTTPRequestHandler):
         body = self._record()
         if self.mode == "throttle":
             problem = {
-                "type": "x",
-                "title": "Too Many Requests",
+                "type": "urn:guard:problem:throttled",
+                "title": "Throttled",
                 "status": 429,
                 "detail": "d",
                 "scope": "group:api",

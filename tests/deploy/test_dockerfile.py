@@ -46,7 +46,7 @@ def test_multi_stage_python_311_slim(instructions: list[tuple[str, str]]) -> Non
 
 def test_installs_server_and_aws_extras(instructions: list[tuple[str, str]]) -> None:
     runs = " ".join(args_of(instructions, "RUN"))
-    assert ".[server,aws]" in runs and "guard[server,aws]" in runs
+    assert ".[server,aws]" in runs and "guard-concurrency[server,aws]" in runs
 
 
 def test_runs_as_non_root(instructions: list[tuple[str, str]]) -> None:
