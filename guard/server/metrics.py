@@ -20,9 +20,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..admin import Admin, usage_of
+from ..admin import usage_of
 from ..errors import GuardError
 from ..model import Config
+from ..overrides import active
 from ..store import RedisStore
 
 Family = GaugeMetricFamily | CounterMetricFamily
@@ -71,6 +72,14 @@ class GuardCollector(Collector):
                 "guard_shadow_throttles", "Grants a shadow-mode limit would have refused.",
                 labels=["namespace", "function", "scope", "group"],
             ),
+            "override": GaugeMetricFamily(
+                "guard_override_limit", "max_concurrency of a temporary override in force.",
+                labels=LEVEL,
+            ),
+            "override_left": GaugeMetricFamily(
+                "guard_override_seconds_left", "Seconds until a temporary override ends.",
+                labels=LEVEL,
+            ),
             "up": GaugeMetricFamily("guard_store_up", "1 when the last scrape read the store."),
             "dur": GaugeMetricFamily(
                 "guard_scrape_duration_seconds", "Time this scrape spent reading the store."
@@ -95,10 +104,11 @@ class GuardCollector(Collector):
         yield from fam.values()
 
     def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
-        a = Admin(self.store, ns)
-        cfg = a.config()
+        fields = self.store.read_config(ns)
+        cfg = Config.from_fields(fields)
         counters = self.store.usage_fields(ns)  # reaps expired leases first
-        use = usage_of(cfg, counters)
+        now = self.store.server_time_ms()
+        use = usage_of(cfg, counters, active(fields, now), now)
         acct = use["account"]
         rows = [("account", "", "", acct)]
         rows += [("group", n, "", v) for n, v in use["groups"].items()]
@@ -108,6 +118,9 @@ class GuardCollector(Collector):
             fam["in_use"].add_metric(labels, v["in_use"])
             if v["max_concurrency"] is not None:
                 fam["limit"].add_metric(labels, v["max_concurrency"])
+            if v.get("override"):
+                fam["override"].add_metric(labels, v["override"]["max_concurrency"])
+                fam["override_left"].add_metric(labels, v["override"]["seconds_left"])
         for n, v in use["groups"].items():
             fam["reserved"].add_metric([ns, n], v["reserved"])
         for field in sorted(counters):

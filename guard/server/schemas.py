@@ -149,7 +149,7 @@ class OverrideIn(Strict):
     """A temporary max_concurrency for one function or group (0 pauses it)."""
 
     max_concurrency: Limit
-    seconds: Annotated[float, NoBool, Field(gt=0, le=ov.MAX_OVERRIDE_SECONDS)]
+    seconds: Annotated[float, Field(gt=0, le=ov.MAX_OVERRIDE_SECONDS), JsonNumber]
     reason: str = Field(default="", max_length=ov.MAX_REASON)
 
 
