@@ -110,3 +110,21 @@ def test_console_open_mode_host_check(redis_server: Any) -> None:
     assert c.get("/console/state", headers={"Host": "evil.example"}).status_code == 403
     s = c.get("/console/state", headers={"Host": "localhost"}).json
     assert s["whoami"] == {"name": "open-mode", "role": "admin", "open_mode": True}
+
+
+def test_console_state_respects_token_scopes(redis_server: Any, tmp_path: Any, ns: str) -> None:
+    import hashlib
+
+    from guard.server import create_app
+
+    sha = hashlib.sha256(b"scoped-client").hexdigest()
+    path = tmp_path / "tokens.yaml"
+    path.write_text(f"tokens:\n  - {{name: billing, role: client, namespaces: [{ns}], "
+                    f"sha256: {sha}}}\n")  # fmt: skip
+    app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "ADMIN_TOKENS": [],
+                      "CLIENT_TOKENS": [], "TOKENS_FILE": str(path)})  # fmt: skip
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = "Bearer scoped-client"
+    assert c.get(f"/console/state?ns={ns}").json["whoami"]["name"] == "billing"
+    r = c.get("/console/state?ns=someone-else")
+    assert r.status_code == 403 and r.content_type == "application/problem+json"

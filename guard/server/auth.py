@@ -1,7 +1,8 @@
 """Bearer tokens: who may call which route, in which namespaces.
 
 A token has a *name* (the actor that logs record), a *role* — ``admin`` (every route) or
-``client`` (acquire, renew and release a lease; not list leases) — and optionally the
+``client`` (acquire, renew and release a lease, and read the console's snapshot of its
+namespaces; not list leases) — and optionally the
 *namespaces* it may touch (absent = all). Tokens come from:
 
 - ``GUARD_TOKENS_FILE``: YAML ``tokens: [{name, role, namespaces?, sha256}]``; ``sha256`` is
