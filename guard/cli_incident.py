@@ -72,7 +72,8 @@ def override(target: Target, kind: str, name: str, max_concurrency: int, duratio
 @click.argument("kind", type=KIND)
 @click.argument("name")
 @click.option("--for", "duration", default="1h", show_default=True, help="how long: 15m, 2h, 1d")
-@click.option("--reason", default="paused", show_default=True)
+@click.option("--reason", default="paused", show_default=True,
+              help="why (shown in the console and the audit log)")  # fmt: skip
 @pass_target
 def pause(target: Target, kind: str, name: str, duration: str, reason: str) -> None:
     """Admit nothing for a function or group for a while (an override to 0)."""
@@ -107,7 +108,8 @@ def list_overrides(target: Target, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="how many entries, newest first")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="print JSON (with before and after)")
 @pass_target
 def audit(target: Target, limit: int, as_json: bool) -> None:

@@ -44,8 +44,12 @@ def body(model: type[M], *, optional: bool = False) -> M:
     return model.model_validate(data)
 
 
-def reply(model: type[BaseModel], data: Any, status: int = 200) -> Response:
-    """Serialize through the response model, so replies match /openapi.json."""
-    resp = jsonify(model.model_validate(data).model_dump(mode="json"))
+def reply(
+    model: type[BaseModel], data: Any, status: int = 200, *, exclude_unset: bool = False
+) -> Response:
+    """Serialize through the response model, so replies match /openapi.json.
+    `exclude_unset` leaves out optional members `data` does not have (e.g. ``override``)."""
+    out = model.model_validate(data).model_dump(mode="json", exclude_unset=exclude_unset)
+    resp = jsonify(out)
     resp.status_code = status
     return resp
