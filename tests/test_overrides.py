@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from click.testing import CliRunner
 from redis_proc import RedisProcess
 
@@ -208,3 +209,29 @@ def test_cli_override_pause_resume_audit(
     r = CliRunner().invoke(main, ["override", "function", "ingest", "--max", "1", "--for", "8d"],
                            env=env)  # fmt: skip
     assert r.exit_code != 0 and "seconds" in r.output
+
+
+def test_serve_config_reapply_keeps_the_override_and_is_audited(
+    g: guard.Guard, ns: str, redis_server: RedisProcess
+) -> None:
+    from guard.config_file import parse
+    from guard.server.serve import ConfigKeeper
+    from guard.store import RedisStore
+
+    configs = parse(yaml.safe_load(LIMITS.format(ns=ns)))
+    keeper = ConfigKeeper(RedisStore.from_url(redis_server.url, timeout=2.0), configs)
+    try:
+        keeper.apply(ns)
+        g.admin.override_group("etl", max_concurrency=0, seconds=60, reason="pause etl")
+        g.admin.patch_group("etl", max_concurrency=9)  # drift the re-apply undoes
+        keeper.apply(ns)
+    finally:
+        keeper.store.close()
+    assert g.admin.get_group("etl")["max_concurrency"] == 10
+    assert [o["name"] for o in g.admin.overrides()] == ["etl"]
+    with pytest.raises(guard.Throttled) as exc:
+        g.acquire("ingest", ttl=30)
+    assert exc.value.scope == "group:etl"
+    last = g.admin.audit(limit=1)[0]
+    assert (last["actor"], last["action"]) == ("guard serve --config", "apply")
+    assert last["before"]["group:etl"]["max_concurrency"] == 9
