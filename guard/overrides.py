@@ -6,7 +6,8 @@ deadline. It lives in the namespace's cfg hash beside the settings, but apart fr
 - ``O:f:<fn>`` / ``O:g:<group>``: the override as JSON (max, until, reason, actor, set_at);
 - every override packed (`pack`) at the end of the namespace plan ``p:ns``, which every
   acquire reads anyway: with no override the script's only extra work is one length check
-  (a separate field would cost every acquire an HMGET argument). The script compares each
+  (a separate field would cost every acquire an HMGET argument); with some, one plain
+  string search for the function and one per group it belongs to. The script compares each
   deadline with the server's ``TIME``, so an override stops applying at its deadline with
   nothing running then.
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +40,6 @@ AUDIT_MAX_LIMIT = 1000  # largest `limit` an audit read accepts
 AUDIT_MAX_DOC = 16 * 1024  # bytes of a before/after document; larger ones are summarized
 
 FIELD_PREFIX = "O:"  # cfg hash fields holding overrides (documents)
-_KIND_CODE = {"function": 1, "group": 2}
-_ENTRY = struct.Struct(">Bid")  # kind, max, until_ms; then '>B' name length and the name
 
 
 def check_kind(kind: Any) -> str:
@@ -153,13 +151,14 @@ def with_overrides(ns_plan: str | bytes, overrides: Any) -> bytes:
 
 
 def pack(overrides: Any) -> bytes:
-    """The tail of ``p:ns`` that acquire_lease.lua reads: per override '>BidBc0' kind
-    (1 function, 2 group), max, until_ms, name."""
+    """The tail of ``p:ns`` that acquire_lease.lua reads: per override
+    ``\\0 kind name \\0 max : until_ms ;`` (kind ``f`` or ``g``). Names hold no NUL and the
+    numbers are text, so the script finds an entry with one plain `string.find` of
+    ``\\0 kind name \\0``, whatever the number of overrides."""
     out = b""
     for o in sorted(overrides, key=lambda o: (o.kind, o.name)):
-        name = o.name.encode()
-        out += _ENTRY.pack(_KIND_CODE[o.kind], o.max_concurrency, o.until_ms)
-        out += struct.pack(">B", len(name)) + name
+        out += b"\0" + o.kind[0].encode() + o.name.encode() + b"\0"
+        out += f"{o.max_concurrency}:{o.until_ms};".encode()
     return out
 
 

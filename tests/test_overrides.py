@@ -235,3 +235,19 @@ def test_serve_config_reapply_keeps_the_override_and_is_audited(
     last = g.admin.audit(limit=1)[0]
     assert (last["actor"], last["action"]) == ("guard serve --config", "apply")
     assert last["before"]["group:etl"]["max_concurrency"] == 9
+
+
+def test_override_matches_only_its_own_name_and_kind(g: guard.Guard) -> None:
+    g.admin.put_group("etl", members=["ingest2", "etl"])
+    g.admin.override_function("ingest", max_concurrency=0, seconds=60)
+    g.admin.override_function("x.ingest", max_concurrency=0, seconds=60)
+    g.admin.override_group("et", max_concurrency=0, seconds=60)
+    g.admin.override_group("etl", max_concurrency=2, seconds=60)
+    for fn in ("ingest2", "re-ingest", "ingest.x"):
+        g.acquire(fn, ttl=30)  # names around an overridden one are not matched
+    with pytest.raises(guard.Throttled):
+        g.acquire("ingest", ttl=30)
+    g.acquire("etl", ttl=30)  # a function named like a group is not the group's override ...
+    with pytest.raises(guard.Throttled) as exc:
+        g.acquire("etl", ttl=30)  # ... but it is a member: etl (override 2) is full
+    assert exc.value.scope == "group:etl"
