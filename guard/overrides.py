@@ -34,7 +34,7 @@ from .model import check_limit, check_name
 KINDS = ("function", "group")
 MAX_OVERRIDE_SECONDS = 7 * 86400  # an override is for an incident, not a setting
 MAX_REASON = 500  # characters
-MAX_OVERRIDES = 256  # active overrides per namespace (acquire scans them when any exist)
+MAX_OVERRIDES = 256  # in force per namespace: bounds the tail of p:ns every acquire reads
 AUDIT_MAX_ENTRIES = 1000  # the stream is trimmed to this length on every append
 AUDIT_MAX_LIMIT = 1000  # largest `limit` an audit read accepts
 AUDIT_MAX_DOC = 16 * 1024  # bytes of a before/after document; larger ones are summarized

@@ -251,3 +251,21 @@ def test_override_matches_only_its_own_name_and_kind(g: guard.Guard) -> None:
     with pytest.raises(guard.Throttled) as exc:
         g.acquire("etl", ttl=30)  # ... but it is a member: etl (override 2) is full
     assert exc.value.scope == "group:etl"
+
+
+def test_stored_forms_without_redis() -> None:
+    """The packed tail and the documents, pure (no store)."""
+    a = ov.make("function", "ingest", 0, 2.5, "why", "alice", now_ms=1000)
+    b = ov.make("group", "etl", 7, 60, None, "bob", now_ms=1000)
+    assert (a.until_ms, b.until_ms, b.reason) == (3500, 61000, "")
+    assert ov.pack([b, a]) == b"\0fingest\x000:3500;\0getl\x007:61000;"
+    fields = ov.to_fields({("function", "ingest"): a, ("group", "etl"): b})
+    assert set(fields) == {"O:f:ingest", "O:g:etl"}
+    assert ov.from_fields(fields) == {("function", "ingest"): a, ("group", "etl"): b}
+    assert [o.name for o in ov.active(fields, now_ms=3500)] == ["etl"]  # ingest ended at 3500
+    assert a.doc(3000)["seconds_left"] == 0.5 and a.doc(9000)["seconds_left"] == 0
+    before, after = ov.changes({"v": "3", "G:etl": '{"max_concurrency": 1}', "p:ns": b"x"},
+                               {"v": "4", "G:etl": '{"max_concurrency": 2}', "p:ns": b"y",
+                                "O:g:etl": b.stored()})  # fmt: skip
+    assert before == {"group:etl": {"max_concurrency": 1}, "override:group:etl": None}
+    assert after["override:group:etl"]["actor"] == "bob"
