@@ -409,7 +409,9 @@ def run_python(
     retry_ms: float = 1.0,
     max_pairs: int = 2_000_000,
 ) -> Result:
-    """Run ``workers`` threads or forked processes, each one caller with its own connection.
+    """Run ``workers`` threads or forked processes, each one caller with its own connection;
+    ``shared``: ``workers`` threads of this process sharing one session (one ``open``, so
+    one SDK client and its connection pool, as a threaded web server would).
 
     uncontended: back-to-back acquire+release pairs. contended: acquire (retrying every
     ``retry_ms`` while refused), INCR a side counter on a separate connection, hold
@@ -422,7 +424,15 @@ def run_python(
     admin = redis.Redis.from_url(cfg.url)
     probe = InfoProbe(admin)
     outs: list[dict[str, Any]] = []
-    if kind == "threads":
+    extra: dict[str, Any] = {}
+    shared: Session | None = None
+    if kind == "shared":
+        clients0 = int(admin.info("clients")["connected_clients"])
+        shared = subject.open(cfg)
+        one = shared
+        subject = PySubject(subject.name, open=lambda _cfg: CallableSession(
+            one.acquire, one.release), note=subject.note, top_level=subject.top_level)  # fmt: skip
+    if kind in ("threads", "shared"):
         ready_t, go_t = threading.Barrier(workers + 1), threading.Event()
         box: list[dict[str, Any]] = []
 
@@ -472,6 +482,9 @@ def run_python(
                     p.join()
     after = probe.snapshot()
     probe.close()
+    if shared is not None:  # its pool is still open: how many connections it used
+        extra["connections"] = int(admin.info("clients")["connected_clients"]) - clients0
+        shared.close()
     admin.close()
     errors = [o["error"] for o in outs if "error" in o]
     if errors or len(outs) != workers:
@@ -494,6 +507,7 @@ def run_python(
         attempts_per_pair=attempts / pairs if pairs else None,
         max_holders=max(o["max_holders"] for o in outs) if counter_key else None,
         cost=cost_between(before, after, pairs),
+        extra=extra,
     )
 
 

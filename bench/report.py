@@ -426,6 +426,32 @@ def _discussion(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def _many_callers(report: dict[str, Any]) -> list[str]:
+    """One process with many threads on one Guard beside as many processes' worth of work."""
+    rows = report["rows"]
+    shared = next((r for r in rows if r["label"] == "guard SDK [shared]"), None)
+    procs = _row(rows, "guard SDK [processes]", "uncontended", 16)
+    if shared is None or not procs:
+        return []
+    out = [
+        "## Many callers in one process",
+        "",
+        f"One process with {shared['workers']} threads sharing one `Guard` (its blocking pool "
+        "of `max_connections`, default 32: callers beyond it wait for a connection) beside "
+        "16 processes with one `Guard` each; uncontended pairs, same rounds.",
+        "",
+        "| setup | connections | pairs/s (median) | min-max | p50 µs | p99 µs |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for label, r in ((f"1 process x {shared['workers']} threads", shared), ("16 processes", procs)):
+        out.append(
+            f"| {label} | {r.get('connections') or r['workers']} | {_f(r['pairs_per_s'])} "
+            f"| {_f(r['pairs_per_s_min'])}-{_f(r['pairs_per_s_max'])} | {_f(r['p50_us'])} "
+            f"| {_f(r['p99_us'])} |"
+        )
+    return [*out, ""]
+
+
 def write(report: dict[str, Any], docs: str, img: str) -> None:
     plan = report["plan"]
     files = _plots(report, img)
@@ -507,6 +533,7 @@ def write(report: dict[str, Any], docs: str, img: str) -> None:
         "",
         *_contended_table(report["rows"], plan["contended_limit"]),
         "",
+        *_many_callers(report),
         *_held(report),
         *_cluster(report),
         *_instructions(report),

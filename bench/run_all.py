@@ -63,6 +63,7 @@ class Plan:
     callgrind_pairs: int = 2000
     http_workers: int = 2  # gunicorn workers of guard serve
     http_threads: int = 40  # gthread threads per worker: >= kept-alive connections / workers
+    shared_threads: int = 256  # guard SDK [shared]: threads of one process on one Guard
 
 
 QUICK = Plan(1.0, 2.0, 3, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 2000,
@@ -97,6 +98,10 @@ def configs(plan: Plan, http_base: str | None = None) -> list[Config]:
                 if ns.mode != "shared" and w == 1:
                     continue  # one caller: the same as shared
                 out.append(Config(f"{ns.name} [{ns.mode}]", ns, ns.mode, w, "uncontended"))
+    for subj, _kinds in subjects:
+        if subj.name == "guard SDK":  # one process, many threads, one Guard (issue 17)
+            out.append(Config(f"{subj.name} [shared]", subj, "shared", plan.shared_threads,
+                              "uncontended"))  # fmt: skip
     w = plan.contended_workers
     for subj, kinds in subjects:
         out.append(Config(f"{subj.name} [{kinds[0]}]", subj, kinds[0], w, "contended"))
@@ -234,13 +239,48 @@ def aggregate(results: list[Result], top_level: tuple[str, ...]) -> dict[str, An
     }
 
 
+def is_many_callers(c: Config) -> bool:
+    """The pair compared in "Many callers in one process": 1 x 256 threads vs 16 processes."""
+    return c.workload == "uncontended" and (
+        c.label == "guard SDK [shared]" or (c.label == "guard SDK [processes]" and c.workers == 16)
+    )
+
+
+def many_callers(plan: Plan) -> int:
+    """Just the many-callers rows, interleaved over the plan's rounds; prints medians."""
+    with harness.redis_server() as server:
+        cs = [c for c in configs(plan) if is_many_callers(c)]
+        got: dict[str, list[Result]] = {c.label: [] for c in cs}
+        for rnd in range(plan.rounds):
+            for c in cs[rnd % len(cs) :] + cs[: rnd % len(cs)]:
+                r = measure(server, plan, c)
+                got[c.label].append(r)
+                print(f"round {rnd + 1}/{plan.rounds} {c.label:24} w={c.workers:<3} "
+                      f"{r.pairs_per_s:8.0f} pairs/s p50 {r.p50_us:7.0f}us p99 {r.p99_us:8.0f}us"
+                      f" connections {r.extra.get('connections') or c.workers}",
+                      flush=True)  # fmt: skip
+    print("\nmedians over rounds:")
+    for c in cs:
+        a = aggregate(got[c.label], c.subject.top_level)
+        print(f"{c.label:24} w={c.workers:<3} {a['pairs_per_s']:8.0f} pairs/s "
+              f"(min {a['pairs_per_s_min']:.0f}, max {a['pairs_per_s_max']:.0f}) "
+              f"p50 {a['p50_us']:7.0f}us p99 {a['p99_us']:8.0f}us "
+              f"connections {a['connections'] or c.workers}")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="short runs (~2-3 minutes in all)")
     ap.add_argument("--no-docs", action="store_true", help="print results, write no docs")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the docs from bench/out/results.json")  # fmt: skip
+    ap.add_argument("--many-callers", action="store_true",
+                    help="only guard SDK: 1 process x 256 threads on one Guard beside 16 "
+                         "processes (prints, writes no docs)")  # fmt: skip
     opts = ap.parse_args(argv)
+    if opts.many_callers:
+        return many_callers(QUICK if opts.quick else FULL)
     if opts.report_only:
         import report as report_mod
 

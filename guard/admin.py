@@ -18,6 +18,9 @@ from .model import Config, Function, Group, check_limit, check_name, check_names
 from .store import RedisStore
 
 CAS_ATTEMPTS = 20
+# cfg fields that are not settings: the version, and the fence floor the acquire script keeps
+# there (so that fences never go back while the config exists); admin writes never drop them.
+RUNTIME_FIELDS = (keys.VERSION, keys.FENCE_FLOOR)
 
 
 def default_actor() -> str:
@@ -76,9 +79,11 @@ class Admin:
         when they were never configured. Expired leases are reaped first. A level under an
         active override carries it in ``override`` (``max_concurrency`` stays the setting)."""
         fields = self.store.read_config(self.namespace)
-        used = self.store.usage_fields(self.namespace)
+        cfg = Config.from_fields(fields)
         now = self.store.server_time_ms()
-        return usage_of(Config.from_fields(fields), used, ov.active(fields, now), now)
+        active = ov.active(fields, now)
+        used = self.store.usage_fields(self.namespace, counter_fields(cfg, active))
+        return usage_of(cfg, used, active, now)
 
     def overrides(self) -> list[dict[str, Any]]:
         """The overrides in force now (server time), with the seconds each has left."""
@@ -107,7 +112,7 @@ class Admin:
             want[keys.NS_PLAN] = ov.with_overrides(want[keys.NS_PLAN], stored)
             stale = [
                 k for k in fields
-                if k != keys.VERSION and k not in want and not ov.is_override_field(k)
+                if k not in RUNTIME_FIELDS and k not in want and not ov.is_override_field(k)
             ]  # fmt: skip
             if self._cas(fields, want, stale, action, target):
                 return new
@@ -278,6 +283,15 @@ class Admin:
 
 def _text(v: str | bytes) -> str:
     return v.decode() if isinstance(v, bytes) else v
+
+
+def counter_fields(cfg: Config, overrides: list[ov.Override]) -> list[str]:
+    """The counters usage reads: the config's, and those of overridden functions it lacks."""
+    out = cfg.counter_fields()
+    for o in overrides:
+        if o.kind == "function" and o.name not in cfg.functions:
+            out += [f"f:{o.name}", f"t:{o.name}|function"]
+    return out
 
 
 def usage_of(

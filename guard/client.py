@@ -7,25 +7,33 @@ to the namespace's release channel, so a release wakes the waiter at once; the r
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol, TypeVar, cast
 
 from . import keys
-from .errors import GuardError, GuardUnavailable, StoreReset, Throttled, UsageError
-from .lease import Lease
+from .errors import GuardError, GuardUnavailable, StoreError, StoreReset, Throttled, UsageError
+from .lease import Lease, Releaser
 from .model import check_name, check_namespace, check_ttl
 from .store import Grant, Refusal, Renewal
 
 F = TypeVar("F", bound=Callable[..., Any])
 TRUE = ("1", "true", "yes", "on")
+REDIS_TIMEOUT = 0.05  # default round-trip bound, Redis mode (s)
+HTTP_TIMEOUT = 2.0  # default round-trip bound, HTTP mode (s): a service under load
+
+log = logging.getLogger("guard")
 
 
 class Backend(Protocol):
     """What a Guard needs from a store: the Redis store, or the HTTP client (HTTP mode).
     Both also offer a single-attempt ``acquire``; a Guard only ever calls the waiting one."""
+
+    pool_exhausted: int  # pool waits that ran out (guard.PoolExhausted)
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None: ...
 
@@ -89,6 +97,9 @@ class Guard:
     function's stored setting is remembered and wins. `lease_margin` is added to a Lambda
     invocation's remaining time to form its lease TTL."""
 
+    RECOVERY_QUIET = 1.0  # s without an unavailable call before a recovery is logged
+    WARN_EVERY = 60.0  # s: at most one "unavailable" warning (and its recovery) per period
+
     def __init__(
         self,
         backend: Backend,
@@ -113,6 +124,16 @@ class Guard:
         self._lock = threading.Lock()
         self._names: set[str] = set()
         self._admin: Any = None
+        self._releaser: Releaser | None = None
+        self._down = False  # in a run of unavailable calls (logged at its start and end)
+        self._down_logged = False
+        self._down_open = self._down_closed = 0
+        self._last_failure = self._warned_at = -self.WARN_EVERY
+        if disabled:
+            log.warning(
+                "guard is disabled (GUARD_DISABLED / disabled=True): every lease is "
+                "unguarded and no limit is checked"
+            )
 
     # -- construction -------------------------------------------------------------------
 
@@ -123,32 +144,54 @@ class Guard:
         *,
         namespace: str = "default",
         token: str | None = None,
-        timeout: float = 0.05,
+        timeout: float | None = None,
         connect_timeout: float | None = None,
         quarantine: bool = False,
+        max_connections: int | None = None,
+        pool_timeout: float | None = None,
         **kwargs: Any,
     ) -> Guard:
         """``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
         ``redis+cluster://`` (Redis mode) or ``http(s)://`` (HTTP mode, with `token`).
-        `timeout` bounds every round trip, in seconds. `quarantine` (Redis mode) refuses
+        `timeout` bounds every round trip, in seconds (default 0.05 in Redis mode, 2.0 in
+        HTTP mode). `max_connections` (default 32) caps the connections this client opens
+        (per Cluster node); callers beyond it wait for one within their call's deadline.
+        `pool_timeout` bounds that wait (default: `timeout`, at least 1 s; a waiting acquire
+        may wait for a connection as long as for a slot). `quarantine` (Redis mode) refuses
         grants for one lease TTL after a failover or restart (docs/guarantees.md)."""
+        from .connect import DEFAULT_MAX_CONNECTIONS, check_max_connections
+
+        pool = check_max_connections(
+            DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
+        )
         if url.startswith(("http://", "https://")):
             from .http_backend import HttpBackend
 
-            backend: Backend = HttpBackend(url, token=token, timeout=timeout)
+            backend: Backend = HttpBackend(
+                url,
+                token=token,
+                timeout=HTTP_TIMEOUT if timeout is None else timeout,
+                max_connections=pool,
+                pool_timeout=pool_timeout,
+            )
         else:
             from .store import RedisStore
 
             backend = RedisStore.from_url(
-                url, timeout=timeout, connect_timeout=connect_timeout, quarantine=quarantine
+                url,
+                timeout=REDIS_TIMEOUT if timeout is None else timeout,
+                connect_timeout=connect_timeout,
+                quarantine=quarantine,
+                max_connections=pool,
+                pool_timeout=pool_timeout,
             )
         return cls(backend, namespace=namespace, **kwargs)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Guard:
         """From ``GUARD_REDIS_URL`` (or ``GUARD_URL`` + ``GUARD_TOKEN``), ``GUARD_NAMESPACE``,
-        ``GUARD_ON_UNAVAILABLE``, ``GUARD_TIMEOUT``, ``GUARD_QUARANTINE`` and the
-        ``GUARD_DISABLED`` kill switch."""
+        ``GUARD_ON_UNAVAILABLE``, ``GUARD_TIMEOUT``, ``GUARD_MAX_CONNECTIONS``,
+        ``GUARD_QUARANTINE`` and the ``GUARD_DISABLED`` kill switch."""
         env = os.environ
         url = env.get("GUARD_URL") or env.get("GUARD_REDIS_URL")
         disabled = env.get("GUARD_DISABLED", "").lower() in TRUE
@@ -160,7 +203,18 @@ class Guard:
         if "GUARD_QUARANTINE" in env:
             kwargs.setdefault("quarantine", env["GUARD_QUARANTINE"].lower() in TRUE)
         if "GUARD_TIMEOUT" in env:
-            kwargs.setdefault("timeout", float(env["GUARD_TIMEOUT"]))
+            try:
+                timeout = float(env["GUARD_TIMEOUT"])
+            except ValueError:
+                timeout = -1.0
+            if not 0 < timeout <= 300:
+                raise UsageError(
+                    f"GUARD_TIMEOUT must be seconds in (0, 300], got {env['GUARD_TIMEOUT']!r}",
+                    "timeout",
+                )
+            kwargs.setdefault("timeout", timeout)
+        if "GUARD_MAX_CONNECTIONS" in env:
+            kwargs.setdefault("max_connections", env["GUARD_MAX_CONNECTIONS"])
         if env.get("GUARD_URL"):
             kwargs.setdefault("token", env.get("GUARD_TOKEN"))
         return cls.from_url(url or "redis://localhost:6379/0", **kwargs)
@@ -174,7 +228,15 @@ class Guard:
         return self._admin
 
     def close(self) -> None:
+        if self._releaser is not None:
+            self._releaser.close()
         self.backend.close()
+
+    @property
+    def pool_exhausted(self) -> int:
+        """Calls that found every pooled connection busy for their whole deadline
+        (`guard.PoolExhausted`) since this client was made."""
+        return self.backend.pool_exhausted
 
     # -- leases -------------------------------------------------------------------------
 
@@ -197,28 +259,34 @@ class Guard:
         if ttl is None and context is not None:
             left = remaining_seconds(context)
             if left is not None:
-                ttl = min(max(left, 0.0) + self.lease_margin, keys.MAX_LEASE_TTL)
-        ttl_ms = int(check_ttl(ttl, "ttl") * 1000) if ttl is not None else 0
+                ttl = min(max(left + self.lease_margin, keys.MIN_LEASE_TTL), keys.MAX_LEASE_TTL)
+        ttl_ms = keys.ttl_ms(check_ttl(ttl, "ttl")) if ttl is not None else 0
         if wait < 0 or wait != wait:
             raise UsageError(f"wait must be >= 0 seconds (got {wait!r})", "wait")
         if self.disabled:
             return Lease(None, name, raw.hex(), held=False)
+        if lease_id is not None and self._releaser is not None:
+            self._releaser.cancel(raw)  # asked for again: a pending give-back must not free it
         try:
             return self._acquire(name, raw, ttl_ms, wait)
         except Throttled:
             raise
         except GuardUnavailable as exc:
+            if exc.in_doubt:  # the store may have granted it: give the lease id back
+                self.releaser.submit(raw, name, held=False, cause=exc)
             return self._unavailable(name, raw, exc)
 
     def _acquire(self, name: str, raw: bytes, ttl_ms: int, wait: float) -> Lease:
         pending: dict[str, int] = {}
         if self._pending:  # fail-open runs to report: rare, so no lock on the common path
-            with self._lock:
-                pending, self._pending = self._pending, {}
+            with self._lock:  # at most MAX_PENDING_NAMES per call; the rest wait their turn
+                for k in list(self._pending)[: keys.MAX_PENDING_NAMES]:
+                    pending[k] = self._pending.pop(k)
         try:
             r = self.backend.acquire_waiting(self.namespace, name, raw, ttl_ms, wait, pending)
         except StoreReset:
-            raise  # the store answered: the counts it carried were recorded
+            raise  # the store answered: the counts it carried were recorded (every reply
+            # records them, a refusal too: acquire_lease.lua)
         except GuardError:
             if pending:
                 with self._lock:
@@ -227,6 +295,8 @@ class Guard:
             raise
         if r.on_unavailable:
             self._policy[name] = r.on_unavailable
+        if self._down:
+            self._recovered()
         if isinstance(r, Refusal):
             raise Throttled(name, r.scope, r.retry_after_ms / 1000)
         return Lease(
@@ -242,14 +312,52 @@ class Guard:
         )
 
     def _unavailable(self, name: str, raw: bytes, exc: GuardUnavailable) -> Lease:
-        if self._policy.get(name, self.on_unavailable) == "closed":
-            raise type(exc)(str(exc), function=name) from exc  # same class, names the function
+        closed = self._policy.get(name, self.on_unavailable) == "closed"
+        now = time.monotonic()
         with self._lock:  # counted here, reported with the next successful acquire
-            self._pending[name] = self._pending.get(name, 0) + 1
+            self._last_failure = now
+            if closed:
+                self._down_closed += 1
+            else:
+                self._down_open += 1
+                self._pending[name] = self._pending.get(name, 0) + 1
+            log_it = not self._down and now - self._warned_at >= self.WARN_EVERY
+            if not self._down:
+                self._down, self._down_logged = True, log_it
+            if log_it:
+                self._warned_at = now
+        if log_it:
+            log.warning(
+                "guard: %s %r (on_unavailable=%s): %s. Until the store answers again, "
+                "further calls are counted, not logged.",
+                "refusing" if closed else "running unguarded:", name,
+                "closed" if closed else "open", exc,
+            )  # fmt: skip
+        if closed:
+            raise type(exc)(str(exc), function=name) from exc  # same class, names the function
         return Lease(None, name, raw.hex(), held=False)
 
+    def _recovered(self) -> None:
+        """The store answered while unavailable calls were being counted. The run of them
+        ends after `RECOVERY_QUIET` s without another (so a flapping store or a saturated
+        pool logs one pair of lines, not one per flap)."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._down or now - self._last_failure < self.RECOVERY_QUIET:
+                return
+            self._down = False
+            if not self._down_logged:
+                return  # its start was not logged (WARN_EVERY): counts carry to the next
+            ran, refused = self._down_open, self._down_closed
+            self._down_open = self._down_closed = 0
+        log.warning(
+            "guard: the store answers again; meanwhile %d runs went unguarded and %d calls "
+            "were refused",
+            ran, refused,
+        )  # fmt: skip
+
     def _renew(self, lease: Lease, ttl: float | None) -> bool:
-        ttl_ms = int(check_ttl(ttl, "ttl") * 1000) if ttl is not None else 0
+        ttl_ms = keys.ttl_ms(check_ttl(ttl, "ttl")) if ttl is not None else 0
         r = self.backend.renew(self.namespace, bytes.fromhex(lease.lease_id), ttl_ms)
         if r is None:
             return False
@@ -257,7 +365,38 @@ class Guard:
         return True
 
     def _release(self, lease: Lease) -> bool:
-        return self.backend.release(self.namespace, bytes.fromhex(lease.lease_id))
+        raw = bytes.fromhex(lease.lease_id)
+        try:
+            return self.backend.release(self.namespace, raw)
+        except GuardUnavailable as exc:
+            if isinstance(exc, StoreError):
+                self._release_failed(lease, exc)
+                raise
+            # Transient (unreachable, a timeout, the pool busy): retried in the background,
+            # so the slot is not held until its TTL.
+            self.releaser.submit(raw, lease.function, held=True, expires_at=lease.expires_at,
+                                 cause=exc)  # fmt: skip
+            return False
+        except GuardError as exc:
+            self._release_failed(lease, exc)
+            raise
+
+    def _release_failed(self, lease: Lease, exc: GuardError) -> None:
+        log.error(
+            "guard: could not release lease %s of %r: %s; its slot stays taken until the "
+            "lease expires",
+            lease.lease_id, lease.function, exc,
+        )  # fmt: skip
+
+    @property
+    def releaser(self) -> Releaser:
+        """The background releaser of this client (made on first use)."""
+        if self._releaser is None:
+            with self._lock:
+                if self._releaser is None:
+                    ns = self.namespace
+                    self._releaser = Releaser(lambda raw: self.backend.release(ns, raw))
+        return self._releaser
 
     def unavailable_pending(self) -> dict[str, int]:
         """Fail-open runs counted locally, not yet added to ``guard_unavailable_total``."""

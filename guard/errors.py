@@ -33,6 +33,11 @@ class NotFound(GuardError, LookupError):
         self.field = field
 
 
+class NamespaceNotFound(NotFound):
+    """A lease request over HTTP for a namespace that has no configuration (HTTP clients
+    cannot create namespaces; the SDK on Redis runs without configuration)."""
+
+
 class Throttled(GuardError):
     """No slot: the level named by `scope` (``"function"``, ``"group:<name>"`` or
     ``"account"``) is at its limit. `retry_after` is a hint in seconds."""
@@ -46,11 +51,23 @@ class Throttled(GuardError):
 
 class GuardUnavailable(GuardError):
     """The store could not be reached within the deadline and the function's
-    ``on_unavailable`` is ``"closed"``. The cause is chained (``__cause__``)."""
+    ``on_unavailable`` is ``"closed"``. The cause is chained (``__cause__``).
 
-    def __init__(self, message: str, function: str | None = None) -> None:
+    `in_doubt` is True when the request was sent and no answer came in time: the store may
+    have acted on it (the SDK then gives back the lease id it chose, in the background)."""
+
+    def __init__(self, message: str, function: str | None = None, *, in_doubt: bool = False
+                 ) -> None:  # fmt: skip
         super().__init__(message)
         self.function = function
+        self.in_doubt = in_doubt
+
+
+class PoolExhausted(GuardUnavailable):
+    """Every connection of this client's pool (``max_connections``) stayed busy for the
+    whole deadline of the call: more callers in flight in this process than connections.
+    A local saturation, not an unreachable store; nothing was sent. ``on_unavailable``
+    applies to it as to an unreachable store (docs/sdk.md says why)."""
 
 
 class StoreError(GuardUnavailable):

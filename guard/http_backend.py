@@ -1,7 +1,9 @@
 """The SDK's HTTP mode: leases over guard's HTTP API, for functions that cannot reach Redis.
 
-Standard library only (`http.client`), kept-alive connections from a small pool so the
-background renewer and the handler thread never share one. HTTP answers map to the same
+Standard library only (`http.client`). Kept-alive connections are shared by every thread
+of the process through a bounded pool (`max_connections`): a caller beyond it waits for a
+free connection within its call's deadline, and a wait that runs out is a
+`guard.PoolExhausted` (a local saturation, counted and logged once). HTTP answers map to the same
 results and errors as the Redis mode: 201 → `Grant`, 429 → `Refusal`, 400 → `UsageError`,
 404 → `NotFound`, 409 → `ConflictError`; a connection failure, a timeout or a 5xx is a
 `GuardUnavailable`, so ``on_unavailable`` works identically. 401/403 are configuration
@@ -11,29 +13,43 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from .connect import DEFAULT_MAX_CONNECTIONS, check_max_connections
+from .connect import pool_timeout as check_pool_timeout
 from .errors import (
     ConflictError,
     GuardError,
     GuardUnavailable,
     NotFound,
+    PoolExhausted,
     StoreReset,
     UsageError,
 )
 from .store import Grant, Refusal, Renewal
 
 Reply = tuple[int, Any]
+log = logging.getLogger("guard")
 
 
 class HttpBackend:
-    """`guard.client.Backend` over HTTP. `timeout` bounds each round trip (plus any wait)."""
+    """`guard.client.Backend` over HTTP. `timeout` bounds each round trip (plus any wait);
+    at most `max_connections` connections are open at once, and a caller waits up to
+    `pool_timeout` (default: `timeout`, at least 1 s) or its call's deadline for one."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 0.05) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 2.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"not an http(s) URL: {url!r}", "url")
@@ -44,22 +60,52 @@ class HttpBackend:
         self.base = parts.path.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.max_connections = check_max_connections(max_connections)
+        self.pool_timeout = check_pool_timeout(timeout, pool_timeout)
+        self.pool_exhausted = 0
+        self._slots = threading.BoundedSemaphore(self.max_connections)
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
     # -- transport ----------------------------------------------------------------------
 
-    def _conn(self) -> http.client.HTTPConnection:
+    def _checkout(self, budget: float) -> http.client.HTTPConnection:
+        """A connection of the pool, waiting up to `budget` s for one to come free."""
+        if not self._slots.acquire(timeout=budget):
+            with self._lock:
+                self.pool_exhausted += 1
+                first = self.pool_exhausted == 1
+            err = PoolExhausted(
+                f"guard service at {self.url}: all {self.max_connections} connections busy "
+                f"for {budget * 1000:.0f} ms (local saturation: more callers in flight "
+                "than max_connections)"
+            )
+            if first:
+                log.warning(
+                    "guard: %s. Raise max_connections (GUARD_MAX_CONNECTIONS) or "
+                    "pool_timeout. Counted in Guard.pool_exhausted; logged once per client.",
+                    err,
+                )
+            raise err
         with self._lock:
             if self._idle:
                 return self._idle.pop()
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         return cls(self.host, self.port, timeout=self.timeout)
 
+    def _checkin(self, conn: http.client.HTTPConnection, keep: bool) -> None:
+        if keep:
+            with self._lock:
+                self._idle.append(conn)
+        else:
+            conn.close()
+        self._slots.release()
+
     def request(
         self, method: str, path: str, body: Any = None, *, extra_timeout: float = 0.0
     ) -> Reply:
-        """One round trip; (status, parsed JSON or None). Transport errors → GuardUnavailable.
+        """One round trip; (status, parsed JSON or None). Transport errors → GuardUnavailable
+        (`in_doubt` when the request went out and no answer came in time).
 
         A kept-alive connection the server closed meanwhile is retried once on a new one
         (safe: acquire is idempotent by lease id, renew and release by nature)."""
@@ -69,32 +115,36 @@ class HttpBackend:
             headers["Content-Type"] = "application/json"
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        for attempt in (0, 1):
-            conn = self._conn()
-            reused = conn.sock is not None
-            try:
-                conn.timeout = self.timeout + extra_timeout
-                if conn.sock is not None:
-                    conn.sock.settimeout(conn.timeout)
-                conn.request(method, self.base + path, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                if reused and attempt == 0 and not isinstance(exc, TimeoutError):
-                    continue
-                raise GuardUnavailable(f"guard service unreachable at {self.url}: {exc}") from exc
-            if resp.will_close:
-                conn.close()
-            else:
-                with self._lock:
-                    self._idle.append(conn)
-            try:
-                parsed = json.loads(raw) if raw else None
-            except ValueError:
-                parsed = None
-            return resp.status, parsed
-        raise AssertionError("unreachable")
+        deadline = self.timeout + extra_timeout
+        conn = self._checkout(max(deadline, self.pool_timeout))
+        keep = False
+        try:
+            for attempt in (0, 1):
+                reused = conn.sock is not None
+                try:
+                    conn.timeout = deadline
+                    if conn.sock is not None:
+                        conn.sock.settimeout(deadline)
+                    conn.request(method, self.base + path, body=data, headers=headers)
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    if reused and attempt == 0 and not isinstance(exc, TimeoutError):
+                        continue  # closed by the server while idle: once more, new socket
+                    raise GuardUnavailable(
+                        f"guard service unreachable at {self.url}: {exc}",
+                        in_doubt=isinstance(exc, TimeoutError),
+                    ) from exc
+                keep = not resp.will_close
+                try:
+                    parsed = json.loads(raw) if raw else None
+                except ValueError:
+                    parsed = None
+                return resp.status, parsed
+            raise AssertionError("unreachable")
+        finally:
+            self._checkin(conn, keep)
 
     def call(self, method: str, path: str, body: Any = None, *, extra_timeout: float = 0.0) -> Any:
         """A round trip whose non-2xx answers raise the matching GuardError."""

@@ -11,18 +11,40 @@ import re
 PREFIX = "guard"
 NAMESPACES = f"{PREFIX}:namespaces"  # set of configured namespaces (no hash tag: admin only)
 
+# Checked with `fullmatch` (Python's `$` alone also matches before a trailing newline); the
+# anchors stay for the JSON Schema patterns built from them.
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 
 DEFAULT_LEASE_TTL = 900.0  # seconds: Lambda's longest timeout
 MAX_LEASE_TTL = 86400.0  # seconds: the cap for lease_ttl_seconds and any ttl
+MIN_LEASE_TTL = 0.001  # seconds: TTLs are kept in whole milliseconds (`ttl_ms` rounds)
 BACKSTOP_TTL = 7 * 86400.0  # seconds a namespace's lease and counter keys outlive inactivity
+FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua "fh")
+
+# Bounds on what clients can make a namespace hold (docs/guarantees.md "Bounds").
+MAX_PENDING_NAMES = 32  # names in one acquire's fail-open count map ("unavailable")
+MAX_UNCONFIGURED_NAMES = 200  # functions without a plan whose counters are kept by name
+IDLE_CLEANUP = 86400.0  # seconds after its last acquire an unconfigured name is cleaned
+OTHER = "~other"  # counter/label name for everything beyond those bounds (not a valid name)
+
+
+def ttl_ms(seconds: float) -> int:
+    """A TTL in whole milliseconds, the scripts' resolution (rounded; `check_ttl` keeps it
+    >= 1)."""
+    return max(1, round(seconds * 1000))
 
 
 def lease_keys(ns: str) -> list[str]:
     """KEYS for the lease scripts: cfg, use, exp, lease."""
     tag = f"{PREFIX}:{{{ns}}}"
     return [f"{tag}:cfg", f"{tag}:use", f"{tag}:exp", f"{tag}:lease"]
+
+
+def idle_key(ns: str) -> str:
+    """zset: function without a plan -> its last acquire (ms), the names counted by name.
+    Not in KEYS: common.lua derives it from the use key ("guard:{ns}:" + "idle")."""
+    return f"{PREFIX}:{{{ns}}}:idle"
 
 
 def config_key(ns: str) -> str:
@@ -42,3 +64,4 @@ GROUP_DOC = "G:"
 FUNCTION_DOC = "F:"
 NS_PLAN = "p:ns"
 FUNCTION_PLAN = "p:f:"
+FENCE_FLOOR = "fh"  # reserved fence high-water mark: written by acquire_lease.lua, not admin

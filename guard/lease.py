@@ -1,13 +1,20 @@
-"""A held slot, and the background renewer for long holds."""
+"""A held slot, the background renewer for long holds, and the background releaser for
+lease ids the store could not be told about at once."""
 
 from __future__ import annotations
 
+import heapq
+import logging
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .client import Guard
+
+log = logging.getLogger("guard")
 
 
 class Lease:
@@ -74,7 +81,11 @@ class Lease:
         return ok
 
     def release(self) -> bool:
-        """Give the slot back. Idempotent; True only when this call released a held lease."""
+        """Give the slot back. Idempotent; True only when this call released a held lease.
+
+        When the store cannot be told now (unreachable, a timeout, every pooled connection
+        busy), the release is retried in the background and this returns False; an error
+        no retry can fix is logged with the lease id and raised."""
         if self._renewer is not None:
             self._renewer.stop()
             self._renewer = None
@@ -123,3 +134,144 @@ class _Renewer(threading.Thread):
                     return
             except GuardError:
                 continue  # store out of reach: try again next period, the TTL still runs
+
+
+class Releaser:
+    """Gives lease ids back in the background when the store could not be told at once.
+
+    Two cases: a release that failed for a transient reason (store unreachable, a timeout,
+    every pooled connection busy), and an acquire whose answer never came (`in_doubt`: the
+    store may have granted the lease id the client chose). Each is retried with growing
+    delays, at most `DELAYS` attempts (about 20 s in all) and never past the lease's own
+    expiry; at most `MAX_PENDING` lease ids wait at once. A held lease that cannot be given
+    back is logged (ERROR) with its lease id: its slot stays taken until the lease expires.
+    One daemon thread per Guard, started on first use."""
+
+    DELAYS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 7.0)
+    MAX_PENDING = 1000
+
+    def __init__(self, release: Callable[[bytes], bool]) -> None:
+        self._release = release
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Pending]] = []
+        self._ids: dict[bytes, _Pending] = {}
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.dropped = 0  # lease ids given up on (retries spent, or too many pending)
+
+    def submit(self, lease_id: bytes, function: str, *, held: bool, expires_at: float = 0.0,
+               cause: BaseException | None = None) -> None:  # fmt: skip
+        """Release `lease_id` in the background. `held`: it was a granted lease (its loss is
+        logged); otherwise an acquire in doubt. `expires_at` (epoch s, 0 unknown) ends the
+        retries: an expired lease frees its slot by itself."""
+        item = _Pending(lease_id, function, held, expires_at, cause)
+        with self._cond:
+            if self._closed or lease_id in self._ids:
+                return
+            if len(self._ids) >= self.MAX_PENDING:
+                self._give_up(item, "too many releases pending")
+                return
+            self._ids[lease_id] = item
+            self._push(item, self.DELAYS[0])
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="guard-release",
+                                                daemon=True)  # fmt: skip
+                self._thread.start()
+            self._cond.notify()
+
+    def cancel(self, lease_id: bytes) -> None:
+        """The caller acquires this lease id again: the pending release must not free it."""
+        with self._cond:
+            item = self._ids.pop(lease_id, None)
+            if item is not None:
+                item.cancelled = True
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._ids)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _push(self, item: _Pending, delay: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (time.monotonic() + delay, self._seq, item))
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                if self._closed:
+                    return
+                _, _, item = heapq.heappop(self._heap)
+                if item.cancelled:
+                    continue
+            self._attempt(item)
+
+    def _attempt(self, item: _Pending) -> None:
+        from .errors import GuardError, GuardUnavailable, StoreError
+
+        item.attempts += 1
+        try:
+            try:
+                self._release(item.lease_id)
+            except GuardError:
+                raise
+            except Exception as exc:  # the client was closed under it (a raw socket error)
+                if self._closed:
+                    return
+                raise GuardUnavailable(f"release: {exc!r}") from exc
+        except GuardUnavailable as exc:
+            if not isinstance(exc, StoreError):
+                item.cause = exc
+                expired = item.expires_at and time.time() > item.expires_at
+                with self._cond:
+                    if item.attempts < len(self.DELAYS) and not expired and not item.cancelled:
+                        self._push(item, self.DELAYS[item.attempts])
+                        return
+                    self._ids.pop(item.lease_id, None)
+                    self._give_up(item, "retries spent" if not expired else "lease expired")
+                return
+            item.cause = exc
+        except GuardError as exc:
+            item.cause = exc
+        else:
+            with self._cond:
+                self._ids.pop(item.lease_id, None)
+            return
+        with self._cond:  # an error a retry cannot fix
+            self._ids.pop(item.lease_id, None)
+            self._give_up(item, "store error")
+
+    def _give_up(self, item: _Pending, why: str) -> None:
+        self.dropped += 1
+        if item.held:
+            log.error(
+                "guard: could not release lease %s of %r (%s; last error: %s); its slot "
+                "stays taken until the lease expires",
+                item.lease_id.hex(), item.function, why, item.cause,
+            )  # fmt: skip
+        elif self.dropped == 1:
+            log.warning(
+                "guard: could not give back lease id %s of %r whose acquire timed out (%s; "
+                "%s); if the store granted it, it frees when it expires (logged once)",
+                item.lease_id.hex(), item.function, why, item.cause,
+            )  # fmt: skip
+
+
+class _Pending:
+    __slots__ = ("attempts", "cancelled", "cause", "expires_at", "function", "held", "lease_id")
+
+    def __init__(self, lease_id: bytes, function: str, held: bool, expires_at: float,
+                 cause: BaseException | None) -> None:  # fmt: skip
+        self.lease_id = lease_id
+        self.function = function
+        self.held = held
+        self.expires_at = expires_at
+        self.cause = cause
+        self.attempts = 0
+        self.cancelled = False

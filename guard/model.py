@@ -20,6 +20,8 @@ from .errors import ConflictError, UsageError
 
 MAX_LIMIT = 10_000_000
 MAX_MEMBERS = 10_000
+MAX_GROUPS_PER_FUNCTION = 64  # groups one function belongs to (each is checked per acquire)
+MAX_RESERVING_GROUPS = 64  # groups with reserved > 0 in a namespace (checked per acquire)
 MODES = ("enforce", "shadow")
 ON_UNAVAILABLE = ("open", "closed")
 
@@ -33,13 +35,13 @@ NAMESPACE_RULE = NAME_RULE.replace("1-128", "1-64")
 
 
 def check_name(value: Any, what: str = "name") -> str:
-    if not isinstance(value, str) or not keys.NAME_RE.match(value):
+    if not isinstance(value, str) or not keys.NAME_RE.fullmatch(value):
         raise UsageError(f"{what} {NAME_RULE} (got {value!r})", what)
     return value
 
 
 def check_namespace(value: Any) -> str:
-    if not isinstance(value, str) or not keys.NAMESPACE_RE.match(value):
+    if not isinstance(value, str) or not keys.NAMESPACE_RE.fullmatch(value):
         raise UsageError(f"namespace {NAMESPACE_RULE} (got {value!r})", "namespace")
     return value
 
@@ -60,8 +62,12 @@ def check_limit(value: Any, what: str, *, nullable: bool = True) -> int | None:
 def check_ttl(value: Any, what: str = "lease_ttl_seconds") -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise UsageError(f"{what} must be a number of seconds (got {value!r})", what)
-    if not 0 < value <= keys.MAX_LEASE_TTL:
-        raise UsageError(f"{what} must be > 0 and <= {keys.MAX_LEASE_TTL:g} (got {value})", what)
+    if not keys.MIN_LEASE_TTL <= value <= keys.MAX_LEASE_TTL:
+        raise UsageError(
+            f"{what} must be between {keys.MIN_LEASE_TTL:g} and {keys.MAX_LEASE_TTL:g} seconds "
+            f"(leases are kept in whole milliseconds; got {value})",
+            what,
+        )
     return float(value)
 
 
@@ -180,6 +186,23 @@ class Config:
                 f"({self.max_concurrency})",
                 "reserved",
             )
+        n_reserving = sum(1 for g in self.groups.values() if g.reserved > 0)
+        if n_reserving > MAX_RESERVING_GROUPS:
+            raise ConflictError(
+                f"{n_reserving} groups have reserved > 0; at most {MAX_RESERVING_GROUPS} may",
+                "reserved",
+            )
+        per_function: dict[str, int] = {}
+        for g in self.groups.values():
+            for m in g.members:
+                per_function[m] = per_function.get(m, 0) + 1
+        crowded = [m for m, n in per_function.items() if n > MAX_GROUPS_PER_FUNCTION]
+        if crowded:
+            raise ConflictError(
+                f"function {min(crowded)!r} would belong to {per_function[min(crowded)]} groups; "
+                f"at most {MAX_GROUPS_PER_FUNCTION}",
+                "members",
+            )
         reserving: dict[str, str] = {}
         for gname in sorted(self.groups):
             g = self.groups[gname]
@@ -196,6 +219,24 @@ class Config:
 
     def groups_of(self, function: str) -> list[str]:
         return sorted(n for n, g in self.groups.items() if function in g.members)
+
+    def counter_fields(self) -> list[str]:
+        """The use-hash counters this config's functions and groups can have (common.lua's
+        field names): what usage and metrics read, instead of the whole hash."""
+        out = [f"g:{n}" for n in sorted(self.groups)]
+        names = set(self.functions)
+        for g in self.groups.values():
+            names.update(g.members)
+        for fn in sorted(names):
+            out += [f"{p}{fn}" for p in ("f:", "n:", "x:", "u:")]
+            scopes = [
+                "function",
+                "account",
+                "quarantine",
+                *(f"group:{g}" for g in self.groups_of(fn)),
+            ]
+            out += [f"{p}{fn}|{sc}" for p in ("t:", "s:") for sc in scopes]
+        return out
 
     # -- storage ------------------------------------------------------------------------
 
@@ -253,7 +294,7 @@ class Config:
             p = struct.pack(
                 ">iiBBB",
                 lim(f.max_concurrency),
-                int(f.lease_ttl_seconds * 1000),
+                keys.ttl_ms(f.lease_ttl_seconds),
                 f.mode == "shadow",
                 onu_code[f.on_unavailable],
                 len(gs),

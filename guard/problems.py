@@ -35,6 +35,7 @@ TYPES: dict[str, ProblemType] = {
         ProblemType("forbidden", 403, "Forbidden"),
         ProblemType("not-found", 404, "Not found"),
         ProblemType("lease-not-held", 404, "Lease not held"),
+        ProblemType("namespace-not-found", 404, "Namespace not found"),
         ProblemType("method-not-allowed", 405, "Method not allowed"),
         ProblemType("conflict", 409, "Conflict"),
         ProblemType("request-timeout", 408, "Request timeout"),

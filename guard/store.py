@@ -7,22 +7,36 @@ wrapped into a `GuardError` here, so no raw redis-py error leaves the SDK."""
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from . import keys
-from .connect import connect
-from .errors import ConflictError, GuardError, GuardUnavailable, StoreError, StoreReset
+from .connect import DEFAULT_MAX_CONNECTIONS, PoolWaitExpired, call_deadline, connect
+from .errors import (
+    ConflictError,
+    GuardError,
+    GuardUnavailable,
+    NamespaceNotFound,
+    PoolExhausted,
+    StoreError,
+    StoreReset,
+    UsageError,
+)
+from .model import check_name
 
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
 
+
+log = logging.getLogger("guard")
 
 LUA_DIR = os.path.join(os.path.dirname(__file__), "lua")
 
@@ -66,7 +80,7 @@ class LeaseInfo:
     def unpack(cls, raw_id: bytes, meta: bytes) -> LeaseInfo:
         expires, granted, fence, ttl, n = cls.META.unpack_from(meta)
         head = cls.META.size
-        fn = meta[head : head + n].decode()
+        fn = meta[head : head + n].decode().removeprefix("~")  # "~": counted under OTHER
         groups = tuple(g for g in meta[head + n :].decode().split(",") if g)
         return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
 
@@ -89,20 +103,181 @@ class Renewal:
     ttl_ms: int
 
 
-class ReleaseWaiter:
-    """Blocks until a release (or config write) is published in the namespace."""
+class _Waiter:
+    """One waiting acquire: woken by a release of its function, or of any function when
+    none of its own is waiting, or by a config write."""
 
-    def __init__(self, pubsub: redis.client.PubSub) -> None:
-        self._pubsub = pubsub
+    __slots__ = ("event", "function", "listener")
+
+    def __init__(self, listener: ReleaseListener, function: str) -> None:
+        self.listener = listener
+        self.function = function
+        self.event = threading.Event()
+
+    @property
+    def subscribed(self) -> bool:
+        return self.listener.subscribed
 
     def wait(self, timeout: float) -> bool:
         """True when woken by a publish, False when `timeout` passed first."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            with wrap_errors("wait"):
-                if self._pubsub.get_message(timeout=left) is not None:
-                    return True
+        woke = self.event.wait(timeout)
+        self.event.clear()  # a wake lost here is harmless: the caller retries next anyway
+        return woke
+
+
+class _Sleeper:
+    subscribed = False
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)
         return False
+
+
+class _Channel:
+    __slots__ = ("ready", "waiters")
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()  # the subscription is confirmed by Redis
+        self.waiters: dict[str, list[_Waiter]] = {}
+
+
+class ReleaseListener:
+    """One subscriber connection per client for every thread that waits for a slot.
+
+    A waiter holds no connection while it sleeps (a subscription per waiter would take one
+    pooled connection each, and with more waiters than connections nobody could release).
+    A release message names the function whose lease was released: it wakes one waiter of
+    that function (the slot fits it exactly), or every waiter of the namespace when none of
+    that function waits; a config write (``*``) wakes them all. Subscriptions stay once made
+    (releases publish only while someone waits, so an idle one costs nothing). When the
+    listener cannot subscribe or its connection breaks, waiters still wake after the
+    refusal's ``retry_after``: it is a shortcut, never a condition of progress."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._sub_lock = threading.Lock()
+        self._channels: dict[bytes, _Channel] = {}
+        self._pubsub: Any = None
+        self._closed = False
+
+    @contextmanager
+    def waiting(self, ns: str, function: str, budget: float) -> Iterator[_Waiter]:
+        """Register a waiter on `ns`; the subscription is confirmed (within `budget` s)
+        before this returns, so a release published after it is never missed."""
+        ch = keys.release_channel(ns).encode()
+        w = _Waiter(self, function)
+        with self._lock:
+            state = self._channels.get(ch)
+            if state is None:
+                state = self._channels[ch] = _Channel()
+            state.waiters.setdefault(function, []).append(w)
+            subscribe = not state.ready.is_set()
+        try:
+            if subscribe and self._subscribe(ch):
+                state.ready.wait(budget)
+            yield w
+        finally:
+            with self._lock:
+                ws = state.waiters.get(function, [])
+                if w in ws:
+                    ws.remove(w)
+                if not ws:
+                    state.waiters.pop(function, None)
+
+    @property
+    def subscribed(self) -> bool:
+        return self._pubsub is not None
+
+    def _subscribe(self, ch: bytes) -> bool:
+        """Subscribe to `ch` (once); False when the listener cannot (waiters then poll)."""
+        # Its own lock: a subscribe may wait for a pooled connection, and meanwhile the
+        # listener must still dispatch and other waiters register. The pool wait is the
+        # client's plain pool timeout, not the waiting call's whole budget.
+        with self._sub_lock, call_deadline(time.monotonic()):
+            if self._closed:
+                return False
+            try:
+                if self._pubsub is None:
+                    pubsub = self._client.pubsub()
+                    pubsub.subscribe(ch)
+                    self._pubsub = pubsub
+                    threading.Thread(
+                        target=self._listen, args=(pubsub,), name="guard-releases", daemon=True
+                    ).start()
+                elif ch not in self._pubsub.channels:
+                    self._pubsub.subscribe(ch)
+                return True
+            except redis.RedisError as exc:
+                log.debug("release listener cannot subscribe (%s); waiters poll", exc)
+                with self._lock:
+                    self._drop()
+                return False
+
+    def _listen(self, pubsub: Any) -> None:
+        while not self._closed:
+            try:
+                msg = pubsub.get_message(timeout=1.0)
+            except Exception as exc:  # a broken or closed connection: this thread ends
+                with self._lock:
+                    if self._pubsub is pubsub:
+                        log.debug("release listener lost its connection (%s)", exc)
+                        self._drop()
+                return
+            if msg is not None:
+                self._dispatch(msg)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        with self._lock:
+            state = self._channels.get(msg["channel"])
+            if state is None:
+                return
+            if msg["type"] == "subscribe":
+                state.ready.set()
+                return
+            if msg["type"] != "message":
+                return
+            same = state.waiters.get(_s(msg["data"]), ())
+            for w in same:
+                if not w.event.is_set():
+                    w.event.set()
+                    return
+            for ws in state.waiters.values():
+                for w in ws:
+                    w.event.set()
+
+    def _drop(self) -> None:
+        """Forget the subscriber (lock held): waiters are woken to retry, the next waiter
+        subscribes again."""
+        pubsub, self._pubsub = self._pubsub, None
+        for state in self._channels.values():
+            state.ready.clear()
+            for ws in state.waiters.values():
+                for w in ws:
+                    w.event.set()
+        if pubsub is not None:
+            with suppress(Exception):  # closing a dead connection
+                pubsub.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._sub_lock, self._lock:
+            self._drop()
+
+
+def _pending_arg(pending: Mapping[str, int]) -> str:
+    """ARGV[5] of acquire_lease.lua: "fn=n,fn=n", bounded (a client sends this map)."""
+    if len(pending) > keys.MAX_PENDING_NAMES:
+        raise UsageError(
+            f"unavailable holds at most {keys.MAX_PENDING_NAMES} function names "
+            f"(got {len(pending)})",
+            "unavailable",
+        )
+    for f, n in pending.items():
+        check_name(f, "unavailable")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000:
+            raise UsageError(f"unavailable counts must be 1..1000000 (got {n!r})", "unavailable")
+    return ",".join(f"{f}={n}" for f, n in pending.items())
 
 
 def _s(v: Any) -> str:
@@ -111,12 +286,16 @@ def _s(v: Any) -> str:
 
 def translate(what: str, exc: redis.RedisError) -> GuardError:
     """The GuardError for a redis-py error (the SDK's only error family)."""
+    if isinstance(exc, PoolWaitExpired):
+        return PoolExhausted(f"{what}: {exc}")
     if isinstance(exc, redis.ResponseError):
         msg = str(exc)
         if msg.startswith("CONFLICT"):
             return ConflictError(msg.removeprefix("CONFLICT "))
         return StoreError(f"{what}: store error: {msg}")
-    return GuardUnavailable(f"{what}: store unreachable: {exc}")
+    # A read that timed out was sent: the store may have acted on it.
+    in_doubt = isinstance(exc, redis.TimeoutError)
+    return GuardUnavailable(f"{what}: store unreachable: {exc}", in_doubt=in_doubt)
 
 
 @contextmanager
@@ -134,14 +313,31 @@ class RedisStore:
     def __init__(self, client: redis.Redis[bytes], *, quarantine: bool = False) -> None:
         self.client = client
         self.quarantine = quarantine
+        self.pool_exhausted = 0  # pool waits that ran out (PoolExhausted raised)
+        self._exhausted_lock = threading.Lock()
+        pool_size = getattr(getattr(client, "connection_pool", None), "max_connections", 2)
+        # The listener takes one pooled connection; a pool of one is left to the callers.
+        self.listener = ReleaseListener(client) if pool_size >= 2 else None
         self._keys: dict[str, list[str]] = {}
         self._configured: set[str] = set()  # namespaces seen with a config (reset detection)
+        consts = {
+            "DEFAULT_TTL_MS": int(keys.DEFAULT_LEASE_TTL * 1000),
+            "BACKSTOP_MS": int(keys.BACKSTOP_TTL * 1000),
+            "IDLE_MS": int(keys.IDLE_CLEANUP * 1000),
+            "MAX_NAMED": keys.MAX_UNCONFIGURED_NAMES,
+            "MAX_PENDING": keys.MAX_PENDING_NAMES,
+            "FENCE_BLOCK": keys.FENCE_BLOCK,
+            "OTHER": f"'{keys.OTHER}'",
+        }
         common = (
-            f"local DEFAULT_TTL_MS, BACKSTOP_MS = {int(keys.DEFAULT_LEASE_TTL * 1000)}, "
-            f"{int(keys.BACKSTOP_TTL * 1000)}\n" + _source("struct_compat") + _source("common")
+            f"local {', '.join(consts)} = {', '.join(str(v) for v in consts.values())}\n"
+            + _source("struct_compat")
+            + _source("common")
         )
         self._scripts = {n: client.register_script(common + _source(n)) for n in LEASE_SCRIPTS}
-        self._write_config = client.register_script(_source("write_config"))
+        self._write_config = client.register_script(
+            f"local FENCE_BLOCK = {keys.FENCE_BLOCK}\n" + _source("write_config")
+        )
 
     @classmethod
     def from_url(
@@ -151,11 +347,16 @@ class RedisStore:
         timeout: float = 0.05,
         connect_timeout: float | None = None,
         quarantine: bool = False,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float | None = None,
     ) -> RedisStore:
         """A store whose every command is bounded by `timeout` (read) and `connect_timeout`;
         the URL forms are those of `guard.connect.connect`. `quarantine` turns on the
-        failover quarantine (docs/guarantees.md)."""
-        return cls(connect(url, timeout, connect_timeout), quarantine=quarantine)
+        failover quarantine (docs/guarantees.md). At most `max_connections` connections
+        (per Cluster node); callers beyond them wait for one up to `pool_timeout` (default:
+        `timeout`, at least 1 s) or their waiting acquire's deadline."""
+        client = connect(url, timeout, connect_timeout, max_connections, pool_timeout)
+        return cls(client, quarantine=quarantine)
 
     # -- leases -------------------------------------------------------------------------
 
@@ -167,7 +368,22 @@ class RedisStore:
         try:
             return self._scripts[name](keys=ks, args=args)
         except redis.RedisError as exc:
-            raise translate(name, exc) from exc
+            err = translate(name, exc)
+            if isinstance(err, PoolExhausted):
+                self._count_exhausted(err)
+            raise err from exc
+
+    def _count_exhausted(self, err: PoolExhausted) -> None:
+        with self._exhausted_lock:
+            self.pool_exhausted += 1
+            first = self.pool_exhausted == 1
+        if first:
+            log.warning(
+                "guard: %s. Callers waited their whole deadline for a Redis connection; "
+                "raise max_connections (GUARD_MAX_CONNECTIONS) or pool_timeout. Counted in "
+                "Guard.pool_exhausted; logged once per client.",
+                err,
+            )
 
     def acquire(
         self,
@@ -177,12 +393,22 @@ class RedisStore:
         ttl_ms: int,
         wait_ms: int = 0,
         pending: Mapping[str, int] | None = None,
+        *,
+        require_config: bool = False,
     ) -> Grant | Refusal:
+        """One admission. `pending`: fail-open runs to add to the counters (at most
+        ``keys.MAX_PENDING_NAMES`` names; recorded with a grant or a refusal alike).
+        `require_config`: raise `NamespaceNotFound`, writing nothing, when the namespace has
+        no configuration (the HTTP API; the SDK on Redis runs without one)."""
         args: tuple[Any, ...] = (function, lease_id, ttl_ms)
-        if wait_ms or pending or self.quarantine:  # optional trailing arguments
-            pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
-            args = (function, lease_id, ttl_ms, wait_ms, pend, "1" if self.quarantine else "")
+        if wait_ms or pending or self.quarantine or require_config:  # optional trailing args
+            pend = _pending_arg(pending) if pending else ""
+            args = (function, lease_id, ttl_ms, wait_ms, pend, "1" if self.quarantine else "",
+                    "1" if require_config else "")  # fmt: skip
         r = self._run("acquire_lease", ns, args)
+        if int(r[0]) < 0:  # require_config, and there is none: a reset if we saw one
+            self._check_reset(ns, None)
+            raise NamespaceNotFound(f"namespace {ns!r} has no configuration", "namespace")
         granted = int(r[0]) > 0
         if not r[-1]:  # the namespace has no config (version) at all
             self._check_reset(ns, lease_id if granted else None)
@@ -201,21 +427,39 @@ class RedisStore:
         ttl_ms: int,
         wait: float,
         pending: Mapping[str, int] | None = None,
+        *,
+        require_config: bool = False,
     ) -> Grant | Refusal:
         """`acquire`, waiting up to `wait` seconds for a slot. It subscribes to the release
         channel first and then retries, so no release is missed; each sleep ends at the
         next release or config write, or after the refusal's retry_after at most."""
+        if wait <= 0:
+            return self.acquire(
+                ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config
+            )
         deadline = time.monotonic() + wait
-        r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending)
-        if isinstance(r, Grant) or wait <= 0:
-            return r
-        with self.release_waiter(ns) as waiter:
-            while (left := deadline - time.monotonic()) > 0:
-                r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000))
-                if isinstance(r, Grant):
-                    return r
-                waiter.wait(min(left, max(r.retry_after_ms / 1000, 0.001)))
-        return self.acquire(ns, function, lease_id, ttl_ms, 0)
+        rc = require_config
+        with call_deadline(deadline):  # pool waits may use the whole wait
+            r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending,
+                             require_config=rc)  # fmt: skip
+            if isinstance(r, Grant):
+                return r
+            with self._waiting(ns, function, min(wait, 1.0)) as waiter:
+                while (left := deadline - time.monotonic()) > 0:
+                    r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000),
+                                     require_config=rc)  # fmt: skip
+                    if isinstance(r, Grant):
+                        return r
+                    # Releases wake the waiter; the sleep bound covers lapsed leases (they
+                    # publish nothing), so it need not be short while subscribed.
+                    floor = 0.05 if waiter.subscribed else 0.001
+                    waiter.wait(min(left, max(r.retry_after_ms / 1000, floor)))
+        return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc)
+
+    def _waiting(self, ns: str, function: str, budget: float) -> Any:
+        if self.listener is None:  # a pool of one connection: sleep between retries
+            return nullcontext(_Sleeper())
+        return self.listener.waiting(ns, function, budget)
 
     def _check_reset(self, ns: str, lease_id: bytes | None) -> None:
         """A namespace this client saw configured has no config now: the store was reset
@@ -237,21 +481,11 @@ class RedisStore:
     def release(self, ns: str, lease_id: bytes) -> bool:
         return bool(self._run("release_lease", ns, (lease_id,)) == 1)
 
-    @contextmanager
-    def release_waiter(self, ns: str) -> Iterator[ReleaseWaiter]:
-        """Subscribe to the namespace's release channel for the duration of a wait."""
-        with wrap_errors("wait"):
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(keys.release_channel(ns))
-        try:
-            yield ReleaseWaiter(pubsub)
-        finally:
-            with suppress(redis.RedisError):  # closing a dead connection
-                pubsub.close()
-
-    def usage_fields(self, ns: str) -> dict[str, str]:
-        """Reap expired leases, then every counter of the namespace (field -> value)."""
-        flat = self._run("read_usage", ns, ())
+    def usage_fields(self, ns: str, fields: Sequence[str] = ()) -> dict[str, str]:
+        """Reap expired leases, then the namespace's counters (field -> value): `fields`
+        (`Config.counter_fields`), the account's, and those of the unconfigured functions
+        kept by name and of ``keys.OTHER`` — a bounded read, never the whole hash."""
+        flat = self._run("read_usage", ns, tuple(fields))
         return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i]}
 
     def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
@@ -387,4 +621,6 @@ class RedisStore:
             return bool(self.client.ping())
 
     def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
         self.client.close()

@@ -182,6 +182,12 @@ def test_serve_without_redis_url_uses_fakeredis_when_no_redis_server(tmp_path: P
     server.env.pop("GUARD_REDIS_URL", None)
     try:
         server.start()
+        put = urllib.request.Request(
+            f"{server.url}/v1/namespaces/demo", data=b'{"max_concurrency": 5}', method="PUT",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(put, timeout=5) as r:
+            assert r.status == 200
         req = urllib.request.Request(
             f"{server.url}/v1/namespaces/demo/leases", data=b'{"function": "f"}', method="POST",
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},

@@ -36,6 +36,7 @@ def test_acquire_renew_release(http: Any, ns: str) -> None:
 
 
 def test_acquire_is_idempotent_by_lease_id(http: Any, ns: str) -> None:
+    http.put(f"/v1/namespaces/{ns}", json={"max_concurrency": None})
     body = {"function": "f", "ttl_seconds": 10, "lease_id": "ab" * 16}
     a, b = http.post(lp(ns), json=body).json, http.post(lp(ns), json=body).json
     assert a["fence"] == b["fence"]
@@ -85,6 +86,7 @@ def test_bad_lease_id_in_path_is_400(http: Any, ns: str) -> None:
 
 
 def test_unavailable_counts_reach_the_store(http: Any, ns: str, rclient: Any) -> None:
+    http.put(f"/v1/namespaces/{ns}/functions/g", json={})
     body = {"function": "f", "unavailable": {"f": 3, "g": 1}}
     assert http.post(lp(ns), json=body).status_code == 201
     use = rclient.hgetall(f"guard:{{{ns}}}:use")
@@ -108,6 +110,10 @@ ADMIN_ROUTE = ("get", "/v1/namespaces")
 )
 def test_auth_matrix(app: Any, ns: str, headers: Any, admin_status: int, lease_status: int) -> None:
     c = app.test_client()
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert (
+        c.put(f"/v1/namespaces/{ns}", json={"max_concurrency": 5}, headers=admin).status_code == 200
+    )
     r = c.get("/v1/namespaces", headers=headers)
     assert r.status_code == admin_status
     if admin_status == 401:

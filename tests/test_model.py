@@ -1,11 +1,13 @@
-"""A hypothesis state machine: acquire / release / renew / expire / set-limit against a real
-redis-server, checked step by step against a plain Python model of the admission rule
-(`guard.model.admits`, the rule of DESIGN.md written out in Python)."""
+"""A hypothesis state machine: acquire / release / renew / renew to a shorter TTL / expire /
+retried acquire by lease id / set-limit against a real redis-server, checked step by step
+against a plain Python model of the admission rule (`guard.model.admits`, the rule of
+DESIGN.md written out in Python)."""
 
 from __future__ import annotations
 
 import itertools
 import struct
+import time
 from dataclasses import replace
 
 import pytest
@@ -51,6 +53,7 @@ class AdmissionMachine(RuleBasedStateMachine):
         )
         self.g.admin.replace_config(self.cfg)
         self.live: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self.fences: dict[str, int] = {}  # lease id -> fence of its current grant
 
     def teardown(self) -> None:
         ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
@@ -79,7 +82,9 @@ class AdmissionMachine(RuleBasedStateMachine):
         assert ok, f"granted, model refuses by {scope}"
         assert lease.shadow_scope == scope
         assert set(lease.groups) == set(self.cfg.groups_of(fn))
+        assert lease.fence > max(self.fences.values(), default=0)  # fences only increase
         self.live[lease.lease_id] = (fn, lease.groups)
+        self.fences[lease.lease_id] = lease.fence
         return lease
 
     @rule(lease=consumes(leases))
@@ -93,6 +98,46 @@ class AdmissionMachine(RuleBasedStateMachine):
     def renew(self, lease: guard.Lease | None) -> None:
         if lease is not None and lease.held:
             assert lease.renew() is (lease.lease_id in self.live)
+
+    @rule(lease=leases)
+    def renew_shorter(self, lease: guard.Lease | None) -> None:
+        """Renew a 60 s lease to a few milliseconds and let that pass for real: the slot
+        must come back at the new expiry (the script's own reap bound, nothing forced)."""
+        if lease is None or lease.lease_id not in self.live:
+            return
+        assert lease.renew(ttl=0.005)
+        for _ in range(200):
+            sec, usec = self.r.time()
+            if sec * 1000 + usec // 1000 > lease.expires_at * 1000:
+                break
+            time.sleep(0.002)
+        del self.live[lease.lease_id]
+
+    @rule(lease=leases)
+    def retry_acquire(self, lease: guard.Lease | None) -> None:
+        """An acquire retried with a lease id already used: the same lease while it is
+        held; once released or expired, a new admission that the model decides."""
+        if lease is None:
+            return
+        fn = lease.function
+        if lease.lease_id in self.live:
+            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id)
+            assert again.fence == self.fences[lease.lease_id]
+            return
+        ok, scope = guard.model.admits(self.cfg, fn, self.in_use())
+        try:
+            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id)
+        except guard.Throttled as t:
+            assert not ok, f"refused by {t.scope}, model grants"
+            assert t.scope == scope
+            return
+        assert ok, f"granted, model refuses by {scope}"
+        sec, _ = self.r.time()
+        assert again.expires_at > sec  # live when returned
+        assert again.fence > max(self.fences.values(), default=0)
+        self.live[lease.lease_id] = (fn, again.groups)
+        self.fences[lease.lease_id] = again.fence
+        lease.held, lease.lost, lease.expires_at = True, False, again.expires_at  # same handle
 
     @rule(lease=leases)
     def expire(self, lease: guard.Lease | None) -> None:

@@ -61,9 +61,10 @@ def test_every_numeric_bound_is_in_the_document(doc: dict[str, Any]) -> None:
     for model, field in (("FunctionIn", "lease_ttl_seconds"), ("LeaseIn", "ttl_seconds"),
                          ("RenewIn", "ttl_seconds")):  # fmt: skip
         p = prop(doc, model, field)
-        assert p["exclusiveMinimum"] == 0 and p["maximum"] == keys.MAX_LEASE_TTL
+        assert p["minimum"] == keys.MIN_LEASE_TTL and p["maximum"] == keys.MAX_LEASE_TTL
     wait = prop(doc, "LeaseIn", "wait_seconds")
     assert wait["minimum"] == 0 and wait["maximum"] == MAX_WAIT_SECONDS
+    assert prop(doc, "LeaseIn", "unavailable")["maxProperties"] == keys.MAX_PENDING_NAMES
     (counts,) = prop(doc, "LeaseIn", "unavailable")["patternProperties"].values()
     assert counts == {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 

@@ -1,20 +1,24 @@
 -- acquire_lease.lua — admission: grant one lease to a function if every level has room.
--- KEYS[1..4] cfg, use, exp, lease (see common.lua)
+-- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV[1] function name
 -- ARGV[2] lease id (chosen by the client; a retry with the same id returns the same lease)
 -- ARGV[3] requested ttl in ms (0: the function's lease_ttl_seconds); capped by that setting
 -- ARGV[4] optional: wait in ms; > 0 registers a waiter, so releases publish until then
 -- ARGV[5] optional: fail-open runs the client counted while the store was out of reach,
---         "fn=n,fn=n"
+--         "fn=n,fn=n" (at most MAX_PENDING names are read; guard/store.py refuses more).
+--         Recorded with every reply but an error: a refusal carries them too. Names the
+--         namespace does not know (no plan, not listed, not ARGV[1]) are added up under OTHER.
 -- ARGV[6] optional: "1" turns the failover quarantine on (see "Failover quarantine")
+-- ARGV[7] optional: "1" refuses a namespace with no config: returns {-1}, writes nothing
 -- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope, cfg_version}
---      (fence >= 1) or {0, scope, retry_after_ms, on_unavailable, cfg_version}
+--      (fence >= 1) or {0, scope, retry_after_ms, on_unavailable, cfg_version} or {-1}
+--   A grant is always live when returned: a lease under this id that expired and was not
+--   reaped yet is reaped here, and the acquire is a new admission.
 --   cfg_version: the config's version, "" when the namespace has no config at all (never
 --   configured, or the store was reset: the client tells the two apart)
 --   scope: "function" | "group:<name>" | "account" | "quarantine"
 --   on_unavailable: "open" | "closed" | ""
-local fn, id = ARGV[1], ARGV[2]
-local f_use, f_grants = 'f:' .. fn, 'n:' .. fn
+local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV are there
 
 -- The compiled plans (written by write_config.lua, packed by guard/model.py `plans`), in
 -- struct.pack formats because unpacking them is far cheaper than Lua patterns + tonumber:
@@ -26,7 +30,27 @@ local f_use, f_grants = 'f:' .. fn, 'n:' .. fn
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
 local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v')
 local cfgv = plan[3] or ''
+if opt and ARGV[7] == '1' and cfgv == '' then return {-1} end
 local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS
+
+-- Counter name: the function's own, or OTHER beyond MAX_NAMED unconfigured names (common.lua).
+local cname, sfn, new_name = fn, fn, false  -- sfn: the name stored in the lease meta
+local IDLE  -- guard:{ns}:idle, derived where needed (common.lua)
+if not plan[2] then
+  IDLE = string.sub(USE, 1, -4) .. 'idle'
+  local due = redis.call('ZSCORE', IDLE, fn)  -- its cleanup deadline, kept to the minute
+  if due then
+    if tonumber(due) < now + IDLE_MS - 60000 then redis.call('ZADD', IDLE, now + IDLE_MS, fn) end
+  elseif redis.call('ZCARD', IDLE) < MAX_NAMED or redis.call('HEXISTS', USE, 'f:' .. fn) == 1 then
+    redis.call('ZADD', IDLE, now + IDLE_MS, fn)
+    redis.call('PEXPIRE', IDLE, BACKSTOP_MS)
+    new_name = true
+  else
+    cname, sfn = OTHER, '~' .. fn
+  end
+end
+local f_use, f_grants = 'f:' .. cname, 'n:' .. cname
+
 local fields = {'fence', 'reap', 'a', f_use, f_grants}
 local BASE = 5
 local gname, gmax, gshadow, own, NG = {}, {}, {}, {}, 0
@@ -73,13 +97,33 @@ if plan[1] then
   end
 end
 
--- A retried acquire of a lease that is already held is not a new admission: its reply,
--- or nil. (Only refusal paths need this; a grant finds out through HSETNX.)
+-- Fail-open counts (ARGV[5]): recorded before every reply that is not an error. (Closures
+-- are made only where needed: each one costs on every call of the script.)
+local count_pending
+if opt and ARGV[5] ~= '' then count_pending = function()
+  local k = 0
+  IDLE = IDLE or string.sub(USE, 1, -4) .. 'idle'
+  for pfn, n in string.gmatch(ARGV[5], '([^,=]+)=(%d+)') do
+    k = k + 1
+    if k > MAX_PENDING then break end
+    local name = pfn
+    if pfn == fn then
+      name = cname
+    elseif redis.call('HEXISTS', CFG, 'p:f:' .. pfn) == 0 and not redis.call('ZSCORE', IDLE, pfn) then
+      name = OTHER
+    end
+    redis.call('HINCRBY', USE, 'u:' .. name, n)
+  end
+end end
+
+-- A retried acquire of a lease that is already held is not a new admission: its reply (or
+-- nil), and the meta of an expired lease under this id that no reap pass has removed yet.
 local function held_reply()
   local m = redis.call('HGET', LEASE, id)
   if m then
     local lfn, e, f, t, gs = meta_of(m)
-    if lfn == fn and e > now then return {f, e, t, gs, onu, '', cfgv} end
+    if e <= now then return nil, m end
+    if lfn == fn then return {f, e, t, gs, onu, '', cfgv} end
   end
   return nil
 end
@@ -91,7 +135,7 @@ end
 -- can hold (max of the plans' caps and `mt`, the longest TTL granted with quarantine on).
 -- A retried acquire of a lease that is still held is answered as usual.
 local q_mt
-if ARGV[6] == '1' then
+if opt and ARGV[6] == '1' then
   local q = redis.call('HMGET', USE, 'ep', 'qu', 'mt')
   local ep = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
   local qu = num(q[2])
@@ -115,8 +159,9 @@ if ARGV[6] == '1' then
   end
   if now < qu then
     local again = held_reply()
+    if count_pending then count_pending() end
     if again then return again end
-    redis.call('HINCRBY', USE, 't:' .. fn .. '|quarantine', 1)
+    redis.call('HINCRBY', USE, 't:' .. cname .. '|quarantine', 1)
     return {0, 'quarantine', qu - now, onu, cfgv}
   end
 end
@@ -129,31 +174,47 @@ if not u[2] or tonumber(u[2]) <= now then
 end
 
 -- Check every level; the first enforcing refusal wins, a shadow one is only counted.
--- A refusal records the level's index (0 function, 1..NG groups, -1 account).
-local refuse, shadow, in_level, level_max = nil, nil, 0, 0
-local in_a, in_f = num(u[3]), num(u[4])
-if f_max >= 0 and in_f >= f_max then
-  if f_shadow then shadow = 0 else refuse, in_level, level_max = 0, in_f, f_max end
-end
-for i = 1, NG do
-  local used = num(u[BASE + i])
-  if not refuse and gmax[i] >= 0 and used >= gmax[i] then
-    if f_shadow or gshadow[i] then
-      shadow = shadow or i
-    else
-      refuse, in_level, level_max = i, used, gmax[i]
+-- A refusal records the level's index (0 function, 1..NG groups, -1 account). A second pass
+-- only when a refusal finds an expired lease under this id that no reap pass removed yet:
+-- it is reaped (its slot is free) and this acquire is decided as a new one.
+local refuse, shadow, in_level, level_max
+for pass = 1, 2 do
+  refuse, shadow, in_level, level_max = nil, nil, 0, 0
+  local in_f = num(u[4])
+  if f_max >= 0 and in_f >= f_max then
+    if f_shadow then shadow = 0 else refuse, in_level, level_max = 0, in_f, f_max end
+  end
+  for i = 1, NG do
+    local used = num(u[BASE + i])
+    if not refuse and gmax[i] >= 0 and used >= gmax[i] then
+      if f_shadow or gshadow[i] then
+        shadow = shadow or i
+      else
+        refuse, in_level, level_max = i, used, gmax[i]
+      end
     end
   end
-end
-if not refuse and ns_max >= 0 then
-  local used = in_a
-  for i = 1, #rres do
-    local unused = rres[i] - num(u[BASE + NG + i])
-    if unused > 0 then used = used + unused end
+  if not refuse and ns_max >= 0 then
+    local used = num(u[3])
+    for i = 1, #rres do
+      local unused = rres[i] - num(u[BASE + NG + i])
+      if unused > 0 then used = used + unused end
+    end
+    if used >= ns_max then
+      if f_shadow then shadow = shadow or -1 else refuse, in_level, level_max = -1, used, ns_max end
+    end
   end
-  if used >= ns_max then
-    if f_shadow then shadow = shadow or -1 else refuse, in_level, level_max = -1, used, ns_max end
+  if not refuse or pass == 2 then break end
+  local again, stale = held_reply()
+  if again then
+    if count_pending then count_pending() end
+    return again
   end
+  if not stale then break end
+  local delta = {}
+  drop_leases({id}, {stale}, delta, true)
+  apply_delta(delta)
+  u = redis.call('HMGET', USE, unpack(fields))
 end
 
 local function scope_of(i)
@@ -162,50 +223,89 @@ local function scope_of(i)
 end
 
 if refuse then
-  local again = held_reply()
-  if again then return again end
   local scope = scope_of(refuse)
-  local r = redis.call('HMGET', USE, 'h:' .. fn, 'wu')
-  redis.call('HINCRBY', USE, 't:' .. fn .. '|' .. scope, 1)
-  -- retry_after: the expected time until enough leases at the refusing level are released,
-  -- estimated as this function's mean hold time (EWMA of its observed holds) times the
-  -- share of holders that must leave, (in_use - max + 1) / in_use. With no history yet:
-  -- until the earliest lease expiry in the namespace. A max of 0 waits for an operator,
-  -- so it gets a long hint. Clamped to [10 ms, 60 s].
+  local r = redis.call('HMGET', USE, 'h:' .. cname, 'wu')
+  redis.call('HINCRBY', USE, 't:' .. cname .. '|' .. scope, 1)
+  if new_name and now + IDLE_MS < num(u[2]) then redis.call('HSET', USE, 'reap', now + IDLE_MS) end
+  -- retry_after (docs/sdk.md "Throttled and retry_after"): when the k = in_use - max + 1
+  -- slots this acquire needs are plausibly free. Each holder at the refusing level frees its
+  -- slot at its expiry, or earlier by a release after about this function's usual hold (EWMA
+  -- h of its observed holds) — but only while it has been held less than h: one that has
+  -- outlived the usual hold is counted to its expiry. The holders are read among the
+  -- HINT_SCAN earliest-expiring leases of the namespace; when fewer than k are found there,
+  -- the hint is h * k / in_use (else until the earliest expiry). A max of 0 waits for an
+  -- operator: 5 s. Clamped to [10 ms, 60 s].
   local hold, retry = tonumber(r[1]), nil
+  local k = in_level - level_max + 1
   if level_max == 0 then
     retry = 5000
-  elseif hold then
-    retry = hold * (in_level - level_max + 1) / in_level
   else
-    local first = redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')
-    retry = (tonumber(first[2]) or now + 1000) - now
+    local ex = redis.call('ZRANGE', EXP, 0, 15, 'WITHSCORES')
+    local ids = {}
+    for i = 1, #ex, 2 do ids[#ids + 1] = ex[i] end
+    local frees = {}
+    if #ids > 0 then
+      local ms = redis.call('HMGET', LEASE, unpack(ids))
+      for i = 1, #ids do
+        if ms[i] then
+          local lfn, e, _, _, gs, gr = meta_of(ms[i])
+          local at = refuse == -1 or (refuse == 0 and lfn == fn) or (refuse > 0 and
+            string.find(',' .. gs .. ',', ',' .. gname[refuse] .. ',', 1, true) ~= nil)
+          if e > now and at then
+            if hold and gr + hold > now and gr + hold < e then e = gr + hold end
+            frees[#frees + 1] = e
+          end
+        end
+      end
+    end
+    if #frees >= k then
+      table.sort(frees)
+      retry = frees[k] - now
+    elseif hold then
+      retry = hold * k / in_level
+    else
+      retry = (tonumber(ex[2]) or now + 1000) - now
+    end
   end
   retry = math.floor(math.min(math.max(retry, 10), 60000))
   local wait = tonumber(ARGV[4] or 0)
   if wait > 0 and num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
+  if count_pending then count_pending() end
   return {0, scope, retry, onu, cfgv}
 end
 
 local ttl = tonumber(ARGV[3])
 if ttl <= 0 or ttl > ttl_cap then ttl = ttl_cap end
-local fence = num(u[1]) + 1
+-- The fence never goes back while the config exists: when the use hash is lost (idle
+-- backstop) it goes on above fh, the reserved high-water mark kept in the cfg hash.
+local fence = u[1] and num(u[1]) + 1 or num(redis.call('HGET', CFG, 'fh')) + 1
 local expires = now + ttl
 local gcsv = table.concat(gname, ',')
-local meta = struct.pack(META, expires, now, fence, ttl, #fn, fn) .. gcsv
+local meta = struct.pack(META, expires, now, fence, ttl, #sfn, sfn) .. gcsv
 if redis.call('HSETNX', LEASE, id, meta) == 0 then
-  -- Retry of an acquire that was granted (its lease is live: expired ones were reaped above).
-  local lfn, e, f, t, gs = meta_of(redis.call('HGET', LEASE, id))
-  if lfn ~= fn then return redis.error_reply('CONFLICT lease id is held by another function') end
-  return {f, e, t, gs, onu, '', cfgv}
+  -- Retry of an acquire that was granted: the same lease, if it is still live.
+  local old = redis.call('HGET', LEASE, id)
+  local lfn, e, f, t, gs = meta_of(old)
+  if e > now then
+    if lfn ~= fn then return redis.error_reply('CONFLICT lease id is held by another function') end
+    if count_pending then count_pending() end
+    return {f, e, t, gs, onu, '', cfgv}
+  end
+  -- Expired but not reaped yet (more leases expired than one reap pass removes): reap it
+  -- and grant anew. Reaping only frees slots, so the decision above still holds.
+  local delta = {}
+  drop_leases({id}, {old}, delta, true)
+  apply_delta(delta)
+  redis.call('HSET', LEASE, id, meta)
+  u = redis.call('HMGET', USE, unpack(fields))
 end
 redis.call('ZADD', EXP, expires, id)
-local set = {'fence', fence, 'a', in_a + 1, f_use, in_f + 1, f_grants, num(u[5]) + 1}
+local set = {'fence', fence, 'a', num(u[3]) + 1, f_use, num(u[4]) + 1, f_grants, num(u[5]) + 1}
 for i = 1, NG do
   set[7 + 2 * i] = fields[BASE + i]
   set[8 + 2 * i] = num(u[BASE + i]) + 1
 end
-if expires < tonumber(u[2]) then
+if not u[2] or expires < tonumber(u[2]) then
   set[#set + 1] = 'reap'
   set[#set + 1] = expires
 end
@@ -214,8 +314,11 @@ if q_mt and ttl > q_mt then  -- quarantine: the longest TTL granted (see above)
   set[#set + 1] = ttl
 end
 redis.call('HSET', USE, unpack(set))
-if shadow then redis.call('HINCRBY', USE, 's:' .. fn .. '|' .. scope_of(shadow), 1) end
-if ARGV[5] then
-  for pfn, n in string.gmatch(ARGV[5], '([^,=]+)=(%d+)') do redis.call('HINCRBY', USE, 'u:' .. pfn, n) end
+-- fh is the end of the FENCE_BLOCK-aligned block holding the last fence: written when a block
+-- starts (write_config.lua writes the first), so a grant reads nothing for it.
+if fence % FENCE_BLOCK == 1 and cfgv ~= '' then
+  redis.call('HSET', CFG, 'fh', fence - 1 + FENCE_BLOCK)
 end
+if shadow then redis.call('HINCRBY', USE, 's:' .. cname .. '|' .. scope_of(shadow), 1) end
+if count_pending then count_pending() end
 return {fence, expires, ttl, gcsv, onu, shadow and scope_of(shadow) or '', cfgv}

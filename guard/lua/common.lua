@@ -1,5 +1,6 @@
 -- common.lua — prepended to every lease script (not registered on its own). The loader
--- (guard/store.py) puts the constants DEFAULT_TTL_MS and BACKSTOP_MS on the line before.
+-- (guard/store.py) puts the constants DEFAULT_TTL_MS, BACKSTOP_MS, IDLE_MS, MAX_NAMED,
+-- MAX_PENDING, FENCE_BLOCK and OTHER (guard/keys.py) on the line before.
 --
 -- Key layout (one namespace = one hash tag, so one script sees every level):
 --   KEYS[1] guard:{ns}:cfg   hash: settings (JSON docs) and compiled admission plans
@@ -7,16 +8,30 @@
 --                                   bookkeeping (fence, reap bound, backstop stamp, waiters)
 --   KEYS[3] guard:{ns}:exp   zset: lease id -> expires_at (ms, server time)
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
+--   (derived) guard:{ns}:idle zset: function with no plan -> its cleanup deadline (ms: last
+--                                   acquire + IDLE_MS), for at most MAX_NAMED names (see
+--                                   "Unconfigured functions")
 -- Field names in guard:{ns}:use:
 --   a          account in use          f:<fn>   function in use     g:<grp>  group in use
 --   n:<fn>     grants                  x:<fn>   expired (reaped)    u:<fn>   fail-open runs
 --   t:<fn>|<scope>  throttles          s:<fn>|<scope>  shadow throttles
---   h:<fn>     EWMA of hold time (ms)  fence    last fence issued
+--   h:<fn>     EWMA of hold time (ms)  fence    last fence issued (floor: cfg field fh)
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
 --   ep, qu, mt failover quarantine (only with it on): server run_id last seen, grants refused
 --              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 --   ""         sentinel (see below)
+-- Field of guard:{ns}:cfg written here (not by admin writes, which keep it):
+--   fh         fence high-water mark: every fence issued while the config exists is <= fh,
+--              the end of the FENCE_BLOCK-aligned block holding the last fence. Written by
+--              the first config write (write_config.lua, from the fence in use) and by each
+--              grant that starts a new block (one cfg write per FENCE_BLOCK grants). When the
+--              use hash is lost (its idle backstop), fences go on from fh + 1.
+-- Unconfigured functions (no plan p:f:<fn>): their counters are kept under their own name
+-- for at most MAX_NAMED names at a time (listed in guard:{ns}:idle with their cleanup deadline); the
+-- leases of any further name are counted under OTHER ("~other", not a valid name), marked in
+-- their meta by a '~' before the function name. A listed name idle for IDLE_MS (and holding
+-- no lease) has its counters deleted by the next reap pass.
 -- Sentinels: the use hash, lease hash and exp zset each hold one entry named "" or SENTINEL
 -- whose value/name is longer than 64 bytes. That keeps the keys from ever being emptied (so
 -- they keep their backstop TTL) and makes Redis use its hashtable/skiplist encodings from
@@ -27,6 +42,11 @@
 -- paths read with one HMGET, write with one HSET, pack numbers with struct and reuse
 -- field-name strings.
 local CFG, USE, EXP, LEASE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- guard:{ns}:idle is derived from the use key, string.sub(USE, 1, -4) .. 'idle', by the rule
+-- of guard/keys.py `idle_key` (same hash tag, so the same slot), where a rare path needs it:
+-- passing it as a fifth key would cost every call (Redis's KEYS table outgrows its four
+-- slots). Likewise the helpers below capture as few chunk locals as they can: each captured
+-- local (upvalue) costs on every call of every script.
 local SENTINEL_SCORE = 9000000000000000
 local SENTINEL = string.rep('~', 65)
 local REAP_BATCH = 128
@@ -39,11 +59,16 @@ end
 
 -- Lease meta: struct.pack(META, expires_ms, granted_ms, fence, ttl_ms, #fn, fn) .. groups_csv
 -- (binary: packing and unpacking numbers this way skips Lua's slow number<->text paths).
+-- fn is '~' .. function for a lease counted under OTHER.
 local META = '>ddiiBc0'
 
-local function meta_of(m)  -- fn, expires, fence, ttl, groups_csv, granted
-  local e, gr, f, t, fn, pos = struct.unpack(META, m)
-  return fn, e, f, t, string.sub(m, pos), gr
+-- fn, expires, fence, ttl, groups_csv, granted, counter name (fn or OTHER), stored name
+local function meta_of(m)
+  local e, gr, f, t, sfn, pos = struct.unpack(META, m)
+  if string.byte(sfn, 1) == 126 then  -- '~': counted under OTHER (literal: no upvalue)
+    return string.sub(sfn, 2), e, f, t, string.sub(m, pos), gr, '~other', sfn
+  end
+  return sfn, e, f, t, string.sub(m, pos), gr, sfn, sfn
 end
 
 -- Plant the sentinels (idempotent) and refresh the backstop TTLs. Runs on every reap pass
@@ -57,31 +82,36 @@ local function backstop()
   redis.call('PEXPIRE', USE, BACKSTOP_MS)
   redis.call('PEXPIRE', EXP, BACKSTOP_MS)
   redis.call('PEXPIRE', LEASE, BACKSTOP_MS)
+  redis.call('PEXPIRE', string.sub(USE, 1, -4) .. 'idle', BACKSTOP_MS)
 end
 
 -- Remove leases from the lease hash and the expiry zset and add what they held to `delta`
 -- (field -> change); expired ones are also counted per function.
 local function drop_leases(ids, metas, delta, expired)
-  for _, m in ipairs(metas) do
+  for i = 1, #ids do
+    local m = metas[i]
     if m then
-      local fn, _, _, _, gs = meta_of(m)
+      local _, _, _, _, gs, _, cn = meta_of(m)
       delta['a'] = (delta['a'] or 0) - 1
-      delta['f:' .. fn] = (delta['f:' .. fn] or 0) - 1
+      delta['f:' .. cn] = (delta['f:' .. cn] or 0) - 1
       for g in string.gmatch(gs, '[^,]+') do delta['g:' .. g] = (delta['g:' .. g] or 0) - 1 end
-      if expired then delta['x:' .. fn] = (delta['x:' .. fn] or 0) + 1 end
+      if expired then delta['x:' .. cn] = (delta['x:' .. cn] or 0) + 1 end
     end
   end
   redis.call('HDEL', LEASE, unpack(ids))
   redis.call('ZREM', EXP, unpack(ids))
 end
 
+-- A counter below 0 was missing (a cleaned name): missing means 0, so it is not re-created.
 local function apply_delta(delta)
   for k, d in pairs(delta) do
-    if redis.call('HINCRBY', USE, k, d) < 0 then redis.call('HSET', USE, k, 0) end
+    if redis.call('HINCRBY', USE, k, d) < 0 then redis.call('HDEL', USE, k) end
   end
 end
 
--- Reap every lease whose expiry has passed (bounded batches) and store the new reap bound.
+-- Reap every lease whose expiry has passed (bounded batches), clean idle names and store the
+-- new reap bound: the earliest lease expiry or idle deadline. (Helpers used off the hot path
+-- are written inline where they are used: creating a closure costs on every script call.)
 local function reap(now)
   for _ = 1, 8 do
     local ids = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, REAP_BATCH)
@@ -91,9 +121,29 @@ local function reap(now)
     apply_delta(delta)
     if #ids < REAP_BATCH then break end
   end
+  -- Delete the counters of listed names past their idle deadline (one batch per pass). A
+  -- name that still holds a lease (renewed all along) is looked at again in an hour; one
+  -- configured since is only unlisted.
+  local idle = string.sub(USE, 1, -4) .. 'idle'
+  local names = redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0, REAP_BATCH)
+  for _, n in ipairs(names) do
+    if (tonumber(redis.call('HGET', USE, 'f:' .. n)) or 0) > 0 then
+      redis.call('ZADD', idle, now + 3600000, n)
+    else
+      if redis.call('HEXISTS', KEYS[1], 'p:f:' .. n) == 0 then
+        -- every counter an unconfigured function can have (no groups, no limit of its own);
+        -- the same list as in read_usage.lua
+        redis.call('HDEL', USE, 'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
+                   't:' .. n .. '|account', 't:' .. n .. '|quarantine')
+      end
+      redis.call('ZREM', idle, n)
+    end
+  end
   backstop()
-  local first = redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')
-  redis.call('HSET', USE, 'reap', first[2])
+  local bound = tonumber(redis.call('ZRANGE', EXP, 0, 0, 'WITHSCORES')[2])
+  local due = tonumber(redis.call('ZRANGE', idle, 0, 0, 'WITHSCORES')[2])
+  if due and due < bound then bound = due end
+  redis.call('HSET', USE, 'reap', bound)
 end
 
 local t = redis.call('TIME')

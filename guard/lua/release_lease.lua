@@ -1,12 +1,12 @@
 -- release_lease.lua — give a lease back. Idempotent: an unknown, released or expired
 -- lease is "not held" (an expired one is reaped here and counted as expired).
--- KEYS[1..4] cfg, use, exp, lease (see common.lua)
+-- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV[1] lease id
 -- returns 1 when the lease was held, 0 otherwise
 local id = ARGV[1]
 local m = redis.call('HGET', LEASE, id)
 if not m then return 0 end
-local fn, expires, _, _, gs, granted = meta_of(m)
+local fn, expires, _, _, gs, granted, cn = meta_of(m)
 if expires <= now then
   local delta = {}
   drop_leases({id}, {m}, delta, true)
@@ -16,7 +16,7 @@ end
 redis.call('HDEL', LEASE, id)
 redis.call('ZREM', EXP, id)
 -- One HMGET and one HSET: the level counters, the hold-time EWMA and the waiter stamp.
-local fields = {'h:' .. fn, 'wu', 'a', 'f:' .. fn}
+local fields = {'h:' .. cn, 'wu', 'a', 'f:' .. cn}
 for g in string.gmatch(gs, '[^,]+') do fields[#fields + 1] = 'g:' .. g end
 local u = redis.call('HMGET', USE, unpack(fields))
 -- EWMA of this function's hold time (weight 1/8), behind acquire's retry_after.

@@ -9,7 +9,11 @@
 -- ARGV[3] audit cap: the stream's length after the append (0: append nothing)
 -- ARGV[4] number A of audit field/value pairs; ARGV[5 .. 4+2A] the pairs
 -- ARGV[5+2A] number N of fields to set; then N field, value pairs; the rest: fields to delete
+-- (FENCE_BLOCK is put on the line before by the loader, guard/store.py)
 -- returns the new version, or -1 when the version did not match
+-- A config written where none was also gets the fence floor `fh` (common.lua): the end of
+-- the fence block holding the namespace's last fence (guard:{ns}:use, derived from KEYS[1] by
+-- the naming rule of guard/keys.py; same hash tag), so fences never go back from then on.
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[1] then return -1 end
 local a = tonumber(ARGV[4])
@@ -22,6 +26,10 @@ for i = at + 1, last_set, 1000 do
 end
 for i = last_set + 1, #ARGV, 1000 do
   redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+if redis.call('HEXISTS', KEYS[1], 'fh') == 0 then
+  local fence = tonumber(redis.call('HGET', string.sub(KEYS[1], 1, -4) .. 'use', 'fence')) or 0
+  redis.call('HSET', KEYS[1], 'fh', (math.floor(fence / FENCE_BLOCK) + 1) * FENCE_BLOCK)
 end
 local nv = redis.call('HINCRBY', KEYS[1], 'v', 1)
 local cap = tonumber(ARGV[3])

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from .. import overrides as ov
-from ..admin import usage_of
+from ..admin import counter_fields, usage_of
 from ..errors import NotFound
 from ..model import Config, check_namespace
 from .auth import visible
@@ -89,16 +89,17 @@ def state() -> Response:
         raise AuthError(f"token {token.name!r} may not use namespace {ns!r}", 403)
     s = store()
     fields = s.read_config(ns)
-    used = s.usage_fields(ns)
+    cfg = Config.from_fields(fields)
     now = s.server_time_ms()
     active = ov.active(fields, now)
+    used = s.usage_fields(ns, counter_fields(cfg, active))  # bounded (docs/guarantees.md)
     doc: dict[str, Any] = {
         "whoami": {"name": actor(), "role": role,
                    "open_mode": not current_app.extensions["guard.tokens"]},
         "namespaces": names,
         "namespace": ns,
         "server_time": now / 1000,
-        "usage": usage_of(Config.from_fields(fields), used, active, now),
+        "usage": usage_of(cfg, used, active, now),
         "overrides": [o.doc(now) for o in active],
         "counters": counters(used),
         "audit": None,

@@ -19,6 +19,7 @@ from ..errors import (
     ConflictError,
     GuardError,
     GuardUnavailable,
+    NamespaceNotFound,
     NotFound,
     StoreReset,
     Throttled,
@@ -56,6 +57,7 @@ class Refused(Throttled):
 STATUS: dict[type[BaseException], str] = {
     UsageError: "bad-request",
     LeaseNotHeld: "lease-not-held",
+    NamespaceNotFound: "namespace-not-found",
     NotFound: "not-found",
     ConflictError: "conflict",
     Throttled: "throttled",

@@ -7,7 +7,9 @@ waiters per namespace are capped (`guard.server.waiting`). Listing leases is adm
 ids are 128 random bits, so a client token cannot end or renew a lease it was not given.
 A renew or release of a lease that is not held — expired, released, or never granted; the
 store cannot tell these apart — answers 404 with problem type ``lease-not-held``: the holder
-must treat the slot as lost."""
+must treat the slot as lost. A lease request for a namespace that has no configuration
+answers 404 ``namespace-not-found`` (so clients cannot create namespaces; the SDK on Redis
+needs no configuration)."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import os
 
 from flask import Blueprint, Response, current_app, request
 
+from .. import keys
 from ..client import parse_lease_id
-from ..model import check_name, check_namespace
+from ..model import check_name, check_namespace, check_ttl
 from ..store import Grant, Refusal
 from . import schemas as s
 from .common import admin, body, reply, store
@@ -37,16 +40,27 @@ class WaitersFull(Refused):
         )
 
 
+def _ttl_ms(ttl_seconds: float | None) -> int:
+    return keys.ttl_ms(check_ttl(ttl_seconds, "ttl_seconds")) if ttl_seconds is not None else 0
+
+
 def _acquire(ns: str, b: s.LeaseIn, raw: bytes) -> Grant | Refusal:
-    ttl_ms = int(b.ttl_seconds * 1000) if b.ttl_seconds is not None else 0
+    """Only for a configured namespace: a lease request for any other answers 404
+    ``namespace-not-found`` and writes nothing (the check is inside the script)."""
+    ttl_ms = _ttl_ms(b.ttl_seconds)
     st = store()
     if not b.wait_seconds:
-        return st.acquire_waiting(ns, b.function, raw, ttl_ms, 0, b.unavailable)
+        return st.acquire_waiting(
+            ns, b.function, raw, ttl_ms, 0, b.unavailable, require_config=True
+        )
     waiters: Waiters = current_app.extensions["guard.waiters"]
     with waiters.slot(ns) as admitted:
         if admitted:
-            return st.acquire_waiting(ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable)
-    r = st.acquire_waiting(ns, b.function, raw, ttl_ms, 0, b.unavailable)  # no wait, no queue
+            return st.acquire_waiting(
+                ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable, require_config=True
+            )
+    # no wait, no queue
+    r = st.acquire_waiting(ns, b.function, raw, ttl_ms, 0, b.unavailable, require_config=True)
     if isinstance(r, Refusal):
         raise WaitersFull(ns, b.function, r)
     return r
@@ -80,8 +94,7 @@ def renew(ns: str, lease_id: str) -> Response:
     check_namespace(ns)
     raw = parse_lease_id(lease_id)
     b = body(s.RenewIn, optional=True)
-    ttl_ms = int(b.ttl_seconds * 1000) if b.ttl_seconds is not None else 0
-    r = store().renew(ns, raw, ttl_ms)
+    r = store().renew(ns, raw, _ttl_ms(b.ttl_seconds))
     if r is None:
         raise LeaseNotHeld(f"lease {raw.hex()} is not held (expired or released)", "lease_id")
     doc = {"lease_id": raw.hex(), "expires_at": r.expires_ms / 1000, "ttl_seconds": r.ttl_ms / 1000}

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..admin import usage_of
+from ..admin import counter_fields, usage_of
 from ..errors import GuardError
 from ..model import Config
 from ..overrides import active
@@ -106,9 +106,12 @@ class GuardCollector(Collector):
     def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
         fields = self.store.read_config(ns)
         cfg = Config.from_fields(fields)
-        counters = self.store.usage_fields(ns)  # reaps expired leases first
+        # Reaps expired leases first; a bounded read (docs/guarantees.md "Bounds"): the
+        # config's names, at most keys.MAX_UNCONFIGURED_NAMES others, the rest as keys.OTHER.
         now = self.store.server_time_ms()
-        use = usage_of(cfg, counters, active(fields, now), now)
+        overrides = active(fields, now)
+        counters = self.store.usage_fields(ns, counter_fields(cfg, overrides))
+        use = usage_of(cfg, counters, overrides, now)
         acct = use["account"]
         rows = [("account", "", "", acct)]
         rows += [("group", n, "", v) for n, v in use["groups"].items()]

@@ -58,7 +58,7 @@ ROUTES: dict[str, dict[str, Op]] = {
     },
     f"{NS}/audit": {"get": ("Latest config writes", None, (200, s.AuditList), (400,))},
     f"{NS}/leases": {
-        "post": ("Acquire a lease", s.LeaseIn, (201, s.LeaseOut), (400, 409, 413, 429)),
+        "post": ("Acquire a lease", s.LeaseIn, (201, s.LeaseOut), (400, 404, 409, 413, 429)),
         "get": ("Held leases", None, (200, s.LeaseList), (400,)),
     },
     f"{NS}/leases/{{lease_id}}/renew": {

@@ -36,7 +36,7 @@ Name = Annotated[str, Field(pattern=keys.NAME_RE.pattern, max_length=128)]
 # Bounds come first: a validator placed before them makes pydantic write its own ge/le keys
 # into the JSON Schema instead of minimum/maximum.
 Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT), JsonNumber]
-Ttl = Annotated[float, Field(gt=0, le=keys.MAX_LEASE_TTL), JsonNumber]
+Ttl = Annotated[float, Field(ge=keys.MIN_LEASE_TTL, le=keys.MAX_LEASE_TTL), JsonNumber]
 Count = Annotated[int, Field(ge=1, le=1_000_000), JsonNumber]
 WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), JsonNumber]
 # A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
@@ -98,6 +98,7 @@ class LeaseIn(Strict):
     wait_seconds: WaitSeconds = Field(default=0.0, description="wait for a slot, at most 30 s")
     unavailable: dict[Name, Count] = Field(
         default_factory=dict,
+        max_length=keys.MAX_PENDING_NAMES,
         json_schema_extra=NAME_KEYS,
         description="fail-open runs the SDK counted while the service was out of reach; "
         "added to guard_unavailable_total",

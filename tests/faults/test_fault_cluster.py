@@ -176,3 +176,25 @@ def test_slot_migration_under_load(cluster: list[RedisProcess]) -> None:
     s_c.close()
     d_c.close()
     g.close()
+
+
+def test_many_threads_on_a_cluster_wait_for_a_connection(cluster: list[RedisProcess]) -> None:
+    """Each node's pool blocks: 60 threads over 4 connections per node, none fails."""
+    import redis
+    from test_pool import hammer
+
+    g = guard.Guard.from_url(url_of(cluster), namespace="many", max_connections=4, timeout=1.0,
+                             on_unavailable="closed")  # fmt: skip
+    try:
+        g.admin.put_function("f", max_concurrency=5)
+        h = hammer(g, threads=60, per_thread=3, hold=0.002, wait=20.0)
+        assert h.errors == [] and h.unavailable == 0 and h.runs == 180, vars(h)
+        assert h.peak <= 5
+        assert g.admin.usage()["functions"]["f"]["in_use"] == 0
+        client = g.backend.client  # type: ignore[attr-defined]
+        pools = [client.get_redis_connection(n).connection_pool for n in client.get_nodes()]
+        assert pools and all(
+            isinstance(p, redis.BlockingConnectionPool) and p.max_connections == 4 for p in pools
+        )
+    finally:
+        g.close()

@@ -156,18 +156,23 @@ def test_sigstop_every_call_returns_within_deadline(
     server.pause()
     try:
         lat = check_outage(g, policy)
-        out, dt = timed(held.release)  # release too is bounded (it reports the outage)
-        assert isinstance(out, guard.GuardUnavailable) and dt < TIMEOUT + SLACK
+        out, dt = timed(held.release)  # release too is bounded; retried in the background
+        assert out is False and dt < TIMEOUT + SLACK
         if policy == "open":
             with g.slot("work", ttl=5) as lease:  # runs unguarded; the release is skipped
                 assert lease.unguarded
     finally:
         server.resume()
     took = resume_grants(g, "work")
+    t0 = time.monotonic()  # the timed-out release is retried in the background (or the TTL
+    # runs out: tests/test_pool.py shows the retry alone, against a 60 s TTL)
+    while g.admin.usage()["functions"]["work"]["in_use"] and time.monotonic() - t0 < 10:
+        time.sleep(0.02)
+    assert g.admin.usage()["functions"]["work"]["in_use"] == 0
     record(f"sigstop_{policy}_acquire_latency_s (deadline {TIMEOUT}s)", lat)
     record(f"sigstop_{policy}_resume_s", {"after_sigcont": round(took, 4)})
     if policy == "open":  # fail-open runs are reported once the store is back
-        used = g.admin.store.usage_fields("faults")
+        used = g.admin.store.usage_fields("faults", g.admin.config().counter_fields())
         assert int(used.get("u:work", 0)) == 21  # 20 acquires + the slot
 
 

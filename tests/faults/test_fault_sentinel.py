@@ -133,3 +133,23 @@ def test_failover_over_admission(sentinel_setup: Any, quarantine: bool) -> None:
         assert granted and granted[-1].expires_at - granted[-1].ttl >= live_until - 1
     finally:
         g.close()
+
+
+def test_many_threads_through_sentinel_wait_for_a_connection(sentinel_setup: Any) -> None:
+    """The Sentinel client's pool blocks too: 60 threads over 4 connections, none fails."""
+    import redis
+    from test_pool import hammer
+
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinel_setup[3])
+    g = guard.Guard.from_url(f"redis+sentinel://{hosts}/svc", namespace="many", timeout=1.0,
+                             max_connections=4, on_unavailable="closed")  # fmt: skip
+    try:
+        pool = g.backend.client.connection_pool  # type: ignore[attr-defined]
+        assert isinstance(pool, redis.BlockingConnectionPool) and pool.max_connections == 4
+        g.admin.put_function("f", max_concurrency=5)
+        h = hammer(g, threads=60, per_thread=3, hold=0.002, wait=20.0)
+        assert h.errors == [] and h.unavailable == 0 and h.runs == 180, vars(h)
+        assert h.peak <= 5
+        assert g.admin.usage()["functions"]["f"]["in_use"] == 0
+    finally:
+        g.close()
