@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import keys
 from . import overrides as ov
+from . import wire
 from .errors import ConflictError, NotFound
 from .model import Config, Function, Group, check_limit, check_name, check_namespace
-from .store import RedisStore
+from .wire import LeaseInfo
+
+if TYPE_CHECKING:
+    from .store import RedisStore
 
 CAS_ATTEMPTS = 20
 # cfg fields that are not settings: the version, and the fence floor the acquire script keeps
 # there (so that fences never go back while the config exists); admin writes never drop them.
-RUNTIME_FIELDS = (keys.VERSION, keys.FENCE_FLOOR)
+RUNTIME_FIELDS = (wire.VERSION, wire.FENCE_FLOOR)
 
 
 def default_actor() -> str:
@@ -36,8 +39,9 @@ def default_actor() -> str:
 
 
 class Admin:
-    """`actor` is what the audit log records for this admin's writes (the HTTP API passes
-    the token's name; the default is `default_actor`)."""
+    """`guard.admin_api.AdminAPI` on a `RedisStore`. `actor` is what the audit log records
+    for this admin's writes (the HTTP API passes the token's name; the default is
+    `default_actor`)."""
 
     def __init__(self, store: RedisStore, namespace: str, actor: str | None = None) -> None:
         self.store = store
@@ -95,6 +99,17 @@ class Admin:
         n = ov.check_audit_limit(limit)
         return [ov.entry_doc(i, f) for i, f in self.store.audit_entries(self.namespace, n)]
 
+    def leases(self, function: str | None = None) -> list[LeaseInfo]:
+        if function is not None:
+            check_name(function, "function")
+        return self.store.leases(self.namespace, function)
+
+    def release_lease(self, lease_id: bytes) -> bool:
+        return self.store.release(self.namespace, lease_id)
+
+    def close(self) -> None:
+        self.store.close()
+
     # -- writes -------------------------------------------------------------------------
 
     def _write(
@@ -109,11 +124,12 @@ class Admin:
             want = new.to_fields()
             # the overrides in force ride at the end of the namespace plan (guard.overrides)
             stored = ov.from_fields(fields).values()
-            want[keys.NS_PLAN] = ov.with_overrides(want[keys.NS_PLAN], stored)
+            want[wire.NS_PLAN] = ov.with_overrides(want[wire.NS_PLAN], stored)
             stale = [
-                k for k in fields
+                k
+                for k in fields
                 if k not in RUNTIME_FIELDS and k not in want and not ov.is_override_field(k)
-            ]  # fmt: skip
+            ]
             if self._cas(fields, want, stale, action, target):
                 return new
         raise ConflictError("too many concurrent writes to this namespace; try again")
@@ -131,7 +147,7 @@ class Admin:
         after = {**{k: v for k, v in fields.items() if k not in stale}, **diff}
         before_doc, after_doc = ov.changes(fields, after)
         entry = ov.entry_fields(self.actor, action, target, before_doc, after_doc)
-        version = _text(fields.get(keys.VERSION, "0"))
+        version = _text(fields.get(wire.VERSION, "0"))
         audit = entry if (before_doc or after_doc) else ()
         return self.store.write_config(self.namespace, version, diff, stale, audit)
 
@@ -170,7 +186,7 @@ class Admin:
         return found
 
     def override(
-        self, kind: str, name: str, max_concurrency: Any, seconds: Any, reason: Any = ""
+        self, kind: str, name: str, max_concurrency: int, seconds: float, reason: str = ""
     ) -> dict[str, Any]:
         """`override_function` / `override_group` by kind ("function" or "group")."""
         now0 = self.store.server_time_ms()
@@ -203,8 +219,8 @@ class Admin:
             cur = {k: o for k, o in ov.from_fields(fields).items() if o.active(now)}
             change(cur, now)
             want = ov.to_fields(cur)
-            plan = Config.from_fields(fields).plans()[keys.NS_PLAN]
-            want[keys.NS_PLAN] = ov.with_overrides(plan, cur.values())
+            plan = Config.from_fields(fields).plans()[wire.NS_PLAN]
+            want[wire.NS_PLAN] = ov.with_overrides(plan, cur.values())
             stale = [k for k in fields if ov.is_override_field(k) and k not in want]
             if self._cas(fields, want, stale, action, target):
                 return now
@@ -233,8 +249,11 @@ class Admin:
         """Create or replace a function's settings (fields not given take their defaults)."""
         check_name(name, "function")
         f = Function.build(**fields)
-        self._write(lambda c: replace(c, functions={**c.functions, name: f}), "put_function",
-                    f"function:{name}")  # fmt: skip
+        self._write(
+            lambda c: replace(c, functions={**c.functions, name: f}),
+            "put_function",
+            f"function:{name}",
+        )
         return f.doc(name)
 
     def patch_function(self, name: str, **fields: Any) -> dict[str, Any]:
@@ -274,11 +293,18 @@ class Admin:
         self._write(change, f"delete_{kind[:-1]}", f"{kind[:-1]}:{name}")
         return found
 
-    def replace_config(self, cfg: Config, action: str = "replace_config") -> Config:
+    def replace_config(self, cfg: Config) -> Config:
         """Make the namespace hold exactly `cfg` (used by ``guard apply``); overrides in
         force stay (they are not settings)."""
         cfg.check()
-        return self._write(lambda _old: cfg, action)
+        return self._write(lambda _old: cfg, "replace_config")
+
+
+def apply_config(store: RedisStore, namespace: str, cfg: Config, actor: str) -> Config:
+    """What ``guard serve --config`` does: `Admin.replace_config`, recorded in the audit log
+    as action ``apply`` by `actor`."""
+    cfg.check()
+    return Admin(store, namespace, actor)._write(lambda _old: cfg, "apply")
 
 
 def _text(v: str | bytes) -> str:
@@ -290,7 +316,7 @@ def counter_fields(cfg: Config, overrides: list[ov.Override]) -> list[str]:
     out = cfg.counter_fields()
     for o in overrides:
         if o.kind == "function" and o.name not in cfg.functions:
-            out += [f"f:{o.name}", f"t:{o.name}|function"]
+            out += [wire.IN_USE + o.name, f"{wire.THROTTLES}{o.name}{wire.SCOPE_SEP}function"]
     return out
 
 
@@ -305,28 +331,32 @@ def usage_of(
     in force (`guard.overrides.active`) show on their level as ``override``."""
 
     def n(field: str) -> int:
-        return max(0, int(used.get(field, 0)))
+        return wire.counter(used, field)
 
     functions: dict[str, dict[str, Any]] = {
-        name: {"in_use": n(f"f:{name}"), "max_concurrency": f.max_concurrency}
+        name: {"in_use": n(wire.IN_USE + name), "max_concurrency": f.max_concurrency}
         for name, f in cfg.functions.items()
     }
     for k in used:
-        if k.startswith("f:") and k[2:] not in functions and n(k) > 0:
-            functions[k[2:]] = {"in_use": n(k), "max_concurrency": None}
+        if k.startswith(wire.IN_USE) and k[len(wire.IN_USE) :] not in functions and n(k) > 0:
+            functions[k[len(wire.IN_USE) :]] = {"in_use": n(k), "max_concurrency": None}
     groups: dict[str, dict[str, Any]] = {
-        name: {"in_use": n(f"g:{name}"), "max_concurrency": g.max_concurrency,
-               "reserved": g.reserved}
+        name: {
+            "in_use": n(wire.GROUP_IN_USE + name),
+            "max_concurrency": g.max_concurrency,
+            "reserved": g.reserved,
+        }
         for name, g in sorted(cfg.groups.items())
-    }  # fmt: skip
+    }
     for o in overrides or ():
         level = (functions if o.kind == "function" else groups).get(o.name)
         if level is None and o.kind == "function":
-            level = functions[o.name] = {"in_use": n(f"f:{o.name}"), "max_concurrency": None}
+            level = {"in_use": n(wire.IN_USE + o.name), "max_concurrency": None}
+            functions[o.name] = level
         if level is not None:
             level["override"] = o.doc(now_ms)
     return {
-        "account": {"in_use": n("a"), "max_concurrency": cfg.max_concurrency},
+        "account": {"in_use": n(wire.ACCOUNT), "max_concurrency": cfg.max_concurrency},
         "groups": groups,
         "functions": dict(sorted(functions.items())),
     }

@@ -13,10 +13,8 @@ from typing import Any
 
 import click
 
-from .cli import Target, table
-from .overrides import MAX_OVERRIDE_SECONDS
-
-pass_target = click.make_pass_decorator(Target)
+from .cli_common import Target, pass_target, table
+from .overrides import AUDIT_MAX_LIMIT, MAX_OVERRIDE_SECONDS
 
 KIND = click.Choice(["function", "group"])
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -42,8 +40,8 @@ def _left(seconds: float) -> str:
 
 def _said(doc: dict[str, Any]) -> str:
     why = f" ({doc['reason']})" if doc.get("reason") else ""
-    return (f"{doc['kind']} {doc['name']}: max_concurrency {doc['max_concurrency']} for "
-            f"{_left(doc['seconds_left'])}{why}")  # fmt: skip
+    left = _left(doc["seconds_left"])
+    return f"{doc['kind']} {doc['name']}: max_concurrency {doc['max_concurrency']} for {left}{why}"
 
 
 @click.command()
@@ -61,8 +59,9 @@ def _said(doc: dict[str, Any]) -> str:
 )
 @click.option("--reason", default="", help="why (shown in the console and the audit log)")
 @pass_target
-def override(target: Target, kind: str, name: str, max_concurrency: int, duration: str,
-             reason: str) -> None:  # fmt: skip
+def override(
+    target: Target, kind: str, name: str, max_concurrency: int, duration: str, reason: str
+) -> None:
     """Cap a function or group for a while (the limits file is left alone)."""
     doc = target.admin().override(kind, name, max_concurrency, parse_duration(duration), reason)
     click.echo("override set: " + _said(doc))
@@ -72,8 +71,12 @@ def override(target: Target, kind: str, name: str, max_concurrency: int, duratio
 @click.argument("kind", type=KIND)
 @click.argument("name")
 @click.option("--for", "duration", default="1h", show_default=True, help="how long: 15m, 2h, 1d")
-@click.option("--reason", default="paused", show_default=True,
-              help="why (shown in the console and the audit log)")  # fmt: skip
+@click.option(
+    "--reason",
+    default="paused",
+    show_default=True,
+    help="why (shown in the console and the audit log)",
+)
 @pass_target
 def pause(target: Target, kind: str, name: str, duration: str, reason: str) -> None:
     """Admit nothing for a function or group for a while (an override to 0)."""
@@ -102,14 +105,28 @@ def list_overrides(target: Target, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(docs, indent=2, sort_keys=True))
         return
-    rows = [[o["kind"], o["name"], str(o["max_concurrency"]), _left(o["seconds_left"]),
-             o["actor"], o["reason"]] for o in docs]  # fmt: skip
+    rows = [
+        [
+            o["kind"],
+            o["name"],
+            str(o["max_concurrency"]),
+            _left(o["seconds_left"]),
+            o["actor"],
+            o["reason"],
+        ]
+        for o in docs
+    ]
     table(rows, ["KIND", "NAME", "MAX", "LEFT", "BY", "REASON"])
 
 
 @click.command()
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
-              help="how many entries, newest first")  # fmt: skip
+@click.option(
+    "--limit",
+    type=click.IntRange(1, AUDIT_MAX_LIMIT),
+    default=20,
+    show_default=True,
+    help="how many entries, newest first",
+)
 @click.option("--json", "as_json", is_flag=True, help="print JSON (with before and after)")
 @pass_target
 def audit(target: Target, limit: int, as_json: bool) -> None:
@@ -122,8 +139,8 @@ def audit(target: Target, limit: int, as_json: bool) -> None:
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
         change = json.dumps(e["after"], sort_keys=True)
-        rows.append([when, e["actor"], e["action"], e["target"],
-                     change if len(change) <= 80 else change[:77] + "..."])  # fmt: skip
+        short = change if len(change) <= 80 else change[:77] + "..."
+        rows.append([when, e["actor"], e["action"], e["target"], short])
     table(rows, ["TIME", "ACTOR", "ACTION", "TARGET", "AFTER"])
 
 

@@ -232,11 +232,19 @@ def plot(res: DemoResult, path: str) -> None:
 
 @click.command()
 @click.option("--short", is_flag=True, help="a shorter replay (what `make test` runs)")
-@click.option("--plot", "plot_path", default="guard-demo.png", show_default=True,
-              help="where to write the PNG plot ('' for none)")  # fmt: skip
-@click.option("--redis-url", default=None,
-              help="run on this Redis (scratch namespaces, removed after) instead of an "
-              "embedded redis-server child")  # fmt: skip
+@click.option(
+    "--plot",
+    "plot_path",
+    default="guard-demo.png",
+    show_default=True,
+    help="where to write the PNG plot ('' for none)",
+)
+@click.option(
+    "--redis-url",
+    default=None,
+    help="run on this Redis (scratch namespaces, removed after) instead of an embedded "
+    "redis-server child",
+)
 def demo(short: bool, plot_path: str, redis_url: str | None) -> None:
     """Replay an ETL burst next to a customer API, without and with guard's limits."""
     sc = Scenario.short() if short else Scenario()

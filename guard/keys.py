@@ -2,7 +2,7 @@
 
 Every key of a namespace carries the hash tag ``{ns}``, so on Redis Cluster a namespace lives
 in one slot and one script sees all its levels. The Lua scripts receive these keys in KEYS in
-this order (``common.lua`` documents the fields they hold)."""
+this order. The fields the keys hold, and their formats, are `guard.wire`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua 
 MAX_PENDING_NAMES = 32  # names in one acquire's fail-open count map ("unavailable")
 MAX_UNCONFIGURED_NAMES = 200  # functions without a plan whose counters are kept by name
 IDLE_CLEANUP = 86400.0  # seconds after its last acquire an unconfigured name is cleaned
+AUDIT_MAX_ENTRIES = 1000  # guard:{ns}:audit is trimmed to this length on every append
 OTHER = "~other"  # counter/label name for everything beyond those bounds (not a valid name)
 
 
@@ -57,11 +58,7 @@ def release_channel(ns: str) -> str:
     return f"{PREFIX}:{{{ns}}}:released"
 
 
-# Fields of the cfg hash.
-VERSION = "v"
-NS_DOC = "N"
-GROUP_DOC = "G:"
-FUNCTION_DOC = "F:"
-NS_PLAN = "p:ns"
-FUNCTION_PLAN = "p:f:"
-FENCE_FLOOR = "fh"  # reserved fence high-water mark: written by acquire_lease.lua, not admin
+def audit_key(ns: str) -> str:
+    """stream: one entry per config write (fields: guard.wire.AUDIT_FIELDS), capped at
+    AUDIT_MAX_ENTRIES. KEYS[2] of write_config.lua."""
+    return f"{PREFIX}:{{{ns}}}:audit"

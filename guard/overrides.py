@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import keys
+from . import wire
 from .errors import UsageError
 from .model import check_limit, check_name
 
@@ -35,11 +35,11 @@ KINDS = ("function", "group")
 MAX_OVERRIDE_SECONDS = 7 * 86400  # an override is for an incident, not a setting
 MAX_REASON = 500  # characters
 MAX_OVERRIDES = 256  # in force per namespace: bounds the tail of p:ns every acquire reads
-AUDIT_MAX_ENTRIES = 1000  # the stream is trimmed to this length on every append
 AUDIT_MAX_LIMIT = 1000  # largest `limit` an audit read accepts
 AUDIT_MAX_DOC = 16 * 1024  # bytes of a before/after document; larger ones are summarized
 
-FIELD_PREFIX = "O:"  # cfg hash fields holding overrides (documents)
+FIELD_PREFIX = wire.OVERRIDE_DOC  # cfg hash fields holding overrides (documents)
+_KIND_OF = {letter: kind for kind, letter in wire.OVERRIDE_KIND.items()}
 
 
 def check_kind(kind: Any) -> str:
@@ -73,7 +73,7 @@ def check_override_limit(value: Any) -> int:
 
 
 def field_name(kind: str, name: str) -> str:
-    return f"{FIELD_PREFIX}{kind[0]}:{name}"
+    return f"{FIELD_PREFIX}{wire.OVERRIDE_KIND[kind]}:{name}"
 
 
 def is_override_field(field: str) -> bool:
@@ -94,11 +94,14 @@ class Override:
         return self.until_ms > now_ms
 
     def stored(self) -> str:
-        return json.dumps(
-            {"max_concurrency": self.max_concurrency, "until_ms": self.until_ms,
-             "set_ms": self.set_ms, "reason": self.reason, "actor": self.actor},
-            sort_keys=True,
-        )  # fmt: skip
+        doc = {
+            "max_concurrency": self.max_concurrency,
+            "until_ms": self.until_ms,
+            "set_ms": self.set_ms,
+            "reason": self.reason,
+            "actor": self.actor,
+        }
+        return json.dumps(doc, sort_keys=True)
 
     def doc(self, now_ms: int) -> dict[str, Any]:
         """The override as the API, the CLI and the console show it (seconds, server time)."""
@@ -120,14 +123,19 @@ def from_fields(fields: Mapping[str, str | bytes]) -> dict[tuple[str, str], Over
     for k, v in fields.items():
         if not k.startswith(FIELD_PREFIX) or k[3:4] != ":":
             continue
-        kind = {"f": "function", "g": "group"}.get(k[2:3])
+        kind = _KIND_OF.get(k[2:3])
         if kind is None:
             continue
         d = json.loads(v)
         out[(kind, k[4:])] = Override(
-            kind, k[4:], int(d["max_concurrency"]), int(d["until_ms"]), int(d["set_ms"]),
-            str(d.get("reason", "")), str(d.get("actor", "")),
-        )  # fmt: skip
+            kind,
+            k[4:],
+            int(d["max_concurrency"]),
+            int(d["until_ms"]),
+            int(d["set_ms"]),
+            str(d.get("reason", "")),
+            str(d.get("actor", "")),
+        )
     return out
 
 
@@ -151,15 +159,10 @@ def with_overrides(ns_plan: str | bytes, overrides: Any) -> bytes:
 
 
 def pack(overrides: Any) -> bytes:
-    """The tail of ``p:ns`` that acquire_lease.lua reads: per override
-    ``\\0 kind name \\0 max : until_ms ;`` (kind ``f`` or ``g``). Names hold no NUL and the
-    numbers are text, so the script finds an entry with one plain `string.find` of
-    ``\\0 kind name \\0``, whatever the number of overrides."""
-    out = b""
-    for o in sorted(overrides, key=lambda o: (o.kind, o.name)):
-        out += b"\0" + o.kind[0].encode() + o.name.encode() + b"\0"
-        out += f"{o.max_concurrency}:{o.until_ms};".encode()
-    return out
+    """The tail of ``p:ns`` that acquire_lease.lua reads (`guard.wire.pack_overrides`), in
+    (kind, name) order."""
+    ordered = sorted(overrides, key=lambda o: (o.kind, o.name))
+    return wire.pack_overrides([(o.kind, o.name, o.max_concurrency, o.until_ms) for o in ordered])
 
 
 def make(
@@ -176,21 +179,16 @@ def make(
 # -- audit -----------------------------------------------------------------------------------
 
 
-def audit_key(ns: str) -> str:
-    return f"{keys.PREFIX}:{{{ns}}}:audit"
-
-
 def label(field: str) -> str:
     """A cfg field as the audit log names it: namespace, group:<n>, function:<n>, ..."""
-    if field == keys.NS_DOC:
+    if field == wire.NS_DOC:
         return "namespace"
-    if field.startswith(keys.GROUP_DOC):
-        return "group:" + field[len(keys.GROUP_DOC) :]
-    if field.startswith(keys.FUNCTION_DOC):
-        return "function:" + field[len(keys.FUNCTION_DOC) :]
+    if field.startswith(wire.GROUP_DOC):
+        return "group:" + field[len(wire.GROUP_DOC) :]
+    if field.startswith(wire.FUNCTION_DOC):
+        return "function:" + field[len(wire.FUNCTION_DOC) :]
     if field.startswith(FIELD_PREFIX):
-        kind = "function" if field[2:3] == "f" else "group"
-        return f"override:{kind}:{field[4:]}"
+        return f"override:{_KIND_OF.get(field[2:3], '?')}:{field[4:]}"
     return field
 
 
@@ -201,7 +199,7 @@ def changes(
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     for f in sorted(set(old) | set(new)):
-        if f == keys.VERSION or f.startswith("p:") or old.get(f) == new.get(f):
+        if f == wire.VERSION or f.startswith(wire.PLAN_PREFIX) or old.get(f) == new.get(f):
             continue
         o, n = old.get(f), new.get(f)
         before[label(f)] = None if o is None else json.loads(o)
@@ -221,8 +219,8 @@ def entry_fields(
     actor: str, action: str, target: str, before: Mapping[str, Any], after: Mapping[str, Any]
 ) -> list[str]:
     """Field/value pairs of one audit stream entry (time: the entry id, server time)."""
-    return ["actor", actor[:200], "action", action, "target", target[:300],
-            "before", _bounded(before), "after", _bounded(after)]  # fmt: skip
+    values = (actor[:200], action, target[:300], _bounded(before), _bounded(after))
+    return [x for pair in zip(wire.AUDIT_FIELDS, values, strict=True) for x in pair]
 
 
 def entry_doc(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:

@@ -22,9 +22,17 @@ import guard
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1500,1000"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1500,1000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +92,12 @@ def login(driver: Any, url: str, token: str) -> None:
 def click(driver: Any, selector: str) -> None:
     """Click the element matching `selector` now (rows are re-rendered every poll, so a
     found-then-clicked element could be stale)."""
-    until(lambda: driver.execute_script(
-        "const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e;", selector
-    ))  # fmt: skip
+    until(
+        lambda: driver.execute_script(
+            "const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e;",
+            selector,
+        )
+    )
 
 
 def shown(driver: Any) -> dict[tuple[str, str], dict[str, str]]:
@@ -129,8 +140,10 @@ def test_console_admin_and_client(
     want = expected(g.admin.usage())
 
     def matches() -> bool:
-        got = {(lvl, "" if lvl == "account" else n): (f["in-use"], f["max"])
-               for (lvl, n), f in shown(browser).items()}  # fmt: skip
+        got = {
+            (lvl, "" if lvl == "account" else n): (f["in-use"], f["max"])
+            for (lvl, n), f in shown(browser).items()
+        }
         return got == want
 
     until(matches)

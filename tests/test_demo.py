@@ -32,9 +32,10 @@ def test_demo_short_story_holds(redis_server: RedisProcess) -> None:
 def test_demo_command_prints_table_and_plot(redis_server: RedisProcess, tmp_path: Path) -> None:
     png = tmp_path / "demo.png"
     r = CliRunner().invoke(
-        main, ["demo", "--short", "--redis-url", redis_server.url, "--plot", str(png)],
+        main,
+        ["demo", "--short", "--redis-url", redis_server.url, "--plot", str(png)],
         catch_exceptions=False,
-    )  # fmt: skip
+    )
     assert r.exit_code == 0, r.output
     line = next(ln for ln in r.output.splitlines() if ln.startswith("API throttled"))
     without, with_guard = line.split()[-2:]
@@ -48,8 +49,9 @@ def test_demo_without_matplotlib_says_so(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     png = tmp_path / "demo.png"
-    r = CliRunner().invoke(main, ["demo", "--short", "--redis-url", redis_server.url,
-                                  "--plot", str(png)])  # fmt: skip
+    r = CliRunner().invoke(
+        main, ["demo", "--short", "--redis-url", redis_server.url, "--plot", str(png)]
+    )
     assert r.exit_code == 0, r.output
     assert "matplotlib is not installed" in r.output and "API throttled" in r.output
     assert not png.exists()

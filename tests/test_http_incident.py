@@ -18,8 +18,13 @@ def put_override(http: Any, ns: str, kind: str, name: str, body: Any) -> Any:
 
 def test_override_routes(http: Any, ns: str, g: guard.Guard) -> None:
     http.put(f"/v1/namespaces/{ns}/functions/ingest", json={"max_concurrency": 4})
-    r = put_override(http, ns, "function", "ingest",
-                     {"max_concurrency": 0, "seconds": 60, "reason": "incident 42"})  # fmt: skip
+    r = put_override(
+        http,
+        ns,
+        "function",
+        "ingest",
+        {"max_concurrency": 0, "seconds": 60, "reason": "incident 42"},
+    )
     assert r.status_code == 200, r.json
     assert r.json["actor"] == "GUARD_ADMIN_TOKENS[0]" and r.json["max_concurrency"] == 0
     with pytest.raises(guard.Throttled):
@@ -102,8 +107,9 @@ def test_console_page_and_state(app: Any, http: Any, ns: str, g: guard.Guard) ->
 def test_console_open_mode_host_check(redis_server: Any) -> None:
     from guard.server import create_app
 
-    app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "ADMIN_TOKENS": [],
-                      "CLIENT_TOKENS": []})  # fmt: skip
+    app = create_app(
+        {"TESTING": True, "REDIS_URL": redis_server.url, "ADMIN_TOKENS": [], "CLIENT_TOKENS": []}
+    )
     c = app.test_client()
     assert c.get("/", headers={"Host": "127.0.0.1:8000"}).status_code == 200
     assert c.get("/", headers={"Host": "evil.example:8000"}).status_code == 403
@@ -119,10 +125,18 @@ def test_console_state_respects_token_scopes(redis_server: Any, tmp_path: Any, n
 
     sha = hashlib.sha256(b"scoped-client").hexdigest()
     path = tmp_path / "tokens.yaml"
-    path.write_text(f"tokens:\n  - {{name: billing, role: client, namespaces: [{ns}], "
-                    f"sha256: {sha}}}\n")  # fmt: skip
-    app = create_app({"TESTING": True, "REDIS_URL": redis_server.url, "ADMIN_TOKENS": [],
-                      "CLIENT_TOKENS": [], "TOKENS_FILE": str(path)})  # fmt: skip
+    path.write_text(
+        f"tokens:\n  - {{name: billing, role: client, namespaces: [{ns}], sha256: {sha}}}\n"
+    )
+    app = create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": redis_server.url,
+            "ADMIN_TOKENS": [],
+            "CLIENT_TOKENS": [],
+            "TOKENS_FILE": str(path),
+        }
+    )
     c = app.test_client()
     c.environ_base["HTTP_AUTHORIZATION"] = "Bearer scoped-client"
     assert c.get(f"/console/state?ns={ns}").json["whoami"]["name"] == "billing"

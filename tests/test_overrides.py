@@ -142,9 +142,13 @@ def test_audit_records_every_write(g: guard.Guard, redis_server: RedisProcess, n
         other.close()
     log = g.admin.audit(limit=10)
     assert [e["action"] for e in log] == [
-        "set_namespace", "delete_group", "clear_override", "override", "patch_group",
+        "set_namespace",
+        "delete_group",
+        "clear_override",
+        "override",
+        "patch_group",
         "put_group",
-    ]  # fmt: skip
+    ]
     assert log[0]["actor"] == "alice" and log[1]["actor"].startswith("redis:")
     assert log[4]["before"]["group:etl"]["max_concurrency"] == 10
     assert log[4]["after"]["group:etl"]["max_concurrency"] == 5
@@ -160,11 +164,11 @@ def test_audit_records_every_write(g: guard.Guard, redis_server: RedisProcess, n
 def test_audit_is_capped_and_skips_no_op_writes(
     g: guard.Guard, rclient: redis.Redis, ns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ov, "AUDIT_MAX_ENTRIES", 5)
+    monkeypatch.setattr(keys, "AUDIT_MAX_ENTRIES", 5)
     for i in range(8):
         g.admin.set_namespace(max_concurrency=i)
     g.admin.set_namespace(max_concurrency=7)  # no change: no entry
-    assert rclient.xlen(ov.audit_key(ns)) == 5
+    assert rclient.xlen(keys.audit_key(ns)) == 5
     assert g.admin.audit(limit=100)[0]["after"] == {"namespace": {"max_concurrency": 7}}
 
 
@@ -203,11 +207,13 @@ def test_cli_override_pause_resume_audit(
     if mode == "http":
         assert entries[0]["actor"] == "GUARD_ADMIN_TOKENS[0]"
     assert "clear_override" in cli("audit")
-    r = CliRunner().invoke(main, ["override", "function", "ingest", "--max", "1", "--for", "2x"],
-                           env=env)  # fmt: skip
+    r = CliRunner().invoke(
+        main, ["override", "function", "ingest", "--max", "1", "--for", "2x"], env=env
+    )
     assert r.exit_code == 2 and "duration" in r.output
-    r = CliRunner().invoke(main, ["override", "function", "ingest", "--max", "1", "--for", "8d"],
-                           env=env)  # fmt: skip
+    r = CliRunner().invoke(
+        main, ["override", "function", "ingest", "--max", "1", "--for", "8d"], env=env
+    )
     assert r.exit_code != 0 and "seconds" in r.output
 
 
@@ -264,8 +270,9 @@ def test_stored_forms_without_redis() -> None:
     assert ov.from_fields(fields) == {("function", "ingest"): a, ("group", "etl"): b}
     assert [o.name for o in ov.active(fields, now_ms=3500)] == ["etl"]  # ingest ended at 3500
     assert a.doc(3000)["seconds_left"] == 0.5 and a.doc(9000)["seconds_left"] == 0
-    before, after = ov.changes({"v": "3", "G:etl": '{"max_concurrency": 1}', "p:ns": b"x"},
-                               {"v": "4", "G:etl": '{"max_concurrency": 2}', "p:ns": b"y",
-                                "O:g:etl": b.stored()})  # fmt: skip
+    before, after = ov.changes(
+        {"v": "3", "G:etl": '{"max_concurrency": 1}', "p:ns": b"x"},
+        {"v": "4", "G:etl": '{"max_concurrency": 2}', "p:ns": b"y", "O:g:etl": b.stored()},
+    )
     assert before == {"group:etl": {"max_concurrency": 1}, "override:group:etl": None}
     assert after["override:group:etl"]["actor"] == "bob"

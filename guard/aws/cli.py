@@ -8,10 +8,12 @@ from typing import Any
 
 import click
 
+from ..admin_api import AdminAPI
+from ..cli_common import Target
 from .sync import run_sync
 
 
-def _admin(redis_url: str | None, namespace: str) -> Any:
+def _admin(redis_url: str | None, namespace: str) -> AdminAPI:
     from ..admin import Admin, default_actor
     from ..store import RedisStore
 
@@ -24,16 +26,19 @@ def _admin(redis_url: str | None, namespace: str) -> Any:
 
 @click.command("sync-aws")
 @click.option(
-    "--namespace", "-n", default=None,
+    "--namespace",
+    "-n",
+    default=None,
     help="Namespace to sync [the main command's -n, $GUARD_NAMESPACE or default].",
-)  # fmt: skip
+)
 @click.option("--redis-url", default=None, help="Store URL (default: $GUARD_REDIS_URL).")
 @click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
 @click.option(
-    "--push-sqs-max", is_flag=True,
+    "--push-sqs-max",
+    is_flag=True,
     help="Also write each configured function's max_concurrency into its SQS event source "
     "mappings' ScalingConfig.MaximumConcurrency.",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def sync_aws(
@@ -51,8 +56,8 @@ def sync_aws(
     # Under `guard`, ctx.obj is the CLI's target (HTTP API or Redis, like every command);
     # a caller (or a test) may instead hand over {"admin": ..., "aws": ...}.
     obj: dict[str, Any] = ctx.obj if isinstance(ctx.obj, dict) else {}
-    admin = obj.get("admin")
-    if admin is None and hasattr(ctx.obj, "admin") and not redis_url:
+    admin: AdminAPI | None = obj.get("admin")
+    if admin is None and isinstance(ctx.obj, Target) and not redis_url:
         admin = ctx.obj.admin(namespace)
     if admin is None:
         admin = _admin(redis_url, namespace or os.environ.get("GUARD_NAMESPACE", "default"))

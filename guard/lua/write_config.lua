@@ -7,7 +7,8 @@
 -- ARGV[1] expected version ("0" for a namespace never written)
 -- ARGV[2] release channel (a limit change may free room: waiters are woken)
 -- ARGV[3] audit cap: the stream's length after the append (0: append nothing)
--- ARGV[4] number A of audit field/value pairs; ARGV[5 .. 4+2A] the pairs
+-- ARGV[4] number A of audit field/value pairs; ARGV[5 .. 4+2A] the pairs (wire.AUDIT_FIELDS)
+--         (the arguments: guard/wire.py write_config_args)
 -- ARGV[5+2A] number N of fields to set; then N field, value pairs; the rest: fields to delete
 -- (FENCE_BLOCK is put on the line before by the loader, guard/store.py)
 -- returns the new version, or -1 when the version did not match

@@ -61,8 +61,9 @@ def split_tokens(value: str | None) -> list[str]:
 
 def env_tokens(admin: Iterable[str], client: Iterable[str]) -> list[Token]:
     out = [Token(f"GUARD_ADMIN_TOKENS[{i}]", "admin", None, digest(t)) for i, t in enumerate(admin)]
-    out += [Token(f"GUARD_CLIENT_TOKENS[{i}]", "client", None, digest(t))
-            for i, t in enumerate(client)]  # fmt: skip
+    out += [
+        Token(f"GUARD_CLIENT_TOKENS[{i}]", "client", None, digest(t)) for i, t in enumerate(client)
+    ]
     return out
 
 
@@ -95,8 +96,9 @@ def parse_tokens_file(text: str, where: str = "tokens file") -> list[Token]:
         scope: frozenset[str] | None = None
         if nss is not None:
             if not isinstance(nss, list) or not nss:
-                raise UsageError(f"{at} ({name}): 'namespaces' must be a non-empty list",
-                                 "namespaces")  # fmt: skip
+                raise UsageError(
+                    f"{at} ({name}): 'namespaces' must be a non-empty list", "namespaces"
+                )
             scope = frozenset(check_namespace(str(n)) for n in nss)
         out.append(Token(name, role, scope, bytes.fromhex(sha)))
     return out
@@ -177,8 +179,9 @@ def authorize() -> None:
     ):
         raise AuthError(
             "this route needs an admin token; a client token may only acquire, renew and "
-            "release leases", 403,
-        )  # fmt: skip
+            "release leases",
+            403,
+        )
     ns = (request.view_args or {}).get("ns")
     if ns is not None and not token.allows(str(ns)):
         raise AuthError(f"token {token.name!r} may not use namespace {ns!r}", 403)
@@ -218,8 +221,9 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def check_bind(bind: str, admin_tokens: list[str], client_tokens: list[str],
-               file_tokens: int = 0) -> str | None:  # fmt: skip
+def check_bind(
+    bind: str, admin_tokens: list[str], client_tokens: list[str], file_tokens: int = 0
+) -> str | None:
     """None when serving is allowed; else why not. Open mode (no tokens) needs loopback."""
     if admin_tokens or client_tokens or file_tokens:
         return None

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from .. import overrides as ov
+from .. import wire
 from ..admin import counter_fields, usage_of
 from ..errors import NotFound
 from ..model import Config, check_namespace
@@ -26,8 +27,7 @@ from .errors import AuthError
 
 bp = Blueprint("console", __name__)
 STATIC = os.path.join(os.path.dirname(__file__), "static")
-FILES = {"console.html": "text/html", "console.js": "text/javascript",
-         "console.css": "text/css"}  # fmt: skip
+FILES = {"console.html": "text/html", "console.js": "text/javascript", "console.css": "text/css"}
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -67,9 +67,13 @@ def static_file(name: str) -> Response:
 def counters(used: dict[str, str]) -> dict[str, dict[str, int]]:
     """The namespace's cumulative counters by kind: throttles and shadow throttles keyed
     ``<fn>|<scope>``, expired leases and fail-open runs keyed by function."""
-    out: dict[str, dict[str, int]] = {"throttles": {}, "shadow": {}, "expired": {},
-                                      "fail_open": {}}  # fmt: skip
-    kinds = {"t:": "throttles", "s:": "shadow", "x:": "expired", "u:": "fail_open"}
+    kinds = {
+        wire.THROTTLES: "throttles",
+        wire.SHADOW_THROTTLES: "shadow",
+        wire.EXPIRED: "expired",
+        wire.UNAVAILABLE: "fail_open",
+    }
+    out: dict[str, dict[str, int]] = {kind: {} for kind in kinds.values()}
     for field, value in used.items():
         kind = kinds.get(field[:2])
         if kind:
@@ -94,8 +98,11 @@ def state() -> Response:
     active = ov.active(fields, now)
     used = s.usage_fields(ns, counter_fields(cfg, active))  # bounded (docs/guarantees.md)
     doc: dict[str, Any] = {
-        "whoami": {"name": actor(), "role": role,
-                   "open_mode": not current_app.extensions["guard.tokens"]},
+        "whoami": {
+            "name": actor(),
+            "role": role,
+            "open_mode": not current_app.extensions["guard.tokens"],
+        },
         "namespaces": names,
         "namespace": ns,
         "server_time": now / 1000,
@@ -103,7 +110,7 @@ def state() -> Response:
         "overrides": [o.doc(now) for o in active],
         "counters": counters(used),
         "audit": None,
-    }  # fmt: skip
+    }
     if role == "admin":
         entries = s.audit_entries(ns, AUDIT_SHOWN)
         doc["audit"] = [ov.entry_doc(i, f) for i, f in entries]
