@@ -26,6 +26,7 @@ FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua 
 MAX_PENDING_NAMES = 32  # names in one acquire's fail-open count map ("unavailable")
 MAX_UNCONFIGURED_NAMES = 200  # functions without a plan whose counters are kept by name
 IDLE_CLEANUP = 86400.0  # seconds after its last acquire an unconfigured name is cleaned
+AUDIT_MAX_ENTRIES = 1000  # guard:{ns}:audit is trimmed to this length on every append
 OTHER = "~other"  # counter/label name for everything beyond those bounds (not a valid name)
 
 
@@ -55,3 +56,9 @@ def release_channel(ns: str) -> str:
     """Pub/sub channel a release publishes on while some acquire waits (and config writes).
     release_lease.lua derives the same name from the use key: "guard:{ns}:" + "released"."""
     return f"{PREFIX}:{{{ns}}}:released"
+
+
+def audit_key(ns: str) -> str:
+    """stream: one entry per config write (fields: guard.wire.AUDIT_FIELDS), capped at
+    AUDIT_MAX_ENTRIES. KEYS[2] of write_config.lua."""
+    return f"{PREFIX}:{{{ns}}}:audit"
