@@ -19,7 +19,7 @@ from .store import RedisStore
 CAS_ATTEMPTS = 20
 # cfg fields that are not settings: the version, and the fence floor the acquire script keeps
 # there (so that fences never go back while the config exists); admin writes never drop them.
-RUNTIME_FIELDS = (keys.VERSION, keys.FENCE_FLOOR)
+RUNTIME_FIELDS = (keys.VERSION, keys.FENCE_FLOOR, keys.PROTOCOL_FIELD)
 
 
 class Admin:
@@ -74,6 +74,8 @@ class Admin:
             want = new.to_fields()
             stale = [k for k in fields if k not in RUNTIME_FIELDS and k not in want]
             diff = {k: v for k, v in want.items() if fields.get(k) != v}
+            if fields and _text(fields.get(keys.PROTOCOL_FIELD, "1")) != str(keys.PROTOCOL_VERSION):
+                diff = want  # written by another protocol: every plan is compiled anew
             version = _text(fields.get(keys.VERSION, "0"))
             if self.store.write_config(self.namespace, version, diff, stale):
                 return new

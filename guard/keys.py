@@ -20,6 +20,11 @@ DEFAULT_LEASE_TTL = 900.0  # seconds: Lambda's longest timeout
 MAX_LEASE_TTL = 86400.0  # seconds: the cap for lease_ttl_seconds and any ttl
 MIN_LEASE_TTL = 0.001  # seconds: TTLs are kept in whole milliseconds (`ttl_ms` rounds)
 BACKSTOP_TTL = 7 * 86400.0  # seconds a namespace's lease and counter keys outlive inactivity
+# The protocol between clients and the scripts (docs/protocol.md "Versioning"): its major
+# version, stamped by every config write in the cfg hash field PROTOCOL_FIELD and checked by
+# acquire_lease.lua and write_config.lua. A change an older client would misread (a stored
+# format, a reply's meaning) raises it; additions older clients ignore do not.
+PROTOCOL_VERSION = 1
 FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua "fh")
 
 # Bounds on what clients can make a namespace hold (docs/guarantees.md "Bounds").
@@ -64,4 +69,5 @@ GROUP_DOC = "G:"
 FUNCTION_DOC = "F:"
 NS_PLAN = "p:ns"
 FUNCTION_PLAN = "p:f:"
+PROTOCOL_FIELD = "pv"  # protocol major of the stored formats: written by write_config.lua
 FENCE_FLOOR = "fh"  # reserved fence high-water mark: written by acquire_lease.lua, not admin
