@@ -148,3 +148,31 @@ def test_older_protocol_stamp_is_upgraded_by_the_next_config_write(
     assert lease.fence >= 1
     with pytest.raises(guard.Throttled):
         g.acquire("f")
+
+
+# -- docs/protocol.md is true to the code ---------------------------------------------------
+
+DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "protocol.md")
+
+
+def test_protocol_md_states_the_assembly_and_formats_the_code_uses() -> None:
+    with open(DOC, encoding="utf-8") as f:
+        text = f.read()
+    assert f"Protocol version: **{keys.PROTOCOL_VERSION}**" in text
+    # the constants lines, verbatim (an SDK copies them)
+    assert scripts.constants_line(scripts.CONSTANTS).strip() in text
+    assert scripts.constants_line(scripts.WRITE_CONFIG_CONSTANTS).strip() in text
+    for name, value in scripts.CONSTANTS.items():
+        shown = f"`'{value}'`" if isinstance(value, str) else f"{value}"
+        assert re.search(rf"\| `{name}` \| {re.escape(shown)} \|", text), name
+    # every struct layout the scripts use is documented (or reads a documented one's head)
+    lua = "".join(scripts.read(n) for n in (*scripts.LEASE_SCRIPTS, "common"))
+    documented = re.findall(r"[`'](>[a-zA-Z0-9]+)[`']", text)
+    for fmt in set(re.findall(r"'(>[a-zA-Z0-9]+)'", lua)):
+        assert any(d.startswith(fmt) for d in documented), fmt
+    # every counter prefix common.lua lists
+    for field in ("a", "f:<fn>", "g:<group>", "n:<fn>", "x:<fn>", "u:<fn>", "h:<fn>", "fence"):
+        assert f"| `{field}` |" in text, field
+    for link in re.findall(r"\]\(([^)#]+)", text):
+        if not link.startswith("http"):
+            assert os.path.exists(os.path.join(os.path.dirname(DOC), link)), link
