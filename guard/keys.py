@@ -25,6 +25,7 @@ BACKSTOP_TTL = 7 * 86400.0  # seconds a namespace's lease and counter keys outli
 # acquire_lease.lua and write_config.lua. A change an older client would misread (a stored
 # format, a reply's meaning) raises it; additions older clients ignore do not.
 PROTOCOL_VERSION = 1
+PROTOCOL_FIELD = "pv"  # cfg field: protocol major of the stored formats (write_config.lua)
 FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua "fh")
 
 # Bounds on what clients can make a namespace hold (docs/guarantees.md "Bounds").
@@ -69,5 +70,4 @@ GROUP_DOC = "G:"
 FUNCTION_DOC = "F:"
 NS_PLAN = "p:ns"
 FUNCTION_PLAN = "p:f:"
-PROTOCOL_FIELD = "pv"  # protocol major of the stored formats: written by write_config.lua
 FENCE_FLOOR = "fh"  # reserved fence high-water mark: written by acquire_lease.lua, not admin
