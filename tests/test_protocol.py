@@ -83,6 +83,11 @@ def test_config_writes_stamp_the_protocol_version(g: guard.Guard, rclient: redis
     assert pv == str(keys.PROTOCOL_VERSION).encode()
     g.admin.put_function("f", max_concurrency=2)  # a later write keeps it, not as stale
     assert rclient.hget(keys.config_key(g.namespace), keys.PROTOCOL_FIELD) == pv
+    # a namespace configured before the stamp existed holds protocol 1: admitted, then stamped
+    rclient.hdel(keys.config_key(g.namespace), keys.PROTOCOL_FIELD)
+    g.acquire("f").release()
+    g.admin.put_function("f", max_concurrency=3)
+    assert rclient.hget(keys.config_key(g.namespace), keys.PROTOCOL_FIELD) == pv
 
 
 def test_newer_protocol_in_store_is_refused_and_nothing_is_written(
