@@ -129,6 +129,8 @@ def test_scoped_tokens_are_refused_outside_their_namespaces(scoped: LiveServer) 
     assert status == 200 and set(doc["namespaces"]) <= {"billing"}
     # a client token never lists leases, even in its own namespace; an unscoped one anywhere
     assert call(url, "GET", lp("billing"), token=tok("billing-fns"))[0] == 403
+    assert call(url, "PUT", "/v1/namespaces/payroll", {"max_concurrency": 5},
+                token=tok("root"))[0] == 200  # leases need a configured namespace  # fmt: skip
     assert call(url, "POST", lp("payroll"), {"function": "f"}, token=tok("any-client"))[0] == 201
     assert call(url, "DELETE", lp("billing", "/" + lease["lease_id"]),
                 token=tok("billing-fns"))[0] == 204  # fmt: skip
@@ -298,6 +300,8 @@ def test_body_read_time_is_bounded(redis_server: Any) -> None:
 def test_body_preread_keeps_http_framing(server: LiveServer) -> None:
     """The worker reads each body before the app runs: chunked bodies, Expect: 100-continue
     (answered before the body is read) and an oversized Content-Length (413 at once)."""
+    assert call(server.url, "PUT", "/v1/namespaces/framing", {"max_concurrency": None},
+                token=ADMIN_TOKEN)[0] == 200  # leases need a configured namespace  # fmt: skip
     body = b'{"function": "f"}'
     head = (b"POST /v1/namespaces/framing/leases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Authorization: Bearer " + CLIENT_TOKEN.encode() + b"\r\n")  # fmt: skip
@@ -361,6 +365,8 @@ def test_readyz_reflects_a_store_reset(server: LiveServer, ns: str, rclient: Any
 
 def test_protocol_answers_are_problem_json(server: LiveServer, ns: str) -> None:
     url = server.url
+    assert call(url, "PUT", f"/v1/namespaces/{ns}", {"max_concurrency": None},
+                token=ADMIN_TOKEN)[0] == 200  # leases need a configured namespace  # fmt: skip
     status, hdrs, doc = call(url, "GET", "/v1/namespaces/" + "a" * 9000, token=ADMIN_TOKEN)
     assert status == 414 and hdrs["content-type"] == "application/problem+json", hdrs
     assert doc["status"] == 414
