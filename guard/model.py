@@ -2,7 +2,7 @@
 
 `Config` is one namespace's settings. Every admin write builds a new `Config`, validates
 it as a whole (`check`), and compiles the per-function admission plans the Lua script reads
-(`plans`). The rule itself (docs/protocol.md "Admission rule") is enforced in
+(`plans`). The rule itself (DESIGN.md "Admission rule") is enforced in
 ``lua/acquire_lease.lua``; `admits` below is the same rule in Python, used by the tests'
 model and by the docs."""
 
@@ -177,7 +177,7 @@ class Config:
     functions: dict[str, Function] = field(default_factory=dict)
 
     def check(self) -> None:
-        """Whole-config rules that no single field shows (S2 preconditions, docs/protocol.md)."""
+        """Whole-config rules that no single field shows (DESIGN.md S2 preconditions)."""
         check_limit(self.max_concurrency, "max_concurrency")
         total = sum(g.reserved for g in self.groups.values())
         if self.max_concurrency is not None and total > self.max_concurrency:

@@ -1,7 +1,7 @@
 """A hypothesis state machine: acquire / release / renew / renew to a shorter TTL / expire /
 retried acquire by lease id / set-limit against a real redis-server, checked step by step
 against a plain Python model of the admission rule (`guard.model.admits`, the rule of
-docs/protocol.md written out in Python)."""
+DESIGN.md written out in Python)."""
 
 from __future__ import annotations
 
