@@ -140,3 +140,22 @@ def test_vectors_cover_the_contract() -> None:
         "renew",
     }
     assert want <= seen, want - seen
+
+
+@pytest.mark.parametrize("file", FILES, ids=[f.removesuffix(".json") for f in FILES])
+def test_vector_on_the_embedded_fallback_store(file: str) -> None:
+    """fakeredis on purpose: it is `guard serve`'s own store on machines without
+    redis-server (guard/server/embedded.py), where the scripts run on lupa with
+    struct_compat.lua's `struct`. The same vectors must hold there."""
+    import fakeredis  # a dev dependency: never skipped
+
+    client = fakeredis.FakeRedis()
+    store = RedisStore(client)
+    try:
+        with open(os.path.join(VECTORS, file), encoding="utf-8") as f:
+            vector = json.load(f)
+        run = Runner(store, client, "vectors", vector["name"])
+        for i, step in enumerate(vector["steps"]):
+            run.step(i, step)
+    finally:
+        store.close()
