@@ -2,7 +2,7 @@
 
 Every key of a namespace carries the hash tag ``{ns}``, so on Redis Cluster a namespace lives
 in one slot and one script sees all its levels. The Lua scripts receive these keys in KEYS in
-this order (``common.lua`` documents the fields they hold)."""
+this order. The fields the keys hold, and their formats, are `guard.wire`."""
 
 from __future__ import annotations
 
@@ -20,12 +20,6 @@ DEFAULT_LEASE_TTL = 900.0  # seconds: Lambda's longest timeout
 MAX_LEASE_TTL = 86400.0  # seconds: the cap for lease_ttl_seconds and any ttl
 MIN_LEASE_TTL = 0.001  # seconds: TTLs are kept in whole milliseconds (`ttl_ms` rounds)
 BACKSTOP_TTL = 7 * 86400.0  # seconds a namespace's lease and counter keys outlive inactivity
-# The protocol between clients and the scripts (docs/protocol.md "Versioning"): its major
-# version, stamped by every config write in the cfg hash field PROTOCOL_FIELD and checked by
-# acquire_lease.lua and write_config.lua. A change an older client would misread (a stored
-# format, a reply's meaning) raises it; additions older clients ignore do not.
-PROTOCOL_VERSION = 1
-PROTOCOL_FIELD = "pv"  # cfg field: protocol major of the stored formats (write_config.lua)
 FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua "fh")
 
 # Bounds on what clients can make a namespace hold (docs/guarantees.md "Bounds").
@@ -61,13 +55,3 @@ def release_channel(ns: str) -> str:
     """Pub/sub channel a release publishes on while some acquire waits (and config writes).
     release_lease.lua derives the same name from the use key: "guard:{ns}:" + "released"."""
     return f"{PREFIX}:{{{ns}}}:released"
-
-
-# Fields of the cfg hash.
-VERSION = "v"
-NS_DOC = "N"
-GROUP_DOC = "G:"
-FUNCTION_DOC = "F:"
-NS_PLAN = "p:ns"
-FUNCTION_PLAN = "p:f:"
-FENCE_FLOOR = "fh"  # reserved fence high-water mark: written by acquire_lease.lua, not admin

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from . import keys
+from . import keys, wire
 
 LUA_DIR = os.path.join(os.path.dirname(__file__), "lua")
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
@@ -32,11 +32,11 @@ CONSTANTS: dict[str, int | str] = {
     "MAX_PENDING": keys.MAX_PENDING_NAMES,
     "FENCE_BLOCK": keys.FENCE_BLOCK,
     "OTHER": keys.OTHER,
-    "PROTOCOL": str(keys.PROTOCOL_VERSION),  # a string: compared with the stored field
+    "PROTOCOL": str(wire.PROTOCOL_VERSION),  # a string: compared with the stored field
 }
 WRITE_CONFIG_CONSTANTS: dict[str, int | str] = {
     "FENCE_BLOCK": keys.FENCE_BLOCK,
-    "PROTOCOL": str(keys.PROTOCOL_VERSION),
+    "PROTOCOL": str(wire.PROTOCOL_VERSION),
 }
 
 _LINE = re.compile(r"user_script:(\d+)")

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 import guard
-from guard import keys, scripts
+from guard import keys, scripts, wire
 from guard.store import RedisStore
 
 LUA = os.path.join(os.path.dirname(guard.__file__), "lua")
@@ -30,7 +30,7 @@ def test_assembled_script_is_constants_line_then_compat_common_and_script() -> N
     assert names == ["(constants)", "struct_compat.lua", "common.lua", "release_lease.lua"]
     first = src.text.split("\n", 1)[0]
     assert first.startswith("local DEFAULT_TTL_MS, BACKSTOP_MS, IDLE_MS, ")
-    assert first.endswith(f"'{keys.OTHER}', '{keys.PROTOCOL_VERSION}'")
+    assert first.endswith(f"'{keys.OTHER}', '{wire.PROTOCOL_VERSION}'")
     assert src.text.endswith(scripts.read("release_lease"))
     # every line of the assembled source maps back to its own file and line
     lines = src.text.split("\n")
@@ -79,15 +79,15 @@ def test_lua_error_in_common_lua_names_common_lua(
 
 def test_config_writes_stamp_the_protocol_version(g: guard.Guard, rclient: redis.Redis) -> None:
     g.admin.put_function("f", max_concurrency=1)
-    pv = rclient.hget(keys.config_key(g.namespace), keys.PROTOCOL_FIELD)
-    assert pv == str(keys.PROTOCOL_VERSION).encode()
+    pv = rclient.hget(keys.config_key(g.namespace), wire.PROTOCOL_FIELD)
+    assert pv == str(wire.PROTOCOL_VERSION).encode()
     g.admin.put_function("f", max_concurrency=2)  # a later write keeps it, not as stale
-    assert rclient.hget(keys.config_key(g.namespace), keys.PROTOCOL_FIELD) == pv
+    assert rclient.hget(keys.config_key(g.namespace), wire.PROTOCOL_FIELD) == pv
     # a namespace configured before the stamp existed holds protocol 1: admitted, then stamped
-    rclient.hdel(keys.config_key(g.namespace), keys.PROTOCOL_FIELD)
+    rclient.hdel(keys.config_key(g.namespace), wire.PROTOCOL_FIELD)
     g.acquire("f").release()
     g.admin.put_function("f", max_concurrency=3)
-    assert rclient.hget(keys.config_key(g.namespace), keys.PROTOCOL_FIELD) == pv
+    assert rclient.hget(keys.config_key(g.namespace), wire.PROTOCOL_FIELD) == pv
 
 
 def test_newer_protocol_in_store_is_refused_and_nothing_is_written(
@@ -103,8 +103,8 @@ def test_newer_protocol_in_store_is_refused_and_nothing_is_written(
     )
     try:
         g.admin.put_function("f", max_concurrency=1)
-        newer = str(keys.PROTOCOL_VERSION + 1)
-        rclient.hset(keys.config_key(ns), keys.PROTOCOL_FIELD, newer)
+        newer = str(wire.PROTOCOL_VERSION + 1)
+        rclient.hset(keys.config_key(ns), wire.PROTOCOL_FIELD, newer)
         before = {k: rclient.dump(k) for k in keys.lease_keys(ns)}
         with pytest.raises(guard.ProtocolMismatch, match=f"holds protocol {newer} formats"):
             g.acquire("f")
@@ -115,7 +115,7 @@ def test_newer_protocol_in_store_is_refused_and_nothing_is_written(
             g.admin.put_function("f", max_concurrency=5)
         with pytest.raises(guard.ProtocolMismatch):
             g.admin.config()
-        assert rclient.hget(keys.config_key(ns), keys.PROTOCOL_FIELD) == newer.encode()
+        assert rclient.hget(keys.config_key(ns), wire.PROTOCOL_FIELD) == newer.encode()
         # The mismatch is what the script says, not only what this client reads first.
         store = g.backend
         with pytest.raises(guard.ProtocolMismatch):
@@ -130,7 +130,7 @@ def test_open_policy_runs_unguarded_on_a_protocol_mismatch(
     g = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=2.0)  # type: ignore[attr-defined]
     try:
         g.admin.put_function("f", max_concurrency=1)
-        rclient.hset(keys.config_key(ns), keys.PROTOCOL_FIELD, "9")
+        rclient.hset(keys.config_key(ns), wire.PROTOCOL_FIELD, "9")
         lease = g.acquire("f")
         assert lease.unguarded
     finally:
@@ -144,11 +144,11 @@ def test_older_protocol_stamp_is_upgraded_by_the_next_config_write(
     writes the config again, which compiles every plan anew (not only the changed ones)."""
     g.admin.put_function("f", max_concurrency=1)
     cfg = keys.config_key(g.namespace)
-    rclient.hset(cfg, mapping={keys.PROTOCOL_FIELD: "0", "p:f:f": b"old format"})
+    rclient.hset(cfg, mapping={wire.PROTOCOL_FIELD: "0", "p:f:f": b"old format"})
     with pytest.raises(guard.ProtocolMismatch):
         g.backend.acquire(g.namespace, "f", os.urandom(16), 1000)
     g.admin.set_namespace(max_concurrency=None)
-    assert rclient.hget(cfg, keys.PROTOCOL_FIELD) == str(keys.PROTOCOL_VERSION).encode()
+    assert rclient.hget(cfg, wire.PROTOCOL_FIELD) == str(wire.PROTOCOL_VERSION).encode()
     lease = g.acquire("f")
     assert lease.fence >= 1
     with pytest.raises(guard.Throttled):
@@ -163,7 +163,7 @@ DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "protocol.md")
 def test_protocol_md_states_the_assembly_and_formats_the_code_uses() -> None:
     with open(DOC, encoding="utf-8") as f:
         text = f.read()
-    assert f"Protocol version: **{keys.PROTOCOL_VERSION}**" in text
+    assert f"Protocol version: **{wire.PROTOCOL_VERSION}**" in text
     # the constants lines, verbatim (an SDK copies them)
     assert scripts.constants_line(scripts.CONSTANTS).strip() in text
     assert scripts.constants_line(scripts.WRITE_CONFIG_CONSTANTS).strip() in text
@@ -178,6 +178,13 @@ def test_protocol_md_states_the_assembly_and_formats_the_code_uses() -> None:
     # every counter prefix common.lua lists
     for field in ("a", "f:<fn>", "g:<group>", "n:<fn>", "x:<fn>", "u:<fn>", "h:<fn>", "fence"):
         assert f"| `{field}` |" in text, field
+    # the `wire.` column names the constant that holds each field (prefix fields: its prefix)
+    rows = re.findall(
+        r"^\| `([^`]+)`(?:, `[^`]+`)* \|.*\| `([A-Z_]+)`(?:, `[A-Z_]+`)* \|$", text, re.M
+    )
+    assert len(rows) >= 20, rows
+    for field, const in rows:
+        assert field.replace("\\|", "|").startswith(getattr(wire, const)), (field, const)
     for link in re.findall(r"\]\(([^)#]+)", text):
         if not link.startswith("http"):
             assert os.path.exists(os.path.join(os.path.dirname(DOC), link)), link
