@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 CAS_ATTEMPTS = 20
 # cfg fields that are not settings: the version, and the fence floor the acquire script keeps
 # there (so that fences never go back while the config exists); admin writes never drop them.
-RUNTIME_FIELDS = (wire.VERSION, wire.FENCE_FLOOR)
+RUNTIME_FIELDS = (wire.VERSION, wire.FENCE_FLOOR, wire.PROTOCOL_FIELD)
 
 
 class Admin:
@@ -90,6 +90,8 @@ class Admin:
             want = new.to_fields()
             stale = [k for k in fields if k not in RUNTIME_FIELDS and k not in want]
             diff = {k: v for k, v in want.items() if fields.get(k) != v}
+            if fields and _text(fields.get(wire.PROTOCOL_FIELD, "1")) != str(wire.PROTOCOL_VERSION):
+                diff = want  # written by another protocol: every plan is compiled anew
             version = _text(fields.get(wire.VERSION, "0"))
             if self.store.write_config(self.namespace, version, diff, stale):
                 return new
