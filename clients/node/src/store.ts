@@ -8,7 +8,7 @@
  */
 import type { Backend, Grant, Refusal, Renewal } from "./backend";
 import { type Client, type ConnectOptions, connect } from "./connect";
-import { ConflictError, GuardError, GuardUnavailable, StoreError, StoreReset, UsageError } from "./errors";
+import { ConflictError, GuardError, GuardUnavailable, ProtocolMismatch, StoreError, StoreReset, UsageError } from "./errors";
 import { leaseKeys, MAX_PENDING_NAMES, releaseChannel } from "./keys";
 import { LEASE_SCRIPTS, type LeaseScript, leaseScripts } from "./scripts";
 
@@ -56,6 +56,9 @@ export function translate(what: string, err: unknown): GuardError {
   const msg = err instanceof Error ? err.message : String(err);
   if (err instanceof Error && err.name === "ReplyError") {
     if (msg.startsWith("CONFLICT")) return new ConflictError(msg.replace(/^CONFLICT /, ""));
+    if (msg.startsWith("PROTOCOL")) {
+      return new ProtocolMismatch(`${what}: ${msg.replace(/^PROTOCOL /, "")}`, null, { cause: err });
+    }
     return new StoreError(`${what}: store error: ${msg}`, null, { cause: err });
   }
   // a command that timed out was sent: Redis may still run it
