@@ -196,9 +196,11 @@ export class RedisStore implements Backend {
     return Number(await this.run("release_lease", ns, [leaseId])) === 1;
   }
 
-  /** Reap expired leases, then every counter of the namespace (field -> value). */
-  async usageFields(ns: string): Promise<Record<string, string>> {
-    const flat = (await this.run("read_usage", ns, [])) as Reply;
+  /** Reap expired leases, then read the namespace's counters (field -> value): `fields` (e.g.
+   * `f:<fn>`, `g:<group>`, `n:<fn>`), `a`, and those of the functions without a config
+   * (read_usage.lua). A field missing from the result is 0. */
+  async usageFields(ns: string, fields: string[] = []): Promise<Record<string, string>> {
+    const flat = (await this.run("read_usage", ns, fields)) as Reply;
     const out: Record<string, string> = {};
     for (let i = 0; i < flat.length; i += 2) if (str(flat[i])) out[str(flat[i])] = str(flat[i + 1]);
     return out;
