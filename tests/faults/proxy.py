@@ -87,23 +87,31 @@ class Proxy:
         self._conns.clear()
 
     async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        if self.mode == "reset":
-            _rst(cw)
-            return
+        # Every writer is closed in `finally`, also when the loop shuts down and cancels this
+        # handler mid-way: a writer left open until after the loop closed warns from its
+        # __del__ (an unraisable ResourceWarning in whichever test runs then).
+        writers = [cw]
+        tasks: list[asyncio.Task[None]] = []
         try:
-            sr, sw = await asyncio.wait_for(asyncio.open_connection(*self.target), 5)
-        except (OSError, asyncio.TimeoutError):
-            _rst(cw)
-            return
-        self._conns.update((cw, sw))
-        up = asyncio.create_task(self._pipe(cr, sw, upstream=True))
-        down = asyncio.create_task(self._pipe(sr, cw, upstream=False))
-        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
-        for t in (up, down):
-            t.cancel()
-        for w in (cw, sw):
-            self._conns.discard(w)
-            _rst(w)
+            if self.mode == "reset":
+                return
+            try:
+                sr, sw = await asyncio.wait_for(asyncio.open_connection(*self.target), 5)
+            except (OSError, asyncio.TimeoutError):
+                return
+            writers.append(sw)
+            self._conns.update((cw, sw))
+            tasks = [
+                asyncio.create_task(self._pipe(cr, sw, upstream=True)),
+                asyncio.create_task(self._pipe(sr, cw, upstream=False)),
+            ]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for w in writers:
+                self._conns.discard(w)
+                _rst(w)
 
     async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, upstream: bool) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
