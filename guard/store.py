@@ -104,14 +104,16 @@ class Renewal:
 
 
 class _Waiter:
-    """One waiting acquire: woken by a release of its function, or of any function when
-    none of its own is waiting, or by a config write."""
+    """One waiting acquire: woken by a release naming its ticket (its lease id), by a plain
+    release of its function, or of any function when none of its own is waiting, or by a
+    config write."""
 
-    __slots__ = ("event", "function", "listener")
+    __slots__ = ("event", "function", "lease_id", "listener")
 
-    def __init__(self, listener: ReleaseListener, function: str) -> None:
+    def __init__(self, listener: ReleaseListener, function: str, lease_id: bytes) -> None:
         self.listener = listener
         self.function = function
+        self.lease_id = lease_id
         self.event = threading.Event()
 
     @property
@@ -146,9 +148,11 @@ class ReleaseListener:
 
     A waiter holds no connection while it sleeps (a subscription per waiter would take one
     pooled connection each, and with more waiters than connections nobody could release).
-    A release message names the function whose lease was released: it wakes one waiter of
-    that function (the slot fits it exactly), or every waiter of the namespace when none of
-    that function waits; a config write (``*``) wakes them all. Subscriptions stay once made
+    A release message ``<fn>|<lease id>`` names the oldest live ticket of the function whose
+    lease was released (first come, first served): only the listener holding that waiter
+    wakes it, so one release wakes one waiter across every process. A message naming only
+    the function (it has no queue) wakes one waiter of that function, or every waiter of the
+    namespace when none of that function waits; a config write (``*``) wakes them all. Subscriptions stay once made
     (releases publish only while someone waits, so an idle one costs nothing). When the
     listener cannot subscribe or its connection breaks, waiters still wake after the
     refusal's ``retry_after``: it is a shortcut, never a condition of progress."""
@@ -162,11 +166,13 @@ class ReleaseListener:
         self._closed = False
 
     @contextmanager
-    def waiting(self, ns: str, function: str, budget: float) -> Iterator[_Waiter]:
+    def waiting(
+        self, ns: str, function: str, budget: float, lease_id: bytes = b""
+    ) -> Iterator[_Waiter]:
         """Register a waiter on `ns`; the subscription is confirmed (within `budget` s)
         before this returns, so a release published after it is never missed."""
         ch = keys.release_channel(ns).encode()
-        w = _Waiter(self, function)
+        w = _Waiter(self, function, lease_id)
         with self._lock:
             state = self._channels.get(ch)
             if state is None:
@@ -237,7 +243,15 @@ class ReleaseListener:
                 return
             if msg["type"] != "message":
                 return
-            same = state.waiters.get(_s(msg["data"]), ())
+            data = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
+            fn, bar, ticket = data.partition(b"|")
+            same = state.waiters.get(fn.decode(errors="replace"), ())
+            if bar:  # a ticket is named: its owner, wherever it waits, takes the slot
+                for w in same:
+                    if w.lease_id == ticket:
+                        w.event.set()
+                        return
+                return
             for w in same:
                 if not w.event.is_set():
                     w.event.set()
@@ -327,6 +341,7 @@ class RedisStore:
             "MAX_NAMED": keys.MAX_UNCONFIGURED_NAMES,
             "MAX_PENDING": keys.MAX_PENDING_NAMES,
             "FENCE_BLOCK": keys.FENCE_BLOCK,
+            "TICKET_MS": int(keys.TICKET_TTL * 1000),
             "OTHER": f"'{keys.OTHER}'",
         }
         common = (
@@ -395,16 +410,20 @@ class RedisStore:
         pending: Mapping[str, int] | None = None,
         *,
         require_config: bool = False,
+        last: bool = False,
     ) -> Grant | Refusal:
-        """One admission. `pending`: fail-open runs to add to the counters (at most
-        ``keys.MAX_PENDING_NAMES`` names; recorded with a grant or a refusal alike).
-        `require_config`: raise `NamespaceNotFound`, writing nothing, when the namespace has
-        no configuration (the HTTP API; the SDK on Redis runs without one)."""
+        """One admission. `wait_ms` > 0: a refusal queues a ticket under `lease_id` (first
+        come, first served; docs/sdk.md "Waiting"). `pending`: fail-open runs to add to the
+        counters (at most ``keys.MAX_PENDING_NAMES`` names; recorded with a grant or a
+        refusal alike). `require_config`: raise `NamespaceNotFound`, writing nothing, when
+        the namespace has no configuration (the HTTP API; the SDK on Redis runs without
+        one). `last`: the last attempt of a wait that ran out (a refusal drops the ticket
+        and counts a timed-out wait)."""
         args: tuple[Any, ...] = (function, lease_id, ttl_ms)
-        if wait_ms or pending or self.quarantine or require_config:  # optional trailing args
+        if wait_ms or pending or self.quarantine or require_config or last:  # optional ARGV
             pend = _pending_arg(pending) if pending else ""
             args = (function, lease_id, ttl_ms, wait_ms, pend, "1" if self.quarantine else "",
-                    "1" if require_config else "")  # fmt: skip
+                    "1" if require_config else "", "1" if last else "")  # fmt: skip
         r = self._run("acquire_lease", ns, args)
         if int(r[0]) < 0:  # require_config, and there is none: a reset if we saw one
             self._check_reset(ns, None)
@@ -430,9 +449,12 @@ class RedisStore:
         *,
         require_config: bool = False,
     ) -> Grant | Refusal:
-        """`acquire`, waiting up to `wait` seconds for a slot. It subscribes to the release
-        channel first and then retries, so no release is missed; each sleep ends at the
-        next release or config write, or after the refusal's retry_after at most."""
+        """`acquire`, waiting up to `wait` seconds for a slot, first come, first served: the
+        first refusal queues a ticket under `lease_id`, and freed slots of the function go
+        to the oldest live tickets. It subscribes to the release channel first and then
+        retries, so no release is missed; each sleep ends at the release that names its
+        ticket (or a config write), or after the refusal's retry_after, at most
+        ``keys.WAITER_RETRY`` (each retry keeps the ticket alive)."""
         if wait <= 0:
             return self.acquire(
                 ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config
@@ -444,7 +466,7 @@ class RedisStore:
                              require_config=rc)  # fmt: skip
             if isinstance(r, Grant):
                 return r
-            with self._waiting(ns, function, min(wait, 1.0)) as waiter:
+            with self._waiting(ns, function, min(wait, 1.0), lease_id) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
                     r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000),
                                      require_config=rc)  # fmt: skip
@@ -453,13 +475,14 @@ class RedisStore:
                     # Releases wake the waiter; the sleep bound covers lapsed leases (they
                     # publish nothing), so it need not be short while subscribed.
                     floor = 0.05 if waiter.subscribed else 0.001
-                    waiter.wait(min(left, max(r.retry_after_ms / 1000, floor)))
-        return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc)
+                    nap = min(max(r.retry_after_ms / 1000, floor), keys.WAITER_RETRY)
+                    waiter.wait(min(left, nap))
+        return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc, last=True)
 
-    def _waiting(self, ns: str, function: str, budget: float) -> Any:
+    def _waiting(self, ns: str, function: str, budget: float, lease_id: bytes) -> Any:
         if self.listener is None:  # a pool of one connection: sleep between retries
             return nullcontext(_Sleeper())
-        return self.listener.waiting(ns, function, budget)
+        return self.listener.waiting(ns, function, budget, lease_id)
 
     def _check_reset(self, ns: str, lease_id: bytes | None) -> None:
         """A namespace this client saw configured has no config now: the store was reset

@@ -3,6 +3,9 @@
 -- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV[1] lease id
 -- returns 1 when the lease was held, 0 otherwise
+-- Publishes on guard:{ns}:released while someone waits (wu in the future): "<fn>|<lease id>"
+-- naming the oldest live ticket of the function (acquire_lease.lua "Waiting queue") while it
+-- has one, else "<fn>" (a listener then wakes a waiter of fn, or all when none of fn waits).
 local id = ARGV[1]
 local m = redis.call('HGET', LEASE, id)
 if not m then return 0 end
@@ -16,19 +19,30 @@ end
 redis.call('HDEL', LEASE, id)
 redis.call('ZREM', EXP, id)
 -- One HMGET and one HSET: the level counters, the hold-time EWMA and the waiter stamp.
-local fields = {'h:' .. cn, 'wu', 'a', 'f:' .. cn}
+local fields = {'h:' .. cn, 'wu', 'w:' .. cn, 'a', 'f:' .. cn}
 for g in string.gmatch(gs, '[^,]+') do fields[#fields + 1] = 'g:' .. g end
 local u = redis.call('HMGET', USE, unpack(fields))
 -- EWMA of this function's hold time (weight 1/8), behind acquire's retry_after.
 local hold, old = now - granted, tonumber(u[1])
 local set = {fields[1], old and math.floor(old + (hold - old) / 8) or hold}
-for i = 3, #fields do
+for i = 4, #fields do
   local v = num(u[i]) - 1
-  set[2 * i - 3] = fields[i]
-  set[2 * i - 2] = v > 0 and v or 0
+  set[2 * i - 5] = fields[i]
+  set[2 * i - 4] = v > 0 and v or 0
 end
 redis.call('HSET', USE, unpack(set))
 if u[2] and tonumber(u[2]) > now then
-  redis.call('PUBLISH', string.sub(USE, 1, -4) .. 'released', fn)
+  local QP, msg = string.sub(USE, 1, -4), fn
+  if num(u[3]) > now then  -- the function has tickets: wake the oldest live one
+    local Q, QD = QP .. 'q:' .. cn, QP .. 'qd:' .. cn
+    local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
+    if #dead > 0 then
+      redis.call('ZREM', Q, unpack(dead))
+      redis.call('ZREM', QD, unpack(dead))
+    end
+    local head = redis.call('ZRANGE', Q, 0, 0)[1]
+    if head then msg = fn .. '|' .. head end
+  end
+  redis.call('PUBLISH', QP .. 'released', msg)
 end
 return 1
