@@ -51,8 +51,9 @@ def idle_key(ns: str) -> str:
 
 def queue_key(ns: str, function: str) -> str:
     """zset: lease id -> when it first queued (µs, server time): `function`'s waiting queue
-    (tickets), in arrival order. Beside it ``queue_deadline_key``. Not in KEYS: acquire_lease.lua and
-    release_lease.lua derive both from the use key ("guard:{ns}:" + "q:" + counter name)."""
+    (tickets), in arrival order. Beside it ``queue_deadline_key``. Not in KEYS:
+    acquire_lease.lua and release_lease.lua derive both from the use key ("guard:{ns}:" +
+    "q:" + counter name, the function's own name or OTHER)."""
     return f"{PREFIX}:{{{ns}}}:q:{function}"
 
 

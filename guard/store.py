@@ -153,9 +153,10 @@ class ReleaseListener:
     wakes it, so one release wakes one waiter across every process. A message naming only
     the function (it has no queue) wakes one waiter of that function, or every waiter of the
     namespace when none of that function waits; a config write (``*``) wakes them all.
-    Subscriptions stay once made (releases publish only while someone waits, so an idle one costs nothing). When the
-    listener cannot subscribe or its connection breaks, waiters still wake after the
-    refusal's ``retry_after``: it is a shortcut, never a condition of progress."""
+    Subscriptions stay once made (releases publish only while someone waits, so an idle one
+    costs nothing). When the listener cannot subscribe or its connection breaks, waiters
+    still wake after the refusal's ``retry_after``: it is a shortcut, never a condition of
+    progress."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
