@@ -148,9 +148,10 @@ class ReleaseListener:
 
     A waiter holds no connection while it sleeps (a subscription per waiter would take one
     pooled connection each, and with more waiters than connections nobody could release).
-    A release message ``<fn>|<lease id>`` names the oldest live ticket of the function whose
-    lease was released (first come, first served): only the listener holding that waiter
-    wakes it, so one release wakes one waiter across every process. A message naming only
+    A release message ``<fn>|<lease ids>`` names the oldest live tickets of the function
+    whose lease was released, as many as it has free slots (first come, first served): only
+    the listener holding such a waiter wakes it, so a release wakes as many waiters as there
+    are free slots across every process, not every waiter. A message naming only
     the function (it has no queue) wakes one waiter of that function, or every waiter of the
     namespace when none of that function waits; a config write (``*``) wakes them all.
     Subscriptions stay once made (releases publish only while someone waits, so an idle one
@@ -247,11 +248,11 @@ class ReleaseListener:
             data = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
             fn, bar, ticket = data.partition(b"|")
             same = state.waiters.get(fn.decode(errors="replace"), ())
-            if bar:  # a ticket is named: its owner, wherever it waits, takes the slot
+            if bar:  # tickets are named (16-byte ids): their owners, wherever they wait
+                named = {ticket[i : i + 16] for i in range(0, len(ticket), 16)}
                 for w in same:
-                    if w.lease_id == ticket:
+                    if w.lease_id in named:
                         w.event.set()
-                        return
                 return
             for w in same:
                 if not w.event.is_set():

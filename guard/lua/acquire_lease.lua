@@ -285,6 +285,13 @@ if refuse then
       retry = (tonumber(ex[2]) or now + 1000) - now
     end
   end
+  -- A queued waiter's turn: the tickets ahead of it, served by the function's slots at its
+  -- usual hold (a release that frees its slot wakes it before that by naming its ticket).
+  local ahead = mine or left
+  if ahead and hold and f_max > 0 then
+    local turn = hold * (ahead + 1) / f_max
+    if turn > retry then retry = turn end
+  end
   retry = math.floor(math.min(math.max(retry, 10), 60000))
   local wait = tonumber(ARGV[4] or 0)
   if wait > 0 then
