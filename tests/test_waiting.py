@@ -148,3 +148,23 @@ def test_waiters_are_granted_in_arrival_order(g: guard.Guard) -> None:
     for t in ts:
         t.join(30)
     assert order == list(range(6))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("procs", "threads"), [(1, 200), (4, 50)])
+def test_waiting_at_scale(redis_server, ns: str, procs: int, threads: int) -> None:
+    """Issue 18's scenario for 5 s (the 10 s figures: `python tests/waiting_worker.py`):
+    a max-5 function, 20 ms holds. No connection errors, never more than 5 holders counted
+    outside the SDK, nobody overtaken (waits that start together at the beginning aside, see
+    waiting_worker). Throughput is printed, not asserted (a benchmark figure on a shared
+    machine; measured 215/s and 212/s of the ideal 250/s in the 10 s runs)."""
+    from waiting_worker import measure
+
+    r = measure(redis_server.url, ns, procs, threads, seconds=5.0)
+    print(r)
+    assert r["errors"] == []
+    assert r["grants"] > 100  # the waiters did get slots
+    assert r["peak_holders"] <= 5
+    assert r["peak_holders"] == 5  # the limit was reached: the bound was exercised
+    assert r["timeouts"] == 0  # a 10 s wait is far longer than the ~1 s queue
+    assert r["order_violations_50ms"] == 0

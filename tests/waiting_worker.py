@@ -109,7 +109,12 @@ def measure(
     in_window = [x for x in grants if x[1] <= start_at + seconds]
     rate = len(in_window) / seconds
     ideal = max_concurrency / hold
-    bad, worst = order_violations(grants, 0.05)
+    # The first round starts every thread at the same instant: their start times then say
+    # when a thread was scheduled, not when its acquire reached Redis, so the order check
+    # looks at waits that started after the burst (every later acquire is a new waiter).
+    steady = [x for x in grants if x[0] >= start_at + 0.5]
+    bad, worst = order_violations(steady, 0.05)
+    bad_all, _ = order_violations(grants, 0.05)
     waits = sorted(gr - s for s, gr in grants)
     return {
         "procs": procs,
@@ -122,6 +127,7 @@ def measure(
         "errors": [e for r in results for e in r["errors"]],
         "timeouts": sum(r["timeouts"] for r in results),
         "order_violations_50ms": bad,
+        "order_violations_50ms_with_start_burst": bad_all,
         "worst_overtake_s": round(worst, 3),
         "p50_wait_s": round(waits[len(waits) // 2], 3) if waits else None,
         "p99_wait_s": round(waits[int(len(waits) * 0.99)], 3) if waits else None,
