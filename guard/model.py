@@ -228,7 +228,7 @@ class Config:
         for g in self.groups.values():
             names.update(g.members)
         for fn in sorted(names):
-            out += [f"{p}{fn}" for p in ("f:", "n:", "x:", "u:")]
+            out += [f"{p}{fn}" for p in ("f:", "n:", "x:", "u:", "o:")]
             scopes = [
                 "function",
                 "account",

@@ -513,6 +513,18 @@ class RedisStore:
         flat = self._run("read_usage", ns, tuple(fields))
         return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i]}
 
+    def queued(self, ns: str, functions: Sequence[str]) -> dict[str, int]:
+        """Live waiting tickets per function (acquire_lease.lua "Waiting queue"): tickets
+        whose deadline is still ahead. `functions` bounds the read (one ZCOUNT each)."""
+        with wrap_errors("queued"):
+            sec, us = self.client.time()
+            now_ms = sec * 1000 + us // 1000
+            pipe = self.client.pipeline(transaction=False)
+            for fn in functions:
+                pipe.zcount(keys.queue_deadline_key(ns, fn), f"({now_ms}", "+inf")
+            counts = pipe.execute()
+        return {fn: int(n) for fn, n in zip(functions, counts, strict=True)}
+
     def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
         """Held (unexpired, unreleased) leases of the namespace, optionally of one function.
         An admin view: it reads the whole lease hash (O(held leases))."""

@@ -168,3 +168,40 @@ def test_waiting_at_scale(redis_server, ns: str, procs: int, threads: int) -> No
     assert r["peak_holders"] == 5  # the limit was reached: the bound was exercised
     assert r["timeouts"] == 0  # a 10 s wait is far longer than the ~1 s queue
     assert r["order_violations_50ms"] == 0
+
+
+def test_metrics_waiting_and_timed_out(http, g: guard.Guard, st: RedisStore, ns: str) -> None:
+    from test_http_metrics import value
+
+    g.admin.put_function("f", max_concurrency=1)
+    g.acquire("f", ttl=30)
+    for w in ids(2):
+        st.acquire(ns, "f", w, 30_000, wait_ms=5000)
+    with pytest.raises(guard.Throttled):
+        g.acquire("f", wait=0.1)  # queued behind them, then ran out: counted, ticket gone
+    text = http.get("/metrics").data.decode()
+    assert value(text, "guard_waiting", namespace=ns, function="f") == 2
+    assert value(text, "guard_waits_timed_out_total", namespace=ns, function="f") == 1
+
+
+def test_http_wait_seconds_uses_the_queue(http, g: guard.Guard, st: RedisStore, ns: str) -> None:
+    """An HTTP acquire with wait_seconds queues a ticket like the SDK: an older SDK waiter
+    keeps its turn."""
+    g.admin.put_function("f", max_concurrency=1)
+    held = g.acquire("f", ttl=30)
+    older = os.urandom(16)
+    st.acquire(ns, "f", older, 30_000, wait_ms=10_000)
+    out: dict[str, int] = {}
+
+    def http_wait() -> None:
+        body = {"function": "f", "ttl_seconds": 30, "wait_seconds": 0.6}
+        out["status"] = http.post(f"/v1/namespaces/{ns}/leases", json=body).status_code
+
+    t = threading.Thread(target=http_wait)
+    t.start()
+    time.sleep(0.2)
+    assert st.client.zcard(keys.queue_key(ns, "f")) == 2  # the HTTP waiter queued behind
+    held.release()
+    t.join(5)
+    assert out["status"] == 429  # the freed slot was the older ticket's
+    assert isinstance(st.acquire(ns, "f", older, 30_000, wait_ms=10_000), Grant)

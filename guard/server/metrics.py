@@ -31,6 +31,7 @@ COUNTERS = {  # use-hash prefix -> (family, help)
     "n:": ("guard_grants", "Leases granted."),
     "x:": ("guard_leases_expired", "Leases reaped after expiry without a release."),
     "u:": ("guard_unavailable", "Runs without a lease while the store was out of reach."),
+    "o:": ("guard_waits_timed_out", "Acquires whose wait ran out without a slot."),
 }
 
 
@@ -70,6 +71,10 @@ class GuardCollector(Collector):
             "shadow": CounterMetricFamily(
                 "guard_shadow_throttles", "Grants a shadow-mode limit would have refused.",
                 labels=["namespace", "function", "scope", "group"],
+            ),
+            "waiting": GaugeMetricFamily(
+                "guard_waiting", "Acquires waiting in the function's queue (live tickets).",
+                labels=["namespace", "function"],
             ),
             "up": GaugeMetricFamily("guard_store_up", "1 when the last scrape read the store."),
             "dur": GaugeMetricFamily(
@@ -112,6 +117,10 @@ class GuardCollector(Collector):
                 fam["limit"].add_metric(labels, v["max_concurrency"])
         for n, v in use["groups"].items():
             fam["reserved"].add_metric([ns, n], v["reserved"])
+        # The same bounded set of names as the counters: configured functions, at most
+        # keys.MAX_UNCONFIGURED_NAMES others and keys.OTHER.
+        for fn, n in self.store.queued(ns, sorted(use["functions"])).items():
+            fam["waiting"].add_metric([ns, fn], n)
         for field in sorted(counters):
             prefix = field[:2]
             if prefix in COUNTERS:
