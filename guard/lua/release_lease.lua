@@ -20,21 +20,23 @@ end
 redis.call('HDEL', LEASE, id)
 redis.call('ZREM', EXP, id)
 -- One HMGET and one HSET: the level counters, the hold-time EWMA and the waiter stamp.
-local fields = {'h:' .. cn, 'wu', 'w:' .. cn, 'a', 'f:' .. cn}
+local fields = {'h:' .. cn, 'wu', 'a', 'f:' .. cn}
 for g in string.gmatch(gs, '[^,]+') do fields[#fields + 1] = 'g:' .. g end
 local u = redis.call('HMGET', USE, unpack(fields))
 -- EWMA of this function's hold time (weight 1/8), behind acquire's retry_after.
 local hold, old = now - granted, tonumber(u[1])
 local set = {fields[1], old and math.floor(old + (hold - old) / 8) or hold}
-for i = 4, #fields do
+for i = 3, #fields do
   local v = num(u[i]) - 1
-  set[2 * i - 5] = fields[i]
-  set[2 * i - 4] = v > 0 and v or 0
+  set[2 * i - 3] = fields[i]
+  set[2 * i - 2] = v > 0 and v or 0
 end
 redis.call('HSET', USE, unpack(set))
 if u[2] and tonumber(u[2]) > now then
   local QP, msg = string.sub(USE, 1, -4), fn
-  if num(u[3]) > now then  -- the function has tickets: wake the oldest live ones
+  -- the function has tickets (w:<fn>, read only here: off the uncontended path): wake the
+  -- oldest live ones
+  if num(redis.call('HGET', USE, 'w:' .. cn)) > now then
     local Q, QD = QP .. 'q:' .. cn, QP .. 'qd:' .. cn
     local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
     if #dead > 0 then
@@ -42,11 +44,11 @@ if u[2] and tonumber(u[2]) > now then
       redis.call('ZREM', QD, unpack(dead))
     end
     -- as many as the function has free slots now (1 without a limit of its own), at most
-    -- WAKE_MAX: a ticket named by an earlier release may not have taken its slot yet
+    -- 16: a ticket named by an earlier release may not have taken its slot yet
     local free, plan = 1, redis.call('HGET', KEYS[1], 'p:f:' .. cn)
     if plan then
       local fmax = struct.unpack('>i', plan)
-      if fmax >= 0 then free = fmax - (num(u[5]) - 1) end
+      if fmax >= 0 then free = fmax - (num(u[4]) - 1) end
     end
     if free > 0 then
       local heads = redis.call('ZRANGE', Q, 0, math.min(free, 16) - 1)
