@@ -30,8 +30,8 @@ tools: $(STAMP)
 setup: $(STAMP) system-deps tools
 
 lint: setup
-	$(BIN)/ruff check guard tests bench deploy/demo examples
-	$(BIN)/ruff format --check guard tests bench deploy/demo examples
+	$(BIN)/ruff check guard tests bench scripts deploy/demo examples
+	$(BIN)/ruff format --check guard tests bench scripts deploy/demo examples
 
 typecheck: setup
 	$(BIN)/mypy

@@ -56,11 +56,11 @@ def main() -> None:
     ap.add_argument("--clients", default="1,16,64")
     args = ap.parse_args()
     redis = RedisProcess().start()
-    server = LiveServer(redis.url, workers=args.workers,
-                        env={"GUARD_THREADS": "32"}).start()  # fmt: skip
+    server = LiveServer(redis.url, workers=args.workers).start()
     shared = guard.Guard.from_url(redis.url, namespace="bench", timeout=5.0)
+    shared.admin.set_namespace(max_concurrency=None)  # HTTP leases need a configured namespace
     try:
-        print(f"guard serve --workers {args.workers} (gthread x32); {os.cpu_count()} CPUs")
+        print(f"guard serve --workers {args.workers} (gevent); {os.cpu_count()} CPUs")
         print("| path | clients | pairs/s | p50 ms | p99 ms |")
         print("|---|---:|---:|---:|---:|")
         for n in (int(c) for c in args.clients.split(",")):

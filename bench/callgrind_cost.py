@@ -35,11 +35,26 @@ def start(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     out = os.path.join(tmp, "callgrind.out.%p")
     proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tmp,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     c = redis.Redis(port=port)
     for _ in range(600):
         try:
@@ -69,12 +84,18 @@ def measure(subject: str, pairs: int, keep: str | None = None) -> float:
                 pair = ref.pair
             for _ in range(200):
                 pair()
-            subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
-                           stdout=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(
+                ["callgrind_control", "-i", "on", str(proc.pid)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             for _ in range(pairs):
                 pair()
-            subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
-                           stdout=subprocess.DEVNULL)  # fmt: skip
+            subprocess.run(
+                ["callgrind_control", "-i", "off", str(proc.pid)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         finally:
             proc.terminate()
             proc.wait(60)

@@ -430,8 +430,12 @@ def run_python(
         clients0 = int(admin.info("clients")["connected_clients"])
         shared = subject.open(cfg)
         one = shared
-        subject = PySubject(subject.name, open=lambda _cfg: CallableSession(
-            one.acquire, one.release), note=subject.note, top_level=subject.top_level)  # fmt: skip
+        subject = PySubject(
+            subject.name,
+            open=lambda _cfg: CallableSession(one.acquire, one.release),
+            note=subject.note,
+            top_level=subject.top_level,
+        )
     if kind in ("threads", "shared"):
         ready_t, go_t = threading.Barrier(workers + 1), threading.Event()
         box: list[dict[str, Any]] = []
@@ -671,12 +675,17 @@ def redis_cluster(shards: int = 3, timeout: float = 30.0) -> Iterator[list[Redis
         create = ["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas", "0"]
         subprocess.run(
             [*create, "--cluster-yes"],
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         while True:
             infos = [n.client().cluster("info") for n in nodes]  # parsed by redis-py
-            if all("cluster_state:ok" in _text(i) or _text(dict(i).get("cluster_state")) == "ok"
-                   for i in infos):  # fmt: skip
+            if all(
+                "cluster_state:ok" in _text(i) or _text(dict(i).get("cluster_state")) == "ok"
+                for i in infos
+            ):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("cluster did not reach cluster_state:ok")
@@ -725,15 +734,23 @@ def guard_http_server(
     port = free_port()
     fd, log_path = tempfile.mkstemp(prefix="guard-bench-http-", suffix=".log")
     log = os.fdopen(fd, "wb")
-    env = dict(os.environ, GUARD_REDIS_URL=redis_url, GUARD_CLIENT_TOKENS=client_token,
-               GUARD_ADMIN_TOKENS=admin_token, GUARD_THREADS=str(threads),
-               GUARD_LOG_LEVEL="warning")  # fmt: skip
+    env = dict(
+        os.environ,
+        GUARD_REDIS_URL=redis_url,
+        GUARD_CLIENT_TOKENS=client_token,
+        GUARD_ADMIN_TOKENS=admin_token,
+        GUARD_THREADS=str(threads),
+        GUARD_LOG_LEVEL="warning",
+    )
     exe = os.path.join(os.path.dirname(sys.executable), "guard")  # the venv's console script
     cmd = [exe if os.path.exists(exe) else "guard", "serve", "--bind", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
         [*cmd, "--workers", str(workers)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     server = HttpServer(f"http://127.0.0.1:{port}", port, proc, log_path)
     try:
         deadline = time.monotonic() + 30

@@ -121,8 +121,13 @@ def _plots(report: dict[str, Any], img: str) -> list[str]:
         ax1.plot(xs, [h["script_us"] for h in hs], marker=mk, ls="--", label=f"{subj}: EVALSHA")
         ax2.plot(xs, [h["bytes_per_lease"] for h in hs], marker=mk, label=f"{subj}: used_memory")
         if subj == "guard SDK":
-            ax2.plot(xs, [_keys_per_lease(h) for h in hs], marker=mk, ls=":",
-                     label=f"{subj}: MEMORY USAGE of its keys")  # fmt: skip
+            ax2.plot(
+                xs,
+                [_keys_per_lease(h) for h in hs],
+                marker=mk,
+                ls=":",
+                label=f"{subj}: MEMORY USAGE of its keys",
+            )
     ax1.set_ylabel("µs per acquire+release pair (median)")
     ax2.set_ylabel("bytes per held lease")
     ax2.axhline(200, color="grey", lw=0.8, ls="-.", label="goal: 200 B")
@@ -332,8 +337,9 @@ def _discussion(report: dict[str, Any]) -> list[str]:
             f"{_f(b1['reads'], 2)} reads per job; it queues jobs in the client instead of "
             "refusing, and its per-job scripts also maintain its queue and reservoir state."
         )
-    gh = sorted((h for h in report["held"] if h.get("subject") == "guard SDK"),
-                key=lambda h: h["held"])  # fmt: skip
+    gh = sorted(
+        (h for h in report["held"] if h.get("subject") == "guard SDK"), key=lambda h: h["held"]
+    )
     if gh:
         lo, hi = gh[0], gh[-1]
         out.append(
@@ -376,8 +382,9 @@ def _discussion(report: dict[str, Any]) -> list[str]:
         "subject's throughput well below the redis-benchmark ceiling."
     )
     gc = _row(rows, "guard SDK [processes]", "contended", report["plan"]["contended_workers"])
-    rc = _row(rows, "reference (redis-py) [processes]", "contended",
-              report["plan"]["contended_workers"])  # fmt: skip
+    rc = _row(
+        rows, "reference (redis-py) [processes]", "contended", report["plan"]["contended_workers"]
+    )
     out.append(
         "- **Contended**: every subject's maximum holders is checked against the limit by "
         "`run_all.py` (it fails the run for guard, and reports a peer's violation and exits "
@@ -416,8 +423,12 @@ def _discussion(report: dict[str, Any]) -> list[str]:
             "`bench/subjects.py` and runs as soon as `guard serve` exists."
         )
     if report.get("failures"):
-        out += ["", "**Measurements that failed in this run** (a peer's Node driver crashed; "
-                "its medians are over the remaining rounds):", ""]  # fmt: skip
+        out += [
+            "",
+            "**Measurements that failed in this run** (a peer's Node driver crashed; "
+            "its medians are over the remaining rounds):",
+            "",
+        ]
         out += [f"- {' '.join(v.split())[:160]} …" for v in report["failures"]]
     if report.get("violations"):
         out += ["", "**Safety violations seen in this run:**", ""]

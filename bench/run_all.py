@@ -66,10 +66,35 @@ class Plan:
     shared_threads: int = 256  # guard SDK [shared]: threads of one process on one Guard
 
 
-QUICK = Plan(1.0, 2.0, 3, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 2000,
-             50_000, cluster_seconds=1.0, callgrind_pairs=500)  # fmt: skip
-FULL = Plan(1.5, 3.0, 5, (1, 16, 64), 64, 10, 1.0, 1.0, (10, 100, 1000, 10_000, 100_000), 5000,
-            100_000, cluster_seconds=3.0)  # fmt: skip
+QUICK = Plan(
+    1.0,
+    2.0,
+    3,
+    (1, 16, 64),
+    64,
+    10,
+    1.0,
+    1.0,
+    (10, 100, 1000, 10_000, 100_000),
+    2000,
+    50_000,
+    cluster_seconds=1.0,
+    callgrind_pairs=500,
+)
+FULL = Plan(
+    1.5,
+    3.0,
+    5,
+    (1, 16, 64),
+    64,
+    10,
+    1.0,
+    1.0,
+    (10, 100, 1000, 10_000, 100_000),
+    5000,
+    100_000,
+    cluster_seconds=3.0,
+)
 
 
 @dataclass(frozen=True)
@@ -100,8 +125,9 @@ def configs(plan: Plan, http_base: str | None = None) -> list[Config]:
                 out.append(Config(f"{ns.name} [{ns.mode}]", ns, ns.mode, w, "uncontended"))
     for subj, _kinds in subjects:
         if subj.name == "guard SDK":  # one process, many threads, one Guard (issue 17)
-            out.append(Config(f"{subj.name} [shared]", subj, "shared", plan.shared_threads,
-                              "uncontended"))  # fmt: skip
+            out.append(
+                Config(f"{subj.name} [shared]", subj, "shared", plan.shared_threads, "uncontended")
+            )
     w = plan.contended_workers
     for subj, kinds in subjects:
         out.append(Config(f"{subj.name} [{kinds[0]}]", subj, kinds[0], w, "contended"))
@@ -255,17 +281,21 @@ def many_callers(plan: Plan) -> int:
             for c in cs[rnd % len(cs) :] + cs[: rnd % len(cs)]:
                 r = measure(server, plan, c)
                 got[c.label].append(r)
-                print(f"round {rnd + 1}/{plan.rounds} {c.label:24} w={c.workers:<3} "
-                      f"{r.pairs_per_s:8.0f} pairs/s p50 {r.p50_us:7.0f}us p99 {r.p99_us:8.0f}us"
-                      f" connections {r.extra.get('connections') or c.workers}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"round {rnd + 1}/{plan.rounds} {c.label:24} w={c.workers:<3} "
+                    f"{r.pairs_per_s:8.0f} pairs/s p50 {r.p50_us:7.0f}us p99 {r.p99_us:8.0f}us"
+                    f" connections {r.extra.get('connections') or c.workers}",
+                    flush=True,
+                )
     print("\nmedians over rounds:")
     for c in cs:
         a = aggregate(got[c.label], c.subject.top_level)
-        print(f"{c.label:24} w={c.workers:<3} {a['pairs_per_s']:8.0f} pairs/s "
-              f"(min {a['pairs_per_s_min']:.0f}, max {a['pairs_per_s_max']:.0f}) "
-              f"p50 {a['p50_us']:7.0f}us p99 {a['p99_us']:8.0f}us "
-              f"connections {a['connections'] or c.workers}")  # fmt: skip
+        print(
+            f"{c.label:24} w={c.workers:<3} {a['pairs_per_s']:8.0f} pairs/s "
+            f"(min {a['pairs_per_s_min']:.0f}, max {a['pairs_per_s_max']:.0f}) "
+            f"p50 {a['p50_us']:7.0f}us p99 {a['p99_us']:8.0f}us "
+            f"connections {a['connections'] or c.workers}"
+        )
     return 0
 
 
@@ -273,11 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="short runs (~2-3 minutes in all)")
     ap.add_argument("--no-docs", action="store_true", help="print results, write no docs")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rewrite the docs from bench/out/results.json")  # fmt: skip
-    ap.add_argument("--many-callers", action="store_true",
-                    help="only guard SDK: 1 process x 256 threads on one Guard beside 16 "
-                         "processes (prints, writes no docs)")  # fmt: skip
+    ap.add_argument(
+        "--report-only", action="store_true", help="rewrite the docs from bench/out/results.json"
+    )
+    ap.add_argument(
+        "--many-callers",
+        action="store_true",
+        help="only guard SDK: 1 process x 256 threads on one Guard beside 16 "
+        "processes (prints, writes no docs)",
+    )
     opts = ap.parse_args(argv)
     if opts.many_callers:
         return many_callers(QUICK if opts.quick else FULL)
@@ -299,9 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         http_base = None
         if http_available():
             http = stack.enter_context(
-                harness.guard_http_server(server.url, plan.http_workers, plan.http_threads,
-                                          HTTP_CLIENT_TOKEN, HTTP_ADMIN_TOKEN)
-            )  # fmt: skip
+                harness.guard_http_server(
+                    server.url,
+                    plan.http_workers,
+                    plan.http_threads,
+                    HTTP_CLIENT_TOKEN,
+                    HTTP_ADMIN_TOKEN,
+                )
+            )
             http_base = http.base
         else:
             print("guard has no HTTP service in this checkout (guard.server): HTTP subject skipped")
@@ -332,8 +371,10 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 if r.max_holders is not None and r.max_holders > plan.contended_limit:
-                    msg = (f"SAFETY VIOLATION: {c.label} let {r.max_holders} holders in at once "
-                           f"(limit {plan.contended_limit}) in round {rnd + 1}")  # fmt: skip
+                    msg = (
+                        f"SAFETY VIOLATION: {c.label} let {r.max_holders} holders in at once "
+                        f"(limit {plan.contended_limit}) in round {rnd + 1}"
+                    )
                     print("!" * 8, msg, flush=True)
                     if c.subject.name.startswith("guard"):
                         raise SystemExit(msg)

@@ -60,8 +60,9 @@ def _key_usage(client: Any, ns: str) -> dict[str, dict[str, int]]:
     return out
 
 
-def guard_held_scaling(server: RedisServer, sizes: tuple[int, ...], pairs: int, rounds: int
-                       ) -> list[dict[str, Any]]:  # fmt: skip
+def guard_held_scaling(
+    server: RedisServer, sizes: tuple[int, ...], pairs: int, rounds: int
+) -> list[dict[str, Any]]:
     """For each N: N leases held over 1,000 functions, then ``pairs`` acquire+release pairs of
     another function (three levels checked) per round; Redis cost per pair and
     ``used_memory`` delta per held lease, with ``MEMORY USAGE`` of each of the namespace's keys.
@@ -74,8 +75,10 @@ def guard_held_scaling(server: RedisServer, sizes: tuple[int, ...], pairs: int, 
         for n in sizes:
             ns = f"held-{uuid.uuid4().hex[:12]}"
             g = guard.Guard.from_url(server.url, namespace=ns, timeout=5)
-            fillers = [guard.Guard.from_url(server.url, namespace=ns, timeout=5)
-                       for _ in range(FILL_THREADS)]  # fmt: skip
+            fillers = [
+                guard.Guard.from_url(server.url, namespace=ns, timeout=5)
+                for _ in range(FILL_THREADS)
+            ]
             try:
                 _configure(g, account=n + 10_000, group=10_000, function=10_000)
                 for f in (g, *fillers):  # connected, script loaded, the namespace's keys exist
@@ -177,8 +180,9 @@ def _cluster_worker(url: str, ns: str, seconds: float, ready: Any, go: Any, q: A
         raise
 
 
-def _cluster_run(nodes: list[RedisServer], url: str, names: list[str], procs: int,
-                 seconds: float) -> dict[str, Any]:  # fmt: skip
+def _cluster_run(
+    nodes: list[RedisServer], url: str, names: list[str], procs: int, seconds: float
+) -> dict[str, Any]:
     ctx = mp.get_context("fork")
     ready, go, q = ctx.Barrier(procs + 1), ctx.Event(), ctx.Queue()
     ps = [
@@ -229,8 +233,9 @@ def _cluster_run(nodes: list[RedisServer], url: str, names: list[str], procs: in
     }
 
 
-def cluster_scaling(counts: tuple[int, ...], procs: int, seconds: float, rounds: int
-                    ) -> dict[str, Any]:  # fmt: skip
+def cluster_scaling(
+    counts: tuple[int, ...], procs: int, seconds: float, rounds: int
+) -> dict[str, Any]:
     """guard SDK pairs/s from ``procs`` processes over 1, 3, 12 namespaces of a local
     three-primary cluster (worker w uses namespace w mod k); interleaved rounds, medians."""
     import guard
@@ -250,9 +255,11 @@ def cluster_scaling(counts: tuple[int, ...], procs: int, seconds: float, rounds:
             for k in order:
                 r = _cluster_run(nodes, url, names[:k], procs, seconds)
                 runs[k].append(r)
-                print(f"cluster round {rnd + 1}/{rounds} namespaces={k:<3} {r['pairs_per_s']:8.0f}"
-                      f" pairs/s shares {[round(x, 2) for x in r['shard_pairs_share']]}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"cluster round {rnd + 1}/{rounds} namespaces={k:<3} {r['pairs_per_s']:8.0f}"
+                    f" pairs/s shares {[round(x, 2) for x in r['shard_pairs_share']]}",
+                    flush=True,
+                )
         rows = []
         for k in counts:
             rs = runs[k]

@@ -131,10 +131,12 @@ def _http_subject(base: str) -> PySubject:
         try:
             for path, doc in (
                 (ns, {"max_concurrency": lim["account"]}),
-                (f"{ns}/groups/{GUARD_GROUP}",
-                 {"max_concurrency": lim["group"], "members": [GUARD_FUNCTION]}),
+                (
+                    f"{ns}/groups/{GUARD_GROUP}",
+                    {"max_concurrency": lim["group"], "members": [GUARD_FUNCTION]},
+                ),
                 (f"{ns}/functions/{GUARD_FUNCTION}", {"max_concurrency": lim["function"]}),
-            ):  # fmt: skip
+            ):
                 status, text = h.call("PUT", path, doc)
                 if status not in (200, 201):
                     raise RuntimeError(f"PUT {path}: {status} {text[:300]!r}")

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import keys
+from . import wire
 from .errors import ConflictError, NotFound
 from .model import Config, Function, Group, check_limit, check_name, check_namespace
-from .store import RedisStore
+from .wire import LeaseInfo
+
+if TYPE_CHECKING:
+    from .store import RedisStore
 
 CAS_ATTEMPTS = 20
 # cfg fields that are not settings: the version, and the fence floor the acquire script keeps
 # there (so that fences never go back while the config exists); admin writes never drop them.
-RUNTIME_FIELDS = (keys.VERSION, keys.FENCE_FLOOR)
+RUNTIME_FIELDS = (wire.VERSION, wire.FENCE_FLOOR)
 
 
 class Admin:
+    """`guard.admin_api.AdminAPI` on a `RedisStore`."""
+
     def __init__(self, store: RedisStore, namespace: str) -> None:
         self.store = store
         self.namespace = check_namespace(namespace)
@@ -63,6 +68,17 @@ class Admin:
         cfg = self.config()
         return usage_of(cfg, self.store.usage_fields(self.namespace, cfg.counter_fields()))
 
+    def leases(self, function: str | None = None) -> list[LeaseInfo]:
+        if function is not None:
+            check_name(function, "function")
+        return self.store.leases(self.namespace, function)
+
+    def release_lease(self, lease_id: bytes) -> bool:
+        return self.store.release(self.namespace, lease_id)
+
+    def close(self) -> None:
+        self.store.close()
+
     # -- writes -------------------------------------------------------------------------
 
     def _write(self, change: Callable[[Config], Config]) -> Config:
@@ -74,7 +90,7 @@ class Admin:
             want = new.to_fields()
             stale = [k for k in fields if k not in RUNTIME_FIELDS and k not in want]
             diff = {k: v for k, v in want.items() if fields.get(k) != v}
-            version = _text(fields.get(keys.VERSION, "0"))
+            version = _text(fields.get(wire.VERSION, "0"))
             if self.store.write_config(self.namespace, version, diff, stale):
                 return new
         raise ConflictError("too many concurrent writes to this namespace; try again")
@@ -158,20 +174,20 @@ def usage_of(cfg: Config, used: dict[str, str]) -> dict[str, Any]:
     callers that need both and should read each once (the metrics collector)."""
 
     def n(field: str) -> int:
-        return max(0, int(used.get(field, 0)))
+        return wire.counter(used, field)
 
     functions = {
-        name: {"in_use": n(f"f:{name}"), "max_concurrency": f.max_concurrency}
+        name: {"in_use": n(wire.IN_USE + name), "max_concurrency": f.max_concurrency}
         for name, f in cfg.functions.items()
     }
     for k in used:
-        if k.startswith("f:") and k[2:] not in functions and n(k) > 0:
-            functions[k[2:]] = {"in_use": n(k), "max_concurrency": None}
+        if k.startswith(wire.IN_USE) and k[len(wire.IN_USE) :] not in functions and n(k) > 0:
+            functions[k[len(wire.IN_USE) :]] = {"in_use": n(k), "max_concurrency": None}
     return {
-        "account": {"in_use": n("a"), "max_concurrency": cfg.max_concurrency},
+        "account": {"in_use": n(wire.ACCOUNT), "max_concurrency": cfg.max_concurrency},
         "groups": {
             name: {
-                "in_use": n(f"g:{name}"),
+                "in_use": n(wire.GROUP_IN_USE + name),
                 "max_concurrency": g.max_concurrency,
                 "reserved": g.reserved,
             }

@@ -1,115 +1,28 @@
 """The ``guard`` command: serve, apply, usage and admin of namespaces, groups, functions.
 
-Admin commands talk to the HTTP API when ``GUARD_URL`` (+ ``GUARD_TOKEN``) is set — what an
-operator's laptop can reach — else straight to Redis with ``GUARD_REDIS_URL``. Both go through
-one interface (`guard.admin.Admin` or `guard.http_backend.HttpAdmin`, same methods), so every
-command works either way. To add a command (e.g. ``sync-aws``), define it in its own module
+Admin commands talk to the HTTP API when ``GUARD_URL`` (+ ``GUARD_TOKEN``) is set, else
+straight to Redis with ``GUARD_REDIS_URL``, through one typed interface
+(`guard.admin_api.AdminAPI`; `guard.cli_common.Target`). Resource commands live in
+`guard.cli_admin`. To add a command (e.g. ``sync-aws``), define it in its own module
 and register it with ``main.add_command(...)`` at the bottom of this file."""
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from . import __version__
+from .cli_admin import functions, groups, leases, namespaces
+from .cli_common import JSON, Target, echo_json, pass_target, table
 from .errors import GuardError
-from .model import Config
-
-ENV_HELP = "GUARD_URL+GUARD_TOKEN (HTTP API) or GUARD_REDIS_URL (Redis)"
-
-
-class Target:
-    """Where admin commands go; built lazily so ``guard serve`` never needs it."""
-
-    def __init__(self, namespace: str, url: str | None, token: str | None, redis_url: str | None):
-        self.namespace, self.url, self.token, self.redis_url = namespace, url, token, redis_url
-        self._admin: Any = None
-
-    def admin(self, namespace: str | None = None) -> Any:
-        if self._admin is None:
-            if self.url:
-                from .http_backend import HttpAdmin, HttpBackend
-
-                self._admin = HttpAdmin(HttpBackend(self.url, self.token, 10.0), self.namespace)
-            elif self.redis_url:
-                from .admin import Admin
-                from .store import RedisStore
-
-                self._admin = Admin(
-                    RedisStore.from_url(self.redis_url, timeout=5.0), self.namespace
-                )
-            else:
-                raise click.UsageError(f"set {ENV_HELP} (or --url / --redis-url)")
-        return self._admin if namespace is None else self._admin.for_namespace(namespace)
-
-    def close(self) -> None:
-        if self._admin is not None:
-            conn = getattr(self._admin, "backend", None) or self._admin.store
-            conn.close()
-            self._admin = None
-
-    def read_config(self, ns: str) -> Config:
-        a = self.admin(ns)
-        if hasattr(a, "config_doc"):
-            from .config_file import config_from_doc
-
-            return config_from_doc(a.config_doc())
-        cfg: Config = a.config()
-        return cfg
-
-    def write_config(self, ns: str, cfg: Config) -> None:
-        a = self.admin(ns)
-        if hasattr(a, "replace_config_doc"):
-            from .config_file import config_to_doc
-
-            a.replace_config_doc(config_to_doc(cfg))
-        else:
-            a.replace_config(cfg)
-
-    def release(self, lease_id: bytes) -> bool:
-        a = self.admin()
-        conn = getattr(a, "backend", None) or a.store
-        return bool(conn.release(a.namespace, lease_id))
-
-    def leases(self, function: str | None) -> list[dict[str, Any]]:
-        a = self.admin()
-        if hasattr(a, "leases"):
-            return list(a.leases(function))
-        return [info.doc() for info in a.store.leases(a.namespace, function)]
-
-
-JSON: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
-    "--json", "as_json", is_flag=True, help="print JSON (the HTTP API's body)"
-)
-
-
-def echo_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
-
-
-def table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def limit_arg(value: str | None) -> int | None:
-    """``none``/``unlimited`` → None (no limit); else an integer."""
-    if value is None or value.lower() in ("none", "null", "unlimited"):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected an integer or 'none', got {value!r}") from None
-
+from .settings import Settings
 
 # AWS errors a user fixes in their environment, with the hint botocore does not give
 AWS_HINTS = {
@@ -157,50 +70,70 @@ def listen_error(bind: str) -> str | None:
 
 
 @click.group(cls=GuardGroup)
-@click.version_option(__version__, prog_name="guard",
-                      message="%(prog)s %(version)s (distribution guard-concurrency)")  # fmt: skip
-@click.option("-n", "--namespace", envvar="GUARD_NAMESPACE", default="default", show_default=True,
-              help="namespace the commands act on (GUARD_NAMESPACE)")  # fmt: skip
+@click.version_option(
+    __version__, prog_name="guard", message="%(prog)s %(version)s (distribution guard-concurrency)"
+)
+@click.option(
+    "-n",
+    "--namespace",
+    envvar="GUARD_NAMESPACE",
+    default="default",
+    show_default=True,
+    help="namespace the commands act on (GUARD_NAMESPACE)",
+)
 @click.option("--url", envvar="GUARD_URL", help="guard HTTP API (GUARD_URL)")
 @click.option("--token", envvar="GUARD_TOKEN", help="bearer token (GUARD_TOKEN)")
 @click.option("--redis-url", envvar="GUARD_REDIS_URL", help="Redis (GUARD_REDIS_URL)")
 @click.pass_context
-def main(ctx: click.Context, namespace: str, url: str | None, token: str | None,
-         redis_url: str | None) -> None:  # fmt: skip
+def main(
+    ctx: click.Context, namespace: str, url: str | None, token: str | None, redis_url: str | None
+) -> None:
     """guard: concurrency limits for serverless functions."""
     ctx.obj = Target(namespace, url, token, redis_url)
     ctx.call_on_close(ctx.obj.close)
 
 
-pass_target = click.make_pass_decorator(Target)
-
-
 @main.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="HOST:PORT")
-@click.option("--workers", type=int, default=lambda: int(os.environ.get("GUARD_WORKERS", "2")),
-              help="gunicorn workers [GUARD_WORKERS or 2]")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), help="gunicorn workers [GUARD_WORKERS or 2]")
 @click.option(
     "--config",
     "config_path",
-    envvar="GUARD_CONFIG",
     type=click.Path(exists=True, dir_okay=False),
-    help="limits file to keep applied; its namespaces become exactly the file (it prunes)",
+    help="limits file to keep applied; its namespaces become exactly the file (it prunes) "
+    "[GUARD_CONFIG]",
 )
-@click.option("--sync-aws-every", type=float, default=None, metavar="SECONDS",
-              help="run sync-aws for every namespace this often (needs the aws extra)")  # fmt: skip
-def serve(bind: str, workers: int, config_path: str | None,
-          sync_aws_every: float | None) -> None:  # fmt: skip
-    """Serve the HTTP API (gunicorn). Without GUARD_REDIS_URL: an embedded store."""
+@click.option(
+    "--sync-aws-every",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="run sync-aws for every namespace this often (needs the aws extra)",
+)
+def serve(
+    bind: str, workers: int | None, config_path: str | None, sync_aws_every: float | None
+) -> None:
+    """Serve the HTTP API (gunicorn). Without GUARD_REDIS_URL: an embedded store.
+
+    Its settings are read from the environment once (`guard.settings`); the gunicorn workers
+    get the same `Settings`."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before prometheus_client is imported
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="guard-metrics-")
     from .server import auth, embedded
     from .server import serve as srv
 
-    srv.prepare_multiproc_dir()
-    admin = auth.split_tokens(os.environ.get("GUARD_ADMIN_TOKENS"))
-    client = auth.split_tokens(os.environ.get("GUARD_CLIENT_TOKENS"))
     try:
-        file_tokens = auth.load_tokens([], [], os.environ.get("GUARD_TOKENS_FILE"))
+        st = Settings.from_env()
+    except GuardError as exc:
+        raise click.UsageError(str(exc)) from exc
+    workers = workers or st.workers
+    config_path = config_path or st.config_path
+    if config_path and not os.path.isfile(config_path):
+        raise click.UsageError(f"GUARD_CONFIG: no such file: {config_path!r}")
+    srv.prepare_multiproc_dir()
+    admin, client = list(st.admin_tokens), list(st.client_tokens)
+    try:
+        file_tokens = auth.load_tokens([], [], st.tokens_file)
     except GuardError as exc:
         raise click.UsageError(str(exc)) from exc
     refusal = auth.check_bind(bind, admin, client, len(file_tokens))
@@ -211,33 +144,37 @@ def serve(bind: str, workers: int, config_path: str | None,
         click.echo(f"error: {busy}", err=True)
         sys.exit(1)
     if not admin and not client and not file_tokens:
-        srv.say("!!! OPEN MODE: no GUARD_ADMIN_TOKENS / GUARD_CLIENT_TOKENS — anyone who can "
-                f"reach {bind} may change limits. Loopback only. !!!")  # fmt: skip
+        srv.say(
+            "!!! OPEN MODE: no GUARD_ADMIN_TOKENS / GUARD_CLIENT_TOKENS — anyone who can "
+            f"reach {bind} may change limits. Loopback only. !!!"
+        )
     store = None
-    if not os.environ.get("GUARD_REDIS_URL"):
+    if not st.redis_url:
         store = embedded.start()
-        os.environ["GUARD_REDIS_URL"] = store.url
+        st = replace(st, redis_url=store.url)
         srv.say(f"!!! no GUARD_REDIS_URL: using {store.describe()}; limits vanish on exit !!!")
+    redis_url = st.redis_url
+    assert redis_url  # set above when the environment had none
     keeper: srv.ConfigKeeper | None = None
     if config_path:
         from .config_file import load
         from .store import RedisStore
 
         configs = load(config_path)
-        keeper = srv.ConfigKeeper(RedisStore.from_url(os.environ["GUARD_REDIS_URL"], timeout=2.0),
-                                  configs)  # fmt: skip
+        keeper = srv.ConfigKeeper(RedisStore.from_url(redis_url, timeout=2.0), configs)
         for ns in configs:
             keeper.apply(ns)
         srv.say(f"applied {config_path} to namespace(s) {', '.join(sorted(configs))}")
-        keeper.start(float(os.environ.get("GUARD_CONFIG_CHECK_SECONDS", "10")))
+        keeper.start(st.config_check_seconds)
     syncing = None
     if sync_aws_every:
-        syncing = srv.start_aws_sync(os.environ["GUARD_REDIS_URL"], sync_aws_every)
+        syncing = srv.start_aws_sync(redis_url, sync_aws_every)
         srv.say(f"sync-aws every {sync_aws_every:g}s for every namespace in the store")
-    opts = srv.options(bind, workers)
+    opts = srv.options(bind, workers, st)
     # said by gunicorn's master once its sockets are bound, not before
-    opts["when_ready"] = lambda _server: srv.say(f"serving on http://{bind} with {workers} "
-                                                 "worker(s)")  # fmt: skip
+    opts["when_ready"] = lambda _server: srv.say(
+        f"serving on http://{bind} with {workers} worker(s)"
+    )
 
     def on_exit() -> None:
         if syncing is not None:
@@ -247,12 +184,18 @@ def serve(bind: str, workers: int, config_path: str | None,
         if store is not None:
             store.stop()
 
-    srv.GuardApplication(opts, on_exit).run()
+    srv.GuardApplication(opts, on_exit, st).run()
 
 
 @main.command()
-@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="limits file (YAML) naming its namespace(s)")  # fmt: skip
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="limits file (YAML) naming its namespace(s)",
+)
 @click.option("--dry-run", is_flag=True, help="show the diff, change nothing")
 @click.option(
     "--prune",
@@ -302,8 +245,14 @@ def usage(target: Target, as_json: bool) -> None:
     def lim(v: Any) -> str:
         return "-" if v is None else str(v)
 
-    rows = [["account", target.namespace, f"{u['account']['in_use']} / "
-             f"{lim(u['account']['max_concurrency'])}", ""]]  # fmt: skip
+    rows = [
+        [
+            "account",
+            target.namespace,
+            f"{u['account']['in_use']} / {lim(u['account']['max_concurrency'])}",
+            "",
+        ]
+    ]
     for n, v in u["groups"].items():
         rows.append(
             ["group", n, f"{v['in_use']} / {lim(v['max_concurrency'])}", str(v["reserved"])]
@@ -314,7 +263,6 @@ def usage(target: Target, as_json: bool) -> None:
 
 
 from .aws.cli import sync_aws  # noqa: E402  (boto3 is imported only when it runs)
-from .cli_admin import functions, groups, leases, namespaces  # noqa: E402
 
 for _cmd in (namespaces, groups, functions, leases, sync_aws):
     main.add_command(_cmd)

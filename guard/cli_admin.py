@@ -1,7 +1,7 @@
 """``guard namespaces|groups|functions|leases …``: resource commands of the CLI.
 
-Each works through `guard.cli.Target` (HTTP API or Redis, same methods). The write verbs are
-named for what happens to the options left out, because that is what bites:
+Each works through `guard.cli_common.Target` (HTTP API or Redis, one `AdminAPI`). The write
+verbs are named for what happens to the options left out, because that is what bites:
 
 - ``set`` — the everyday verb: creates the resource, or changes only the options given;
 - ``put`` — replaces the resource (the HTTP PUT): options not given take their defaults, and
@@ -18,10 +18,9 @@ from typing import Any
 
 import click
 
-from .cli import JSON, Target, echo_json, limit_arg, table
+from .cli_common import JSON, Target, echo_json, limit_arg, pass_target, table
 from .errors import NotFound
-
-pass_target = click.make_pass_decorator(Target)
+from .wire import parse_lease_id
 
 
 def _lim(v: Any) -> str:
@@ -82,8 +81,11 @@ def _fields(given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    return [f"{k} {json.dumps(old[k])} -> {json.dumps(new.get(k))}"
-            for k in old if k != "name" and k not in given and old[k] != new.get(k)]  # fmt: skip
+    return [
+        f"{k} {json.dumps(old[k])} -> {json.dumps(new.get(k))}"
+        for k in old
+        if k != "name" and k not in given and old[k] != new.get(k)
+    ]
 
 
 def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
@@ -106,12 +108,28 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
         if as_json:
             echo_json({f"{kind}s": docs})
         elif kind == "group":
-            rows = [[d["name"], _lim(d["max_concurrency"]), str(d["reserved"]), d["mode"],
-                     ",".join(d["members"])] for d in docs]  # fmt: skip
+            rows = [
+                [
+                    d["name"],
+                    _lim(d["max_concurrency"]),
+                    str(d["reserved"]),
+                    d["mode"],
+                    ",".join(d["members"]),
+                ]
+                for d in docs
+            ]
             table(rows, ["NAME", "MAX", "RESERVED", "MODE", "MEMBERS"])
         else:
-            rows = [[d["name"], _lim(d["max_concurrency"]), f"{d['lease_ttl_seconds']:g}",
-                     d["on_unavailable"] or "-", d["mode"]] for d in docs]  # fmt: skip
+            rows = [
+                [
+                    d["name"],
+                    _lim(d["max_concurrency"]),
+                    f"{d['lease_ttl_seconds']:g}",
+                    d["on_unavailable"] or "-",
+                    d["mode"],
+                ]
+                for d in docs
+            ]
             table(rows, ["NAME", "MAX", "TTL", "ON_UNAVAILABLE", "MODE"])
 
     @grp.command("get", help=f"One {kind}'s settings, as JSON.")
@@ -124,9 +142,12 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
             raise click.ClickException(f"no {kind} {name!r}")
         echo_json(doc)
 
-    @grp.command("set", short_help="Create, or change only the options given (everyday).",
-                 help=f"Create a {kind}, or change only the options given (the others "
-                 "keep their stored values). The everyday verb.")  # fmt: skip
+    @grp.command(
+        "set",
+        short_help="Create, or change only the options given (everyday).",
+        help=f"Create a {kind}, or change only the options given (the others "
+        "keep their stored values). The everyday verb.",
+    )
     @click.argument("name")
     @opts
     @pass_target
@@ -138,9 +159,12 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
             doc = call(target, "put", name, **fields)
         echo_json(doc)
 
-    @grp.command("put", short_help="Replace whole: options not given take their defaults.",
-                 help=f"Replace a {kind} whole: options not given take their defaults "
-                 f"({defaults}), whatever was stored. Use 'set' to change only some.")  # fmt: skip
+    @grp.command(
+        "put",
+        short_help="Replace whole: options not given take their defaults.",
+        help=f"Replace a {kind} whole: options not given take their defaults "
+        f"({defaults}), whatever was stored. Use 'set' to change only some.",
+    )
     @click.argument("name")
     @opts
     @pass_target
@@ -150,14 +174,20 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
         doc = call(target, "put", name, **fields)
         reset = _changes(old, doc, fields) if old else []
         if reset:
-            click.echo(f"note: put replaced {kind} {name}; options not given took their "
-                       f"defaults: {', '.join(reset)} (to change only the options given, use "
-                       f"'guard {kind}s set')", err=True)  # fmt: skip
+            click.echo(
+                f"note: put replaced {kind} {name}; options not given took their "
+                f"defaults: {', '.join(reset)} (to change only the options given, use "
+                f"'guard {kind}s set')",
+                err=True,
+            )
         echo_json(doc)
 
-    @grp.command("patch", short_help=f"Change only the options given of an existing {kind}.",
-                 help=f"Change only the options given of an existing {kind} (the "
-                 "HTTP PATCH; fails when it does not exist).")  # fmt: skip
+    @grp.command(
+        "patch",
+        short_help=f"Change only the options given of an existing {kind}.",
+        help=f"Change only the options given of an existing {kind} (the "
+        "HTTP PATCH; fails when it does not exist).",
+    )
     @click.argument("name")
     @opts
     @pass_target
@@ -175,25 +205,45 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
     return grp
 
 
-MODE = click.option("--mode", type=click.Choice(["enforce", "shadow"]),
-                    help="shadow: count and report, never refuse")  # fmt: skip
+MODE = click.option(
+    "--mode",
+    type=click.Choice(["enforce", "shadow"]),
+    help="shadow: count and report, never refuse",
+)
 MAX = click.option("--max-concurrency", help="an integer, or 'none' for no limit")
-groups = _resource("group", [
-    MAX,
-    click.option("--reserved", type=click.IntRange(min=0),
-                 help="slots of the account limit only this group may use"),
-    click.option("--members", help="comma-separated function names"),
-    click.option("--selector", help='JSON, e.g. {"tags": {"team": "data"}} (see sync-aws)'),
-    MODE,
-], "no max, reserved 0, no members, no selector, mode enforce")  # fmt: skip
-functions = _resource("function", [
-    MAX,
-    click.option("--lease-ttl-seconds", type=click.FloatRange(min=0, min_open=True),
-                 help="longest a lease lives without renewal (default 900)"),
-    click.option("--on-unavailable", type=click.Choice(["open", "closed"]),
-                 help="what the SDK does when the store is out of reach"),
-    MODE,
-], "no max, lease_ttl_seconds 900, on_unavailable unset, mode enforce")  # fmt: skip
+groups = _resource(
+    "group",
+    [
+        MAX,
+        click.option(
+            "--reserved",
+            type=click.IntRange(min=0),
+            help="slots of the account limit only this group may use",
+        ),
+        click.option("--members", help="comma-separated function names"),
+        click.option("--selector", help='JSON, e.g. {"tags": {"team": "data"}} (see sync-aws)'),
+        MODE,
+    ],
+    "no max, reserved 0, no members, no selector, mode enforce",
+)
+functions = _resource(
+    "function",
+    [
+        MAX,
+        click.option(
+            "--lease-ttl-seconds",
+            type=click.FloatRange(min=0, min_open=True),
+            help="longest a lease lives without renewal (default 900)",
+        ),
+        click.option(
+            "--on-unavailable",
+            type=click.Choice(["open", "closed"]),
+            help="what the SDK does when the store is out of reach",
+        ),
+        MODE,
+    ],
+    "no max, lease_ttl_seconds 900, on_unavailable unset, mode enforce",
+)
 
 
 @click.group()
@@ -206,8 +256,13 @@ def _when(epoch: float, now: float) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
     d = round(epoch - now)
     span = abs(d)
-    text = (f"{span}s" if span < 60 else f"{span // 60}m{span % 60:02d}s" if span < 3600
-            else f"{span // 3600}h{span % 3600 // 60:02d}m")  # fmt: skip
+    text = (
+        f"{span}s"
+        if span < 60
+        else f"{span // 60}m{span % 60:02d}s"
+        if span < 3600
+        else f"{span // 3600}h{span % 3600 // 60:02d}m"
+    )
     return f"{stamp} ({'now' if d == 0 else 'in ' + text if d > 0 else text + ' ago'})"
 
 
@@ -223,10 +278,16 @@ def leases_list(target: Target, function: str | None, as_json: bool) -> None:
         return
     now = time.time()
     rows = [
-        [d["lease_id"], d["function"], ",".join(g for g in d["groups"] if g) or "-",
-         str(d["fence"]), _when(d["granted_at"], now), _when(d["expires_at"], now)]
+        [
+            d["lease_id"],
+            d["function"],
+            ",".join(g for g in d["groups"] if g) or "-",
+            str(d["fence"]),
+            _when(d["granted_at"], now),
+            _when(d["expires_at"], now),
+        ]
         for d in docs
-    ]  # fmt: skip
+    ]
     table(rows, ["LEASE", "FUNCTION", "GROUPS", "FENCE", "GRANTED", "EXPIRES"])
 
 
@@ -238,8 +299,6 @@ def leases_release(target: Target, lease_id: str) -> None:
 
     Its slot is free at once. A holder still running finds its lease gone at its next renew
     or release; work it does after that is unguarded, which is what its fence is for."""
-    from .client import parse_lease_id
-
     raw = parse_lease_id(lease_id)
     if not target.release(raw):
         raise click.ClickException(f"lease {raw.hex()} is not held (expired or released)")

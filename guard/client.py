@@ -13,62 +13,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from . import keys
-from .errors import GuardError, GuardUnavailable, StoreError, StoreReset, Throttled, UsageError
+from .admin_api import AdminAPI
+from .backend import Backend
+from .errors import GuardError, GuardUnavailable, StoreReset, Throttled, UsageError
 from .lease import Lease, Releaser
 from .model import check_name, check_namespace, check_ttl
-from .store import Grant, Refusal, Renewal
+from .settings import Settings
+from .wire import Refusal, parse_lease_id
+
+__all__ = ["Backend", "Guard", "function_name", "parse_lease_id", "remaining_seconds"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-TRUE = ("1", "true", "yes", "on")
 REDIS_TIMEOUT = 0.05  # default round-trip bound, Redis mode (s)
 HTTP_TIMEOUT = 2.0  # default round-trip bound, HTTP mode (s): a service under load
 
 log = logging.getLogger("guard")
-
-
-class Backend(Protocol):
-    """What a Guard needs from a store: the Redis store, or the HTTP client (HTTP mode).
-    Both also offer a single-attempt ``acquire``; a Guard only ever calls the waiting one."""
-
-    pool_exhausted: int  # pool waits that ran out (guard.PoolExhausted)
-
-    def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None: ...
-
-    def release(self, ns: str, lease_id: bytes) -> bool: ...
-
-    def acquire_waiting(
-        self,
-        ns: str,
-        function: str,
-        lease_id: bytes,
-        ttl_ms: int,
-        wait: float,
-        pending: dict[str, int] | None = None,
-    ) -> Grant | Refusal:
-        """Take a slot, waiting up to `wait` seconds for one (woken by releases)."""
-
-    def admin(self, namespace: str) -> Any:
-        """Admin operations on `namespace` over the same store (`guard.admin.Admin` or its
-        HTTP twin)."""
-
-    def close(self) -> None: ...
-
-
-def parse_lease_id(value: str | bytes) -> bytes:
-    """A lease id is 128 bits: 32 hex digits (a UUID's dashes are allowed) or 16 bytes."""
-    if isinstance(value, bytes) and len(value) == 16:
-        return value
-    if isinstance(value, str):
-        try:
-            raw = bytes.fromhex(value.replace("-", ""))
-        except ValueError:
-            raw = b""
-        if len(raw) == 16:
-            return raw
-    raise UsageError(f"lease_id must be 32 hex digits (128 bits), got {value!r}", "lease_id")
 
 
 def function_name(function: str | None = None, context: Any = None) -> str | None:
@@ -123,8 +85,9 @@ class Guard:
         self._pending: dict[str, int] = {}
         self._lock = threading.Lock()
         self._names: set[str] = set()
-        self._admin: Any = None
-        self._releaser: Releaser | None = None
+        self._admin: AdminAPI | None = None
+        ns = self.namespace
+        self._releaser = Releaser(lambda raw: self.backend.release(ns, raw))
         self._down = False  # in a run of unavailable calls (logged at its start and end)
         self._down_logged = False
         self._down_open = self._down_closed = 0
@@ -191,45 +154,35 @@ class Guard:
     def from_env(cls, **kwargs: Any) -> Guard:
         """From ``GUARD_REDIS_URL`` (or ``GUARD_URL`` + ``GUARD_TOKEN``), ``GUARD_NAMESPACE``,
         ``GUARD_ON_UNAVAILABLE``, ``GUARD_TIMEOUT``, ``GUARD_MAX_CONNECTIONS``,
-        ``GUARD_QUARANTINE`` and the ``GUARD_DISABLED`` kill switch."""
-        env = os.environ
-        url = env.get("GUARD_URL") or env.get("GUARD_REDIS_URL")
-        disabled = env.get("GUARD_DISABLED", "").lower() in TRUE
-        if not url and not disabled:
+        ``GUARD_QUARANTINE`` and the ``GUARD_DISABLED`` kill switch (`guard.settings`);
+        `kwargs` win over the environment."""
+        st = Settings.from_env()
+        url = st.store_url
+        if not url and not st.disabled:
             raise UsageError("set GUARD_REDIS_URL (or GUARD_URL) to reach the store", "url")
-        kwargs.setdefault("namespace", env.get("GUARD_NAMESPACE", "default"))
-        kwargs.setdefault("on_unavailable", env.get("GUARD_ON_UNAVAILABLE", "open"))
-        kwargs.setdefault("disabled", disabled)
-        if "GUARD_QUARANTINE" in env:
-            kwargs.setdefault("quarantine", env["GUARD_QUARANTINE"].lower() in TRUE)
-        if "GUARD_TIMEOUT" in env:
-            try:
-                timeout = float(env["GUARD_TIMEOUT"])
-            except ValueError:
-                timeout = -1.0
-            if not 0 < timeout <= 300:
-                raise UsageError(
-                    f"GUARD_TIMEOUT must be seconds in (0, 300], got {env['GUARD_TIMEOUT']!r}",
-                    "timeout",
-                )
-            kwargs.setdefault("timeout", timeout)
-        if "GUARD_MAX_CONNECTIONS" in env:
-            kwargs.setdefault("max_connections", env["GUARD_MAX_CONNECTIONS"])
-        if env.get("GUARD_URL"):
-            kwargs.setdefault("token", env.get("GUARD_TOKEN"))
+        kwargs.setdefault("namespace", st.namespace)
+        kwargs.setdefault("on_unavailable", st.on_unavailable)
+        kwargs.setdefault("disabled", st.disabled)
+        if st.quarantine is not None:
+            kwargs.setdefault("quarantine", st.quarantine)
+        if st.timeout is not None:
+            kwargs.setdefault("timeout", st.timeout)
+        if st.max_connections is not None:
+            kwargs.setdefault("max_connections", st.max_connections)
+        if st.url:
+            kwargs.setdefault("token", st.token)
         return cls.from_url(url or "redis://localhost:6379/0", **kwargs)
 
     @property
-    def admin(self) -> Any:
-        """Admin operations on this namespace: `guard.admin.Admin` on Redis, its HTTP twin
-        (`guard.http_backend.HttpAdmin`) in HTTP mode."""
+    def admin(self) -> AdminAPI:
+        """Admin operations on this namespace (`guard.admin_api.AdminAPI`): `guard.admin.Admin`
+        on Redis, `guard.http_backend.HttpAdmin` in HTTP mode."""
         if self._admin is None:
             self._admin = self.backend.admin(self.namespace)
         return self._admin
 
     def close(self) -> None:
-        if self._releaser is not None:
-            self._releaser.close()
+        self._releaser.close()
         self.backend.close()
 
     @property
@@ -264,8 +217,8 @@ class Guard:
         if wait < 0 or wait != wait:
             raise UsageError(f"wait must be >= 0 seconds (got {wait!r})", "wait")
         if self.disabled:
-            return Lease(None, name, raw.hex(), held=False)
-        if lease_id is not None and self._releaser is not None:
+            return Lease(None, self.namespace, name, raw.hex(), held=False)
+        if lease_id is not None:
             self._releaser.cancel(raw)  # asked for again: a pending give-back must not free it
         try:
             return self._acquire(name, raw, ttl_ms, wait)
@@ -300,10 +253,12 @@ class Guard:
         if isinstance(r, Refusal):
             raise Throttled(name, r.scope, r.retry_after_ms / 1000)
         return Lease(
-            self,
+            self.backend,
+            self.namespace,
             name,
-            raw.hex(),
+            r.lease_id,
             held=True,
+            releaser=self._releaser,
             groups=r.groups,
             expires_at=r.expires_ms / 1000,
             fence=r.fence,
@@ -330,12 +285,14 @@ class Guard:
             log.warning(
                 "guard: %s %r (on_unavailable=%s): %s. Until the store answers again, "
                 "further calls are counted, not logged.",
-                "refusing" if closed else "running unguarded:", name,
-                "closed" if closed else "open", exc,
-            )  # fmt: skip
+                "refusing" if closed else "running unguarded:",
+                name,
+                "closed" if closed else "open",
+                exc,
+            )
         if closed:
             raise type(exc)(str(exc), function=name) from exc  # same class, names the function
-        return Lease(None, name, raw.hex(), held=False)
+        return Lease(None, self.namespace, name, raw.hex(), held=False)
 
     def _recovered(self) -> None:
         """The store answered while unavailable calls were being counted. The run of them
@@ -353,49 +310,13 @@ class Guard:
         log.warning(
             "guard: the store answers again; meanwhile %d runs went unguarded and %d calls "
             "were refused",
-            ran, refused,
-        )  # fmt: skip
-
-    def _renew(self, lease: Lease, ttl: float | None) -> bool:
-        ttl_ms = keys.ttl_ms(check_ttl(ttl, "ttl")) if ttl is not None else 0
-        r = self.backend.renew(self.namespace, bytes.fromhex(lease.lease_id), ttl_ms)
-        if r is None:
-            return False
-        lease.expires_at, lease.ttl = r.expires_ms / 1000, r.ttl_ms / 1000
-        return True
-
-    def _release(self, lease: Lease) -> bool:
-        raw = bytes.fromhex(lease.lease_id)
-        try:
-            return self.backend.release(self.namespace, raw)
-        except GuardUnavailable as exc:
-            if isinstance(exc, StoreError):
-                self._release_failed(lease, exc)
-                raise
-            # Transient (unreachable, a timeout, the pool busy): retried in the background,
-            # so the slot is not held until its TTL.
-            self.releaser.submit(raw, lease.function, held=True, expires_at=lease.expires_at,
-                                 cause=exc)  # fmt: skip
-            return False
-        except GuardError as exc:
-            self._release_failed(lease, exc)
-            raise
-
-    def _release_failed(self, lease: Lease, exc: GuardError) -> None:
-        log.error(
-            "guard: could not release lease %s of %r: %s; its slot stays taken until the "
-            "lease expires",
-            lease.lease_id, lease.function, exc,
-        )  # fmt: skip
+            ran,
+            refused,
+        )
 
     @property
     def releaser(self) -> Releaser:
-        """The background releaser of this client (made on first use)."""
-        if self._releaser is None:
-            with self._lock:
-                if self._releaser is None:
-                    ns = self.namespace
-                    self._releaser = Releaser(lambda raw: self.backend.release(ns, raw))
+        """The background releaser of this client (its thread starts on first use)."""
         return self._releaser
 
     def unavailable_pending(self) -> dict[str, int]:

@@ -195,8 +195,9 @@ def diff(old: Config, new: Config) -> list[str]:
     a, b = config_to_doc(old), config_to_doc(new)
     lines = []
     if a["max_concurrency"] != b["max_concurrency"]:
-        lines.append(f"~ max_concurrency: {_show(a['max_concurrency'])} -> "
-                     f"{_show(b['max_concurrency'])}")  # fmt: skip
+        lines.append(
+            f"~ max_concurrency: {_show(a['max_concurrency'])} -> {_show(b['max_concurrency'])}"
+        )
     for kind in ("groups", "functions"):
         what = kind[:-1]
         for name in sorted(set(a[kind]) | set(b[kind])):

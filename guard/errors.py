@@ -56,8 +56,9 @@ class GuardUnavailable(GuardError):
     `in_doubt` is True when the request was sent and no answer came in time: the store may
     have acted on it (the SDK then gives back the lease id it chose, in the background)."""
 
-    def __init__(self, message: str, function: str | None = None, *, in_doubt: bool = False
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self, message: str, function: str | None = None, *, in_doubt: bool = False
+    ) -> None:
         super().__init__(message)
         self.function = function
         self.in_doubt = in_doubt

@@ -17,9 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from .config_file import config_from_doc, config_to_doc
 from .connect import DEFAULT_MAX_CONNECTIONS, check_max_connections
 from .connect import pool_timeout as check_pool_timeout
 from .errors import (
@@ -31,7 +32,10 @@ from .errors import (
     StoreReset,
     UsageError,
 )
-from .store import Grant, Refusal, Renewal
+from .wire import Grant, LeaseInfo, Refusal, Renewal
+
+if TYPE_CHECKING:
+    from .model import Config
 
 Reply = tuple[int, Any]
 log = logging.getLogger("guard")
@@ -172,23 +176,13 @@ class HttpBackend:
             body["wait_seconds"] = wait
         if pending:
             body["unavailable"] = dict(pending)
-        status, doc = self.request("POST", f"/v1/namespaces/{q(ns)}/leases", body,
-                                   extra_timeout=wait)  # fmt: skip
+        status, doc = self.request(
+            "POST", f"/v1/namespaces/{q(ns)}/leases", body, extra_timeout=wait
+        )
         if status == 201:
-            return Grant(
-                int(doc["fence"]),
-                round(doc["expires_at"] * 1000),
-                round(doc["ttl_seconds"] * 1000),
-                tuple(doc["groups"]),
-                doc.get("on_unavailable", ""),
-                doc.get("shadow_scope", ""),
-            )
+            return Grant.from_doc(doc)
         if status == 429 and isinstance(doc, dict):
-            return Refusal(
-                doc.get("scope", "account"),
-                round(float(doc.get("retry_after", 1.0)) * 1000),
-                doc.get("on_unavailable", ""),
-            )
+            return Refusal.from_doc(doc)
         raise error_for(status, doc)
 
     def acquire_waiting(
@@ -212,7 +206,7 @@ class HttpBackend:
         path = f"/v1/namespaces/{q(ns)}/leases/{lease_id.hex()}/renew"
         status, doc = self.request("POST", path, body)
         if status == 200:
-            return Renewal(round(doc["expires_at"] * 1000), round(doc["ttl_seconds"] * 1000))
+            return Renewal.from_doc(doc)
         if status == 404:
             return None
         raise error_for(status, doc)
@@ -226,6 +220,7 @@ class HttpBackend:
         raise error_for(status, doc)
 
     def admin(self, namespace: str) -> HttpAdmin:
+        """`guard.admin_api.AdminAPI` over this client's connections."""
         return HttpAdmin(self, namespace)
 
     def close(self) -> None:
@@ -257,7 +252,7 @@ def error_for(status: int, doc: Any) -> GuardError:
 
 
 class HttpAdmin:
-    """`guard.admin.Admin`'s operations over the HTTP API (used by the CLI with GUARD_URL)."""
+    """`guard.admin_api.AdminAPI` over the HTTP API (what the CLI uses with GUARD_URL)."""
 
     def __init__(self, backend: HttpBackend, namespace: str) -> None:
         self.backend = backend
@@ -279,9 +274,16 @@ class HttpAdmin:
     def usage(self) -> dict[str, Any]:
         return dict(self.backend.call("GET", f"{self._p}/usage"))
 
-    def leases(self, function: str | None = None) -> list[dict[str, Any]]:
+    def leases(self, function: str | None = None) -> list[LeaseInfo]:
         query = "?" + urlencode({"function": function}) if function else ""
-        return list(self.backend.call("GET", f"{self._p}/leases{query}")["leases"])
+        docs = self.backend.call("GET", f"{self._p}/leases{query}")["leases"]
+        return [LeaseInfo.from_doc(d) for d in docs]
+
+    def release_lease(self, lease_id: bytes) -> bool:
+        return self.backend.release(self.namespace, lease_id)
+
+    def close(self) -> None:
+        self.backend.close()
 
     def _list(self, kind: str) -> list[dict[str, Any]]:
         return list(self.backend.call("GET", f"{self._p}/{kind}")[kind])
@@ -335,10 +337,11 @@ class HttpAdmin:
     def delete_function(self, name: str) -> bool:
         return self._delete("functions", name)
 
-    def config_doc(self) -> dict[str, Any]:
-        """The namespace's whole settings document (``GET …/config``)."""
-        return dict(self.backend.call("GET", f"{self._p}/config"))
+    def config(self) -> Config:
+        """The namespace's whole settings (``GET …/config``)."""
+        return config_from_doc(self.backend.call("GET", f"{self._p}/config"))
 
-    def replace_config_doc(self, doc: dict[str, Any]) -> dict[str, Any]:
+    def replace_config(self, cfg: Config) -> Config:
         """Replace the whole settings atomically (``PUT …/config``)."""
-        return dict(self.backend.call("PUT", f"{self._p}/config", doc))
+        doc = self.backend.call("PUT", f"{self._p}/config", config_to_doc(cfg))
+        return config_from_doc(doc)

@@ -2,7 +2,7 @@
 
 Every key of a namespace carries the hash tag ``{ns}``, so on Redis Cluster a namespace lives
 in one slot and one script sees all its levels. The Lua scripts receive these keys in KEYS in
-this order (``common.lua`` documents the fields they hold)."""
+this order. The fields the keys hold, and their formats, are `guard.wire`."""
 
 from __future__ import annotations
 
@@ -71,13 +71,3 @@ def release_channel(ns: str) -> str:
     """Pub/sub channel a release publishes on while some acquire waits (and config writes).
     release_lease.lua derives the same name from the use key: "guard:{ns}:" + "released"."""
     return f"{PREFIX}:{{{ns}}}:released"
-
-
-# Fields of the cfg hash.
-VERSION = "v"
-NS_DOC = "N"
-GROUP_DOC = "G:"
-FUNCTION_DOC = "F:"
-NS_PLAN = "p:ns"
-FUNCTION_PLAN = "p:f:"
-FENCE_FLOOR = "fh"  # reserved fence high-water mark: written by acquire_lease.lua, not admin

@@ -11,14 +11,22 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from . import keys
+from .errors import GuardError, GuardUnavailable, StoreError
+from .model import check_ttl
+
 if TYPE_CHECKING:
-    from .client import Guard
+    from .backend import LeaseBackend
 
 log = logging.getLogger("guard")
 
 
 class Lease:
     """One slot of `function`. Release it (or leave the ``with`` block) when the work ends.
+
+    A lease holds what it needs to renew and release itself: the store client (`backend`)
+    and `namespace` it was granted in, and the background `releaser` of its `Guard` for a
+    release the store cannot be told about at once.
 
     `held` is False for an *unguarded* lease: the store was out of reach and the function's
     ``on_unavailable`` was ``"open"``, or guard is disabled; such a lease runs the function
@@ -27,7 +35,8 @@ class Lease:
     store to reject writes from a holder whose lease was lost (see docs/guarantees.md)."""
 
     __slots__ = (
-        "_guard",
+        "_backend",
+        "_releaser",
         "_renewer",
         "expires_at",
         "fence",
@@ -36,25 +45,30 @@ class Lease:
         "held",
         "lease_id",
         "lost",
+        "namespace",
         "shadow_scope",
         "ttl",
     )
 
     def __init__(
         self,
-        guard: Guard | None,
+        backend: LeaseBackend | None,
+        namespace: str,
         function: str,
         lease_id: str,
         *,
         held: bool,
+        releaser: Releaser | None = None,
         groups: tuple[str, ...] = (),
         expires_at: float = 0.0,
         fence: int = 0,
         ttl: float = 0.0,
         shadow_scope: str | None = None,
     ) -> None:
-        self._guard = guard
+        self._backend = backend
+        self._releaser = releaser
         self._renewer: _Renewer | None = None
+        self.namespace = namespace
         self.function = function
         self.lease_id = lease_id
         self.held = held
@@ -73,12 +87,15 @@ class Lease:
         """Extend the lease by its TTL (or `ttl` seconds, capped by the function's
         ``lease_ttl_seconds``). False: the lease was lost (expired or released) and the
         slot may already belong to someone else — stop the work."""
-        if not self.held or self._guard is None:
+        if not self.held or self._backend is None:
             return False
-        ok = self._guard._renew(self, ttl)
-        if not ok:
+        ttl_ms = keys.ttl_ms(check_ttl(ttl, "ttl")) if ttl is not None else 0
+        r = self._backend.renew(self.namespace, bytes.fromhex(self.lease_id), ttl_ms)
+        if r is None:
             self.held, self.lost = False, True
-        return ok
+            return False
+        self.expires_at, self.ttl = r.expires_ms / 1000, r.ttl_ms / 1000
+        return True
 
     def release(self) -> bool:
         """Give the slot back. Idempotent; True only when this call released a held lease.
@@ -89,10 +106,34 @@ class Lease:
         if self._renewer is not None:
             self._renewer.stop()
             self._renewer = None
-        if not self.held or self._guard is None:
+        if not self.held or self._backend is None:
             return False
         self.held = False
-        return self._guard._release(self)
+        raw = bytes.fromhex(self.lease_id)
+        try:
+            return self._backend.release(self.namespace, raw)
+        except GuardUnavailable as exc:
+            if isinstance(exc, StoreError) or self._releaser is None:
+                self._release_failed(exc)
+                raise
+            # Transient (unreachable, a timeout, the pool busy): retried in the background,
+            # so the slot is not held until its TTL.
+            self._releaser.submit(
+                raw, self.function, held=True, expires_at=self.expires_at, cause=exc
+            )
+            return False
+        except GuardError as exc:
+            self._release_failed(exc)
+            raise
+
+    def _release_failed(self, exc: GuardError) -> None:
+        log.error(
+            "guard: could not release lease %s of %r: %s; its slot stays taken until the "
+            "lease expires",
+            self.lease_id,
+            self.function,
+            exc,
+        )
 
     def start_renewing(self, every: float | None = None) -> None:
         """Renew in a daemon thread every `every` seconds (default: a third of the TTL)."""
@@ -126,8 +167,6 @@ class _Renewer(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
-        from .errors import GuardError
-
         while not self._stop_event.wait(self.every):
             try:
                 if not self.lease.renew():
@@ -160,8 +199,15 @@ class Releaser:
         self._closed = False
         self.dropped = 0  # lease ids given up on (retries spent, or too many pending)
 
-    def submit(self, lease_id: bytes, function: str, *, held: bool, expires_at: float = 0.0,
-               cause: BaseException | None = None) -> None:  # fmt: skip
+    def submit(
+        self,
+        lease_id: bytes,
+        function: str,
+        *,
+        held: bool,
+        expires_at: float = 0.0,
+        cause: BaseException | None = None,
+    ) -> None:
         """Release `lease_id` in the background. `held`: it was a granted lease (its loss is
         logged); otherwise an acquire in doubt. `expires_at` (epoch s, 0 unknown) ends the
         retries: an expired lease frees its slot by itself."""
@@ -175,8 +221,7 @@ class Releaser:
             self._ids[lease_id] = item
             self._push(item, self.DELAYS[0])
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="guard-release",
-                                                daemon=True)  # fmt: skip
+                self._thread = threading.Thread(target=self._run, name="guard-release", daemon=True)
                 self._thread.start()
             self._cond.notify()
 
@@ -213,8 +258,6 @@ class Releaser:
             self._attempt(item)
 
     def _attempt(self, item: _Pending) -> None:
-        from .errors import GuardError, GuardUnavailable, StoreError
-
         item.attempts += 1
         try:
             try:
@@ -253,21 +296,33 @@ class Releaser:
             log.error(
                 "guard: could not release lease %s of %r (%s; last error: %s); its slot "
                 "stays taken until the lease expires",
-                item.lease_id.hex(), item.function, why, item.cause,
-            )  # fmt: skip
+                item.lease_id.hex(),
+                item.function,
+                why,
+                item.cause,
+            )
         elif self.dropped == 1:
             log.warning(
                 "guard: could not give back lease id %s of %r whose acquire timed out (%s; "
                 "%s); if the store granted it, it frees when it expires (logged once)",
-                item.lease_id.hex(), item.function, why, item.cause,
-            )  # fmt: skip
+                item.lease_id.hex(),
+                item.function,
+                why,
+                item.cause,
+            )
 
 
 class _Pending:
     __slots__ = ("attempts", "cancelled", "cause", "expires_at", "function", "held", "lease_id")
 
-    def __init__(self, lease_id: bytes, function: str, held: bool, expires_at: float,
-                 cause: BaseException | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        lease_id: bytes,
+        function: str,
+        held: bool,
+        expires_at: float,
+        cause: BaseException | None,
+    ) -> None:
         self.lease_id = lease_id
         self.function = function
         self.held = held

@@ -2,20 +2,19 @@
 
 `Config` is one namespace's settings. Every admin write builds a new `Config`, validates
 it as a whole (`check`), and compiles the per-function admission plans the Lua script reads
-(`plans`). The rule itself (DESIGN.md "Admission rule") is enforced in
-``lua/acquire_lease.lua``; `admits` below is the same rule in Python, used by the tests'
-model and by the docs."""
+(`plans`, packed in the formats of `guard.wire`). The rule itself (docs/guarantees.md,
+"The admission rule") is enforced in ``lua/acquire_lease.lua``; `admits` below is the same
+rule in Python, used by the tests' model."""
 
 from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import keys
+from . import keys, wire
 from .errors import ConflictError, UsageError
 
 MAX_LIMIT = 10_000_000
@@ -177,7 +176,7 @@ class Config:
     functions: dict[str, Function] = field(default_factory=dict)
 
     def check(self) -> None:
-        """Whole-config rules that no single field shows (DESIGN.md S2 preconditions)."""
+        """Whole-config rules that no single field shows (what S2 needs: docs/guarantees.md)."""
         check_limit(self.max_concurrency, "max_concurrency")
         total = sum(g.reserved for g in self.groups.values())
         if self.max_concurrency is not None and total > self.max_concurrency:
@@ -221,112 +220,101 @@ class Config:
         return sorted(n for n, g in self.groups.items() if function in g.members)
 
     def counter_fields(self) -> list[str]:
-        """The use-hash counters this config's functions and groups can have (common.lua's
+        """The use-hash counters this config's functions and groups can have (`guard.wire`
         field names): what usage and metrics read, instead of the whole hash."""
-        out = [f"g:{n}" for n in sorted(self.groups)]
+        out = [wire.GROUP_IN_USE + n for n in sorted(self.groups)]
         names = set(self.functions)
         for g in self.groups.values():
             names.update(g.members)
+        per_function = (wire.IN_USE, wire.GRANTS, wire.EXPIRED, wire.UNAVAILABLE, wire.TIMED_OUT)
+        scoped = (wire.THROTTLES, wire.SHADOW_THROTTLES)
         for fn in sorted(names):
-            out += [f"{p}{fn}" for p in ("f:", "n:", "x:", "u:", "o:")]
+            out += [p + fn for p in per_function]
             scopes = [
                 "function",
                 "account",
                 "quarantine",
-                *(f"group:{g}" for g in self.groups_of(fn)),
+                *(wire.SCOPE_GROUP + g for g in self.groups_of(fn)),
             ]
-            out += [f"{p}{fn}|{sc}" for p in ("t:", "s:") for sc in scopes]
+            out += [f"{p}{fn}{wire.SCOPE_SEP}{sc}" for p in scoped for sc in scopes]
         return out
 
     # -- storage ------------------------------------------------------------------------
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str | bytes]) -> Config:
-        ns = json.loads(fields.get(keys.NS_DOC, "{}"))  # plans (bytes) are derived: skipped
+        ns = json.loads(fields.get(wire.NS_DOC, "{}"))  # plans (bytes) are derived: skipped
         groups, functions = {}, {}
         for k, v in fields.items():
-            if k.startswith(keys.GROUP_DOC):
+            if k.startswith(wire.GROUP_DOC):
                 d = json.loads(v)
                 d["members"] = tuple(d.get("members", ()))
-                groups[k[len(keys.GROUP_DOC) :]] = Group(**d)
-            elif k.startswith(keys.FUNCTION_DOC):
-                functions[k[len(keys.FUNCTION_DOC) :]] = Function(**json.loads(v))
+                groups[k[len(wire.GROUP_DOC) :]] = Group(**d)
+            elif k.startswith(wire.FUNCTION_DOC):
+                functions[k[len(wire.FUNCTION_DOC) :]] = Function(**json.loads(v))
         return cls(ns.get("max_concurrency"), groups, functions)
 
     def to_fields(self) -> dict[str, str | bytes]:
         """Settings documents plus compiled plans: what the cfg hash must hold."""
         out: dict[str, str | bytes] = {
-            keys.NS_DOC: json.dumps({"max_concurrency": self.max_concurrency})
+            wire.NS_DOC: json.dumps({"max_concurrency": self.max_concurrency})
         }
         for n, g in self.groups.items():
             d = g.doc(n)
             del d["name"]
-            out[keys.GROUP_DOC + n] = json.dumps(d, sort_keys=True)
+            out[wire.GROUP_DOC + n] = json.dumps(d, sort_keys=True)
         for n, f in self.functions.items():
             d = f.doc(n)
             del d["name"]
-            out[keys.FUNCTION_DOC + n] = json.dumps(d, sort_keys=True)
+            out[wire.FUNCTION_DOC + n] = json.dumps(d, sort_keys=True)
         out.update(self.plans())
         return out
 
     def plans(self) -> dict[str, bytes]:
-        """The admission plans read by acquire_lease.lua, packed in the struct formats
-        documented there (binary: unpacking costs the script far less than parsing text)."""
-
-        def lim(v: int | None) -> int:
-            return -1 if v is None else v
-
-        def name(n: str) -> bytes:
-            b = n.encode()
-            return struct.pack(">B", len(b)) + b
-
-        reserving = [(n, g) for n, g in sorted(self.groups.items()) if g.reserved]
-        ns = struct.pack(">iB", lim(self.max_concurrency), len(reserving))
-        ns += b"".join(struct.pack(">i", g.reserved) + name(n) for n, g in reserving)
-        out = {keys.NS_PLAN: ns}
+        """The admission plans read by acquire_lease.lua, packed in `guard.wire`'s formats
+        (binary: unpacking costs the script far less than parsing text)."""
+        reserving = [(n, g.reserved) for n, g in sorted(self.groups.items()) if g.reserved]
+        out = {wire.NS_PLAN: wire.pack_ns_plan(self.max_concurrency, reserving)}
         names = set(self.functions)
         for g in self.groups.values():
             names.update(g.members)
-        onu_code = {None: 0, "open": 1, "closed": 2}
         for fn in names:
             f = self.functions.get(fn, Function())
-            gs = self.groups_of(fn)
-            p = struct.pack(
-                ">iiBBB",
-                lim(f.max_concurrency),
+            groups = [
+                (gn, self.groups[gn].max_concurrency, self.groups[gn].mode == "shadow")
+                for gn in self.groups_of(fn)
+            ]
+            out[wire.FUNCTION_PLAN + fn] = wire.pack_function_plan(
+                f.max_concurrency,
                 keys.ttl_ms(f.lease_ttl_seconds),
                 f.mode == "shadow",
-                onu_code[f.on_unavailable],
-                len(gs),
+                f.on_unavailable,
+                groups,
             )
-            for gn in gs:
-                g = self.groups[gn]
-                p += struct.pack(">iB", lim(g.max_concurrency), g.mode == "shadow") + name(gn)
-            out[keys.FUNCTION_PLAN + fn] = p
         return out
 
 
 def admits(cfg: Config, function: str, in_use: Mapping[str, int]) -> tuple[bool, str | None]:
     """The admission rule in plain Python: (granted, refusing or shadow scope).
 
-    `in_use` maps ``"a"``, ``"f:<fn>"`` and ``"g:<group>"`` to live counts. Shadow levels
-    grant but still report the scope they would have refused with."""
+    `in_use` maps the use-hash fields ``"a"``, ``"f:<fn>"`` and ``"g:<group>"``
+    (`guard.wire`) to live counts. Shadow levels grant but still report the scope they would
+    have refused with."""
     f = cfg.functions.get(function, Function())
     own = cfg.groups_of(function)
     checks: list[tuple[str, int, int | None, bool]] = [
-        ("function", in_use.get(f"f:{function}", 0), f.max_concurrency, False)
+        ("function", in_use.get(wire.IN_USE + function, 0), f.max_concurrency, False)
     ]
     for gn in own:
         g = cfg.groups[gn]
-        checks.append(
-            (f"group:{gn}", in_use.get(f"g:{gn}", 0), g.max_concurrency, g.mode == "shadow")
-        )
+        used = in_use.get(wire.GROUP_IN_USE + gn, 0)
+        checks.append((wire.SCOPE_GROUP + gn, used, g.max_concurrency, g.mode == "shadow"))
     held = sum(
-        max(0, g.reserved - in_use.get(f"g:{n}", 0))
+        max(0, g.reserved - in_use.get(wire.GROUP_IN_USE + n, 0))
         for n, g in cfg.groups.items()
         if n not in own and g.reserved
     )
-    checks.append(("account", in_use.get("a", 0) + held, cfg.max_concurrency, False))
+    checks.append(("account", in_use.get(wire.ACCOUNT, 0) + held, cfg.max_concurrency, False))
     shadow = None
     for scope, used, limit, is_shadow in checks:
         if limit is None or used < limit:

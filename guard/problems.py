@@ -57,7 +57,6 @@ for _t in TYPES.values():
 def document(slug: str, detail: str, **extensions: Any) -> dict[str, Any]:
     """The problem body for `slug`; extension members that are None are left out."""
     t = TYPES[slug]
-    body: dict[str, Any] = {"type": t.uri, "title": t.title, "status": t.status,
-                            "detail": detail}  # fmt: skip
+    body: dict[str, Any] = {"type": t.uri, "title": t.title, "status": t.status, "detail": detail}
     body.update({k: v for k, v in extensions.items() if v is not None})
     return body

@@ -1,25 +1,25 @@
-"""Where state lives: the Redis connection, the Lua scripts and their replies.
+"""Where state lives: the Redis connection and the Lua scripts — I/O only.
 
-The scripts ship as package data (``guard/lua``); ``common.lua`` is prepended to each lease
-script. Each is registered once per client and run with EVALSHA; after a Redis restart or
-failover (NOSCRIPT) redis-py's `Script` loads it again transparently. Every driver error is
-wrapped into a `GuardError` here, so no raw redis-py error leaves the SDK."""
+What each script is sent and what its reply means is `guard.wire` (I/O-free); this module
+runs the scripts with those arguments and hands the decoded replies on. The scripts ship as
+package data (``guard/lua``); ``common.lua`` is prepended to each lease script. Each is
+registered once per client and run with EVALSHA; after a Redis restart or failover
+(NOSCRIPT) redis-py's `Script` loads it again transparently. Every driver error is wrapped
+into a `GuardError` here, so no raw redis-py error leaves the SDK."""
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import keys
+from . import keys, wire
 from .connect import DEFAULT_MAX_CONNECTIONS, PoolWaitExpired, call_deadline, connect
 from .errors import (
     ConflictError,
@@ -32,6 +32,10 @@ from .errors import (
     UsageError,
 )
 from .model import check_name
+from .wire import Grant, LeaseInfo, Refusal, Renewal
+
+if TYPE_CHECKING:
+    from .admin_api import AdminAPI
 
 LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
 
@@ -45,62 +49,6 @@ def _source(name: str) -> str:
     # A plain file read: importlib.resources would cost milliseconds of import per cold start.
     with open(os.path.join(LUA_DIR, f"{name}.lua"), encoding="utf-8") as f:
         return f.read()
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    fence: int
-    expires_ms: int
-    ttl_ms: int
-    groups: tuple[str, ...]
-    on_unavailable: str
-    shadow_scope: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    scope: str
-    retry_after_ms: int
-    on_unavailable: str
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
-    lease_id: str
-    function: str
-    groups: tuple[str, ...]
-    expires_ms: int
-    granted_ms: int
-    fence: int
-    ttl_ms: int
-
-    META = struct.Struct(">ddiiB")  # common.lua META, without the trailing strings
-
-    @classmethod
-    def unpack(cls, raw_id: bytes, meta: bytes) -> LeaseInfo:
-        expires, granted, fence, ttl, n = cls.META.unpack_from(meta)
-        head = cls.META.size
-        fn = meta[head : head + n].decode().removeprefix("~")  # "~": counted under OTHER
-        groups = tuple(g for g in meta[head + n :].decode().split(",") if g)
-        return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
-
-    def doc(self) -> dict[str, Any]:
-        """The lease as the HTTP API and the CLI show it (seconds, server time)."""
-        return {
-            "lease_id": self.lease_id,
-            "function": self.function,
-            "groups": list(self.groups),
-            "expires_at": self.expires_ms / 1000,
-            "fence": self.fence,
-            "ttl_seconds": self.ttl_ms / 1000,
-            "granted_at": self.granted_ms / 1000,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Renewal:
-    expires_ms: int
-    ttl_ms: int
 
 
 class _Waiter:
@@ -281,8 +229,9 @@ class ReleaseListener:
             self._drop()
 
 
-def _pending_arg(pending: Mapping[str, int]) -> str:
-    """ARGV[5] of acquire_lease.lua: "fn=n,fn=n", bounded (a client sends this map)."""
+def _check_pending(pending: Mapping[str, int]) -> None:
+    """The fail-open count map is client input (over HTTP too): bounded and checked before
+    `wire.acquire_args` encodes it."""
     if len(pending) > keys.MAX_PENDING_NAMES:
         raise UsageError(
             f"unavailable holds at most {keys.MAX_PENDING_NAMES} function names "
@@ -293,7 +242,6 @@ def _pending_arg(pending: Mapping[str, int]) -> str:
         check_name(f, "unavailable")
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1_000_000:
             raise UsageError(f"unavailable counts must be 1..1000000 (got {n!r})", "unavailable")
-    return ",".join(f"{f}={n}" for f, n in pending.items())
 
 
 def _s(v: Any) -> str:
@@ -421,24 +369,20 @@ class RedisStore:
         the namespace has no configuration (the HTTP API; the SDK on Redis runs without
         one). `last`: the last attempt of a wait that ran out (a refusal drops the ticket
         and counts a timed-out wait)."""
-        args: tuple[Any, ...] = (function, lease_id, ttl_ms)
-        if wait_ms or pending or self.quarantine or require_config or last:  # optional ARGV
-            pend = _pending_arg(pending) if pending else ""
-            args = (function, lease_id, ttl_ms, wait_ms, pend, "1" if self.quarantine else "",
-                    "1" if require_config else "", "1" if last else "")  # fmt: skip
-        r = self._run("acquire_lease", ns, args)
-        if int(r[0]) < 0:  # require_config, and there is none: a reset if we saw one
+        if pending:
+            _check_pending(pending)
+        args = wire.acquire_args(
+            function, lease_id, ttl_ms, wait_ms, pending, self.quarantine, require_config, last
+        )
+        r, version = wire.decode_acquire(self._run("acquire_lease", ns, args), lease_id, function)
+        if r is None:  # require_config, and there is none: a reset if we saw one
             self._check_reset(ns, None)
             raise NamespaceNotFound(f"namespace {ns!r} has no configuration", "namespace")
-        granted = int(r[0]) > 0
-        if not r[-1]:  # the namespace has no config (version) at all
-            self._check_reset(ns, lease_id if granted else None)
+        if not version:  # the namespace has no config (version) at all
+            self._check_reset(ns, lease_id if isinstance(r, Grant) else None)
         elif ns not in self._configured:
             self._configured.add(ns)
-        if granted:
-            groups = tuple(g for g in _s(r[3]).split(",") if g)
-            return Grant(int(r[0]), int(r[1]), int(r[2]), groups, _s(r[4]), _s(r[5]))
-        return Refusal(_s(r[1]), int(r[2]), _s(r[3]))
+        return r
 
     def acquire_waiting(
         self,
@@ -464,14 +408,16 @@ class RedisStore:
         deadline = time.monotonic() + wait
         rc = require_config
         with call_deadline(deadline):  # pool waits may use the whole wait
-            r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending,
-                             require_config=rc)  # fmt: skip
+            r = self.acquire(
+                ns, function, lease_id, ttl_ms, int(wait * 1000), pending, require_config=rc
+            )
             if isinstance(r, Grant):
                 return r
             with self._waiting(ns, function, min(wait, 1.0), lease_id) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
-                    r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000),
-                                     require_config=rc)  # fmt: skip
+                    r = self.acquire(
+                        ns, function, lease_id, ttl_ms, int(left * 1000), require_config=rc
+                    )
                     if isinstance(r, Grant):
                         return r
                     # Releases wake the waiter; the sleep bound covers lapsed leases (they
@@ -500,18 +446,17 @@ class RedisStore:
         raise StoreReset(f"namespace {ns!r} lost its configuration (store reset?)")
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:
-        r = self._run("renew_lease", ns, (lease_id, ttl_ms))
-        return Renewal(int(r[1]), int(r[2])) if r[0] == 1 else None
+        r = self._run("renew_lease", ns, wire.renew_args(lease_id, ttl_ms))
+        return wire.decode_renew(r, lease_id)
 
     def release(self, ns: str, lease_id: bytes) -> bool:
-        return bool(self._run("release_lease", ns, (lease_id,)) == 1)
+        return wire.decode_release(self._run("release_lease", ns, wire.release_args(lease_id)))
 
     def usage_fields(self, ns: str, fields: Sequence[str] = ()) -> dict[str, str]:
         """Reap expired leases, then the namespace's counters (field -> value): `fields`
         (`Config.counter_fields`), the account's, and those of the unconfigured functions
         kept by name and of ``keys.OTHER`` — a bounded read, never the whole hash."""
-        flat = self._run("read_usage", ns, tuple(fields))
-        return {_s(flat[i]): _s(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i]}
+        return wire.decode_usage(self._run("read_usage", ns, tuple(fields)))
 
     def queued(self, ns: str, functions: Sequence[str]) -> dict[str, int]:
         """Live waiting tickets per function (acquire_lease.lua "Waiting queue"): tickets
@@ -534,7 +479,7 @@ class RedisStore:
         now_ms = now[0] * 1000 + now[1] // 1000
         out = []
         for k, v in raw.items():
-            if len(k) != 16:  # the sentinel
+            if len(k) != wire.LEASE_ID_BYTES:  # the sentinel
                 continue
             info = LeaseInfo.unpack(k, v)
             if info.expires_ms > now_ms and function in (None, info.function):
@@ -550,7 +495,7 @@ class RedisStore:
         out: dict[str, str | bytes] = {}
         for k, v in raw.items():
             name = _s(k)
-            out[name] = v if name.startswith("p:") else _s(v)
+            out[name] = v if name.startswith(wire.PLAN_PREFIX) else _s(v)
         return out
 
     def write_config(
@@ -561,13 +506,10 @@ class RedisStore:
         del_fields: Sequence[str],
     ) -> bool:
         """Compare-and-set write; False when someone else wrote since `version` was read."""
-        args: list[str | bytes] = [version, keys.release_channel(ns), str(len(set_fields))]
-        for k, v in set_fields.items():
-            args += [k, v]
-        args += list(del_fields)
+        args = wire.write_config_args(version, keys.release_channel(ns), set_fields, del_fields)
         with wrap_errors("write config"):
             r = self._write_config(keys=[keys.config_key(ns)], args=args)
-            if int(r) < 0:
+            if wire.decode_write_config(r) is None:
                 return False
             self.client.sadd(keys.NAMESPACES, ns)
         return True
@@ -588,7 +530,7 @@ class RedisStore:
         with wrap_errors("config version"):
             pipe = self.client.pipeline(transaction=False)
             for ns in names:
-                pipe.hexists(keys.config_key(ns), keys.VERSION)
+                pipe.hexists(keys.config_key(ns), wire.VERSION)
             found = pipe.execute()
         return [ns for ns, ok in zip(names, found, strict=True) if not ok]
 
@@ -618,11 +560,11 @@ class RedisStore:
         must be re-applied before it admits anything without limits. Cheap (one HGET);
         poll it, or check it whenever `epoch` changes."""
         with wrap_errors("config version"):
-            v = self.client.hget(keys.config_key(ns), keys.VERSION)
+            v = self.client.hget(keys.config_key(ns), wire.VERSION)
         return None if v is None else _s(v)
 
-    def admin(self, namespace: str) -> Any:
-        from .admin import Admin
+    def admin(self, namespace: str) -> AdminAPI:
+        from .admin import Admin  # the admin imports this module's types only
 
         return Admin(self, namespace)
 

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections.abc import Iterator
 
 import pytest
 import redis
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from redis_proc import RedisProcess
 
 import guard

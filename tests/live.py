@@ -16,8 +16,13 @@ CLIENT_TOKEN = "test-client-token"
 
 
 class LiveServer:
-    def __init__(self, redis_url: str | None, workers: int = 2, args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        redis_url: str | None,
+        workers: int = 2,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -27,8 +32,13 @@ class LiveServer:
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         if redis_url:
             self.env["GUARD_REDIS_URL"] = redis_url
-        self.env.update({"GUARD_ADMIN_TOKENS": ADMIN_TOKEN, "GUARD_CLIENT_TOKENS": CLIENT_TOKEN,
-                         "GUARD_LOG_LEVEL": "warning"})  # fmt: skip
+        self.env.update(
+            {
+                "GUARD_ADMIN_TOKENS": ADMIN_TOKEN,
+                "GUARD_CLIENT_TOKENS": CLIENT_TOKEN,
+                "GUARD_LOG_LEVEL": "warning",
+            }
+        )
         self.env.update(env or {})
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
             prefix="guard-serve-", suffix=".log", delete=False
@@ -41,8 +51,15 @@ class LiveServer:
 
     def start_no_wait(self) -> LiveServer:
         guard_bin = os.path.join(os.path.dirname(sys.executable), "guard")
-        cmd = [guard_bin, "serve", "--bind", f"127.0.0.1:{self.port}",
-               "--workers", str(self.workers), *self.args]  # fmt: skip
+        cmd = [
+            guard_bin,
+            "serve",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            *self.args,
+        ]
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=self.log)
         return self
 

@@ -41,8 +41,12 @@ def redis_env(redis_server: RedisProcess, ns: str) -> dict[str, str]:
 
 @pytest.fixture
 def http_env(live_server: str, ns: str) -> dict[str, str]:
-    return {"GUARD_URL": live_server, "GUARD_TOKEN": ADMIN_TOKEN, "GUARD_NAMESPACE": ns,
-            "GUARD_REDIS_URL": ""}  # fmt: skip
+    return {
+        "GUARD_URL": live_server,
+        "GUARD_TOKEN": ADMIN_TOKEN,
+        "GUARD_NAMESPACE": ns,
+        "GUARD_REDIS_URL": "",
+    }
 
 
 @pytest.mark.parametrize("mode", ["redis_env", "http_env"])
@@ -86,8 +90,9 @@ def test_usage_and_leases(mode: str, request: pytest.FixtureRequest, g: guard.Gu
 
 
 @pytest.mark.parametrize("mode", ["redis_env", "http_env"])
-def test_apply_dry_run_and_idempotent(mode: str, request: pytest.FixtureRequest,
-                                      tmp_path: Path, g: guard.Guard) -> None:  # fmt: skip
+def test_apply_dry_run_and_idempotent(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path, g: guard.Guard
+) -> None:
     env = request.getfixturevalue(mode)
     f = tmp_path / "limits.yaml"
     f.write_text(LIMITS.format(ns=env["GUARD_NAMESPACE"]))
@@ -145,8 +150,9 @@ def test_serve_reapplies_config_after_store_reset(tmp_path: Path) -> None:
     f = tmp_path / "limits.yaml"
     f.write_text(textwrap.dedent(LIMITS.format(ns=ns)))
     redis = RedisProcess().start()
-    server = LiveServer(redis.url, workers=1, args=("--config", str(f)),
-                        env={"GUARD_CONFIG_CHECK_SECONDS": "0.2"})  # fmt: skip
+    server = LiveServer(
+        redis.url, workers=1, args=("--config", str(f)), env={"GUARD_CONFIG_CHECK_SECONDS": "0.2"}
+    )
     try:
         server.start()
         g = guard.Guard.from_url(redis.url, namespace=ns, timeout=2.0)
@@ -183,15 +189,19 @@ def test_serve_without_redis_url_uses_fakeredis_when_no_redis_server(tmp_path: P
     try:
         server.start()
         put = urllib.request.Request(
-            f"{server.url}/v1/namespaces/demo", data=b'{"max_concurrency": 5}', method="PUT",
+            f"{server.url}/v1/namespaces/demo",
+            data=b'{"max_concurrency": 5}',
+            method="PUT",
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(put, timeout=5) as r:
             assert r.status == 200
         req = urllib.request.Request(
-            f"{server.url}/v1/namespaces/demo/leases", data=b'{"function": "f"}', method="POST",
+            f"{server.url}/v1/namespaces/demo/leases",
+            data=b'{"function": "f"}',
+            method="POST",
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 201
         assert "fakeredis" in server.output()

@@ -31,8 +31,12 @@ def redis_env(redis_server: RedisProcess, ns: str) -> dict[str, str]:
 def http_env(live_server: str, ns: str) -> dict[str, str]:
     from live import ADMIN_TOKEN
 
-    return {"GUARD_URL": live_server, "GUARD_TOKEN": ADMIN_TOKEN, "GUARD_NAMESPACE": ns,
-            "GUARD_REDIS_URL": ""}  # fmt: skip
+    return {
+        "GUARD_URL": live_server,
+        "GUARD_TOKEN": ADMIN_TOKEN,
+        "GUARD_NAMESPACE": ns,
+        "GUARD_REDIS_URL": "",
+    }
 
 
 def snapshot(redis_server: RedisProcess, ns: str) -> dict[bytes, Any]:
@@ -81,8 +85,11 @@ def test_an_empty_file_is_an_error_and_changes_nothing(
     f.write_text(EMPTY_FILES[name].format(ns=g.namespace))
     before = snapshot(redis_server, g.namespace)
     assert len(before) >= 2 and all(v[0] for v in before.values())  # configured, not empty
-    for args in (["apply", "-f", str(f)], ["apply", "-f", str(f), "--prune"],
-                 ["apply", "-f", str(f), "--dry-run"]):  # fmt: skip
+    for args in (
+        ["apply", "-f", str(f)],
+        ["apply", "-f", str(f), "--prune"],
+        ["apply", "-f", str(f), "--dry-run"],
+    ):
         r = run(args, env)
         assert r.exit_code == 2, (args, r.output)
         assert r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1

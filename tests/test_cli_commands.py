@@ -34,16 +34,21 @@ def redis_env(redis_server: RedisProcess, ns: str) -> dict[str, str]:
 def http_env(live_server: str, ns: str) -> dict[str, str]:
     from live import ADMIN_TOKEN
 
-    return {"GUARD_URL": live_server, "GUARD_TOKEN": ADMIN_TOKEN, "GUARD_NAMESPACE": ns,
-            "GUARD_REDIS_URL": ""}  # fmt: skip
+    return {
+        "GUARD_URL": live_server,
+        "GUARD_TOKEN": ADMIN_TOKEN,
+        "GUARD_NAMESPACE": ns,
+        "GUARD_REDIS_URL": "",
+    }
 
 
 MODES = pytest.mark.parametrize("mode", ["redis_env", "http_env"])
 
 
 @MODES
-def test_set_changes_only_the_options_given(mode: str, request: pytest.FixtureRequest,
-                                            g: guard.Guard) -> None:  # fmt: skip
+def test_set_changes_only_the_options_given(
+    mode: str, request: pytest.FixtureRequest, g: guard.Guard
+) -> None:
     env = request.getfixturevalue(mode)
     r = run(["functions", "set", "f", "--max-concurrency", "5"], env)  # creates
     assert r.exit_code == 0 and json.loads(r.stdout)["max_concurrency"] == 5
@@ -57,8 +62,9 @@ def test_set_changes_only_the_options_given(mode: str, request: pytest.FixtureRe
 
 
 @MODES
-def test_put_replaces_and_says_what_it_reset(mode: str, request: pytest.FixtureRequest,
-                                             g: guard.Guard) -> None:  # fmt: skip
+def test_put_replaces_and_says_what_it_reset(
+    mode: str, request: pytest.FixtureRequest, g: guard.Guard
+) -> None:
     env = request.getfixturevalue(mode)
     g.admin.put_function("f", max_concurrency=5, lease_ttl_seconds=60)
     r = run(["functions", "put", "f", "--mode", "shadow"], env)
@@ -79,14 +85,21 @@ def test_version() -> None:
 
 
 READS = [
-    ["namespaces", "list"], ["namespaces", "get"], ["groups", "list"], ["groups", "get", "etl"],
-    ["functions", "list"], ["functions", "get", "f"], ["leases", "list"], ["usage"],
-]  # fmt: skip
+    ["namespaces", "list"],
+    ["namespaces", "get"],
+    ["groups", "list"],
+    ["groups", "get", "etl"],
+    ["functions", "list"],
+    ["functions", "get", "f"],
+    ["leases", "list"],
+    ["usage"],
+]
 
 
 @MODES
-def test_every_read_command_takes_json(mode: str, request: pytest.FixtureRequest,
-                                       g: guard.Guard) -> None:  # fmt: skip
+def test_every_read_command_takes_json(
+    mode: str, request: pytest.FixtureRequest, g: guard.Guard
+) -> None:
     env = request.getfixturevalue(mode)
     g.admin.set_namespace(max_concurrency=10)
     g.admin.put_group("etl", max_concurrency=3, members=["f"])
@@ -147,12 +160,18 @@ def test_every_command_and_option_has_help() -> None:
     assert len(commands(main)) > 20
 
 
-def test_sync_aws_without_a_region_is_one_line(redis_env: dict[str, Any], g: guard.Guard,
-                                               tmp_path: Any) -> None:  # fmt: skip
+def test_sync_aws_without_a_region_is_one_line(
+    redis_env: dict[str, Any], g: guard.Guard, tmp_path: Any
+) -> None:
     g.admin.put_group("api", selector={"tags": {"team": "web"}})
-    env = {**redis_env, "AWS_REGION": None, "AWS_DEFAULT_REGION": None, "AWS_PROFILE": None,
-           "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}  # fmt: skip
+    env = {
+        **redis_env,
+        "AWS_REGION": None,
+        "AWS_DEFAULT_REGION": None,
+        "AWS_PROFILE": None,
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
     r = CliRunner().invoke(main, ["sync-aws"], env=env)
     assert r.exit_code == 1, r.output
     assert r.output.count("\n") == 1 and "Traceback" not in r.output, r.output
@@ -164,8 +183,13 @@ def _serve(port: int, redis_url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GUARD_REDIS_URL": redis_url, "GUARD_LOG_LEVEL": "warning"}
     for k in ("GUARD_ADMIN_TOKENS", "GUARD_CLIENT_TOKENS", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(k, None)
-    return subprocess.run([exe, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [exe, "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_serve_on_a_busy_port_is_one_clear_line(redis_server: RedisProcess) -> None:

@@ -186,8 +186,9 @@ def test_fail_open_map_is_bounded(g: guard.Guard, http: Any, rclient, ns) -> Non
     assert r.status_code == 400 and r.json["field"] == "unavailable"
     g.acquire("known").release()
     before = len(use(rclient, ns))
-    g.backend.acquire(ns, "mine", b"\2" * 16, 0, pending={"known": 2, "mine": 1, "zz1": 4,
-                                                          "zz2": 5})  # fmt: skip
+    g.backend.acquire(
+        ns, "mine", b"\2" * 16, 0, pending={"known": 2, "mine": 1, "zz1": 4, "zz2": 5}
+    )
     u = use(rclient, ns)
     assert u[b"u:known"] == b"2" and u[b"u:mine"] == b"1"  # known, and the caller's own
     assert b"u:zz1" not in u and b"u:zz2" not in u
@@ -250,13 +251,20 @@ def test_unconfigured_names_beyond_the_cap_are_aggregated(
     for lease in held[:10]:
         lease.release()
     text = http.get("/metrics").data.decode()
-    grants = {dict(lab)["function"]: v for (name, lab), v in samples(text).items()
-              if name == "guard_grants_total" and dict(lab)["namespace"] == ns}  # fmt: skip
+    grants = {
+        dict(lab)["function"]: v
+        for (name, lab), v in samples(text).items()
+        if name == "guard_grants_total" and dict(lab)["namespace"] == ns
+    }
     assert len(grants) == keys.MAX_UNCONFIGURED_NAMES + 1
     assert grants[keys.OTHER] == 30 and sum(grants.values()) == n
-    in_use = {dict(lab)["function"]: v for (name, lab), v in samples(text).items()
-              if name == "guard_in_use" and dict(lab)["namespace"] == ns
-              and dict(lab)["scope"] == "function"}  # fmt: skip
+    in_use = {
+        dict(lab)["function"]: v
+        for (name, lab), v in samples(text).items()
+        if name == "guard_in_use"
+        and dict(lab)["namespace"] == ns
+        and dict(lab)["scope"] == "function"
+    }
     assert in_use[keys.OTHER] == 30 and sum(in_use.values()) == n - 10
     for lease in held[10:]:
         assert lease.release()

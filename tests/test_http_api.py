@@ -52,8 +52,14 @@ def test_groups_crud(http: Any, ns: str) -> None:
     assert http.get(p(ns, "/groups")).json == {"groups": []}
     r = http.put(p(ns, "/groups/etl"), json={"max_concurrency": 5, "members": ["b", "a"]})
     assert r.status_code == 200
-    assert r.json == {"name": "etl", "max_concurrency": 5, "reserved": 0, "members": ["a", "b"],
-                      "selector": None, "mode": "enforce"}  # fmt: skip
+    assert r.json == {
+        "name": "etl",
+        "max_concurrency": 5,
+        "reserved": 0,
+        "members": ["a", "b"],
+        "selector": None,
+        "mode": "enforce",
+    }
     r = http.patch(p(ns, "/groups/etl"), json={"mode": "shadow"})
     assert r.json["mode"] == "shadow" and r.json["max_concurrency"] == 5
     r = http.put(p(ns, "/groups/etl"), json={"selector": {"stack": "s1"}})
@@ -98,8 +104,11 @@ def test_reserved_above_group_max_is_400(http: Any, ns: str) -> None:
 
 
 def test_body_over_1mib_is_413(http: Any, ns: str) -> None:
-    r = http.put(p(ns, "/groups/g"), data=b"{" + b" " * (1024 * 1024 + 10) + b"}",
-                 content_type="application/json")  # fmt: skip
+    r = http.put(
+        p(ns, "/groups/g"),
+        data=b"{" + b" " * (1024 * 1024 + 10) + b"}",
+        content_type="application/json",
+    )
     assert r.status_code == 413 and r.mimetype == PROBLEM
 
 
@@ -115,8 +124,11 @@ def test_usage(http: Any, ns: str, g: Any) -> None:
 
 
 def test_config_document_roundtrip(http: Any, ns: str) -> None:
-    doc = {"max_concurrency": 10, "groups": {"api": {"reserved": 2, "members": ["login"]}},
-           "functions": {"login": {"max_concurrency": 3}}}  # fmt: skip
+    doc = {
+        "max_concurrency": 10,
+        "groups": {"api": {"reserved": 2, "members": ["login"]}},
+        "functions": {"login": {"max_concurrency": 3}},
+    }
     r = http.put(p(ns, "/config"), json=doc)
     assert r.status_code == 200
     got = http.get(p(ns, "/config")).json
@@ -139,8 +151,9 @@ def test_store_down_is_503(redis_server: Any) -> None:
 
     from guard.server import create_app
 
-    app = create_app({"REDIS_URL": "redis://127.0.0.1:1/0", "ADMIN_TOKENS": [ADMIN_TOKEN],
-                      "CLIENT_TOKENS": []})  # fmt: skip
+    app = create_app(
+        {"REDIS_URL": "redis://127.0.0.1:1/0", "ADMIN_TOKENS": [ADMIN_TOKEN], "CLIENT_TOKENS": []}
+    )
     c = app.test_client()
     h = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     r = c.get("/v1/namespaces/x/usage", headers=h)

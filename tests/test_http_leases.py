@@ -118,8 +118,10 @@ def test_auth_matrix(app: Any, ns: str, headers: Any, admin_status: int, lease_s
     assert r.status_code == admin_status
     if admin_status == 401:
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
-    assert c.put(f"/v1/namespaces/{ns}", json={"max_concurrency": 1},
-                 headers=headers).status_code == admin_status  # fmt: skip
+    assert (
+        c.put(f"/v1/namespaces/{ns}", json={"max_concurrency": 1}, headers=headers).status_code
+        == admin_status
+    )
     assert c.post(lp(ns), json={"function": "f"}, headers=headers).status_code == lease_status
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert c.get(path, headers=headers).status_code == 200
@@ -137,8 +139,14 @@ def test_open_mode_without_tokens(redis_server: Any, ns: str) -> None:
 def test_metrics_token_can_be_required(redis_server: Any) -> None:
     from guard.server import create_app
 
-    app = create_app({"REDIS_URL": redis_server.url, "ADMIN_TOKENS": [ADMIN_TOKEN],
-                      "CLIENT_TOKENS": [], "METRICS_TOKEN_REQUIRED": True})  # fmt: skip
+    app = create_app(
+        {
+            "REDIS_URL": redis_server.url,
+            "ADMIN_TOKENS": [ADMIN_TOKEN],
+            "CLIENT_TOKENS": [],
+            "METRICS_TOKEN_REQUIRED": True,
+        }
+    )
     c = app.test_client()
     assert c.get("/metrics").status_code == 401
     assert c.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200

@@ -1,4 +1,4 @@
-"""/metrics: families and labels of docs/CONTRACT-NOTES.md, promtool-clean, equal across
+"""/metrics: families and labels of docs/http.md, promtool-clean, equal across
 gunicorn workers."""
 
 from __future__ import annotations
@@ -53,11 +53,15 @@ def test_families_and_labels(http: Any, ns: str, g: guard.Guard) -> None:
     assert value(text, "guard_limit", scope="group", group="api", **m) is None  # no max set
     assert value(text, "guard_reserved", group="api", **m) == 2
     assert value(text, "guard_grants_total", function="login", **m) == 2
-    assert value(text, "guard_throttles_total", function="ingest", scope="group", group="etl",
-                 **m) == 1  # fmt: skip
+    assert (
+        value(text, "guard_throttles_total", function="ingest", scope="group", group="etl", **m)
+        == 1
+    )
     # an account refusal names the function's reserving group
-    assert value(text, "guard_throttles_total", function="login", scope="account", group="api",
-                 **m) == 1  # fmt: skip
+    assert (
+        value(text, "guard_throttles_total", function="login", scope="account", group="api", **m)
+        == 1
+    )
     assert value(text, "guard_store_up") == 1
     assert value(text, "guard_scrape_duration_seconds") is not None
     for fam in text_string_to_metric_families(text):
@@ -74,8 +78,10 @@ def test_shadow_expired_and_unavailable_counters(http: Any, ns: str, g: guard.Gu
 
     time.sleep(0.1)
     text = http.get("/metrics").data.decode()
-    assert value(text, "guard_shadow_throttles_total", function="rep", scope="function",
-                 namespace=ns) == 1  # fmt: skip
+    assert (
+        value(text, "guard_shadow_throttles_total", function="rep", scope="function", namespace=ns)
+        == 1
+    )
     assert value(text, "guard_leases_expired_total", function="short", namespace=ns) == 1
     assert value(text, "guard_unavailable_total", function="x", namespace=ns) == 2
 

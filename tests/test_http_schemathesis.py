@@ -25,11 +25,29 @@ def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     server = LiveServer(redis.url, workers=2)
     try:
         server.start()
-        cmd = [st, "--config-file", os.path.join(HERE, "schemathesis.toml"), "run",
-               f"{server.url}/openapi.json", "--checks", "all", "--max-examples", "30",
-               "--seed", "1", "-H", f"Authorization: Bearer {ADMIN_TOKEN}"]  # fmt: skip
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=280,
-                           env={**os.environ, "NO_COLOR": "1"}, cwd=tmp_path)  # fmt: skip
+        cmd = [
+            st,
+            "--config-file",
+            os.path.join(HERE, "schemathesis.toml"),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "30",
+            "--seed",
+            "1",
+            "-H",
+            f"Authorization: Bearer {ADMIN_TOKEN}",
+        ]
+        r = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=280,
+            env={**os.environ, "NO_COLOR": "1"},
+            cwd=tmp_path,
+        )
         assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-2000:]
         summary = r.stdout.strip().splitlines()[-1]
         assert "failure" not in summary and "error" not in summary, r.stdout[-8000:]

@@ -119,8 +119,9 @@ def test_unreachable_fails_open_and_counts_reach_the_server(
 
 
 def test_unreachable_closed_raises(ns: str) -> None:
-    g = guard.Guard.from_url("http://127.0.0.1:9", namespace=ns, on_unavailable="closed",
-                             timeout=0.2)  # fmt: skip
+    g = guard.Guard.from_url(
+        "http://127.0.0.1:9", namespace=ns, on_unavailable="closed", timeout=0.2
+    )
     with pytest.raises(guard.GuardUnavailable):
         g.acquire("f")
     g.close()
@@ -150,8 +151,9 @@ def test_admin_follows_the_mode(live_server: str, g: guard.Guard) -> None:
         hg.close()
 
 
-def test_store_reset_reaches_http_clients_as_unavailable(live_server: str, g: guard.Guard,
-                                                         rclient: Any) -> None:  # fmt: skip
+def test_store_reset_reaches_http_clients_as_unavailable(
+    live_server: str, g: guard.Guard, rclient: Any
+) -> None:
     """The server's store reports a reset as 503 store-reset; the HTTP client applies
     on_unavailable exactly as the Redis mode does."""
     from live import CLIENT_TOKEN
@@ -243,8 +245,9 @@ def test_timed_out_http_acquire_gives_its_lease_id_back(
     admin.put_function("f", max_concurrency=1)
     port = int(live_server.rsplit(":", 1)[1])
     proxy = Proxy(port, lifetime=60).start()
-    g = guard.Guard.from_url(f"http://127.0.0.1:{proxy.port}", namespace=ns,
-                             token=CLIENT_TOKEN, timeout=0.3)  # fmt: skip
+    g = guard.Guard.from_url(
+        f"http://127.0.0.1:{proxy.port}", namespace=ns, token=CLIENT_TOKEN, timeout=0.3
+    )
     try:
         proxy.set_mode("half_open")  # requests reach the service, answers are dropped
         lease = g.acquire("f", ttl=60)

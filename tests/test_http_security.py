@@ -27,8 +27,15 @@ pytestmark = pytest.mark.slow
 Answer = tuple[int, dict[str, str], Any]
 
 
-def call(url: str, method: str, path: str, body: Any = None, token: str | None = CLIENT_TOKEN,
-         headers: dict[str, str] | None = None, timeout: float = 30) -> Answer:  # fmt: skip
+def call(
+    url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = CLIENT_TOKEN,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> Answer:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
@@ -65,8 +72,12 @@ def server(redis_server: Any) -> Iterator[LiveServer]:
 
 # -- item 1: lease listing, scoped tokens ------------------------------------------------------
 
-SCOPED = {"billing-fns": ("client", ["billing"]), "ops-admin": ("admin", ["billing"]),
-          "root": ("admin", None), "any-client": ("client", None)}  # fmt: skip
+SCOPED = {
+    "billing-fns": ("client", ["billing"]),
+    "ops-admin": ("admin", ["billing"]),
+    "root": ("admin", None),
+    "any-client": ("client", None),
+}
 
 
 @pytest.fixture
@@ -89,8 +100,16 @@ def test_cross_lease_attack_is_refused(server: LiveServer, ns: str) -> None:
     """A client token cannot list the namespace's leases, so it cannot learn another holder's
     lease id to DELETE or renew it; the holder keeps its slot."""
     url = server.url
-    assert call(url, "PUT", f"/v1/namespaces/{ns}/functions/f", {"max_concurrency": 1},
-                token=ADMIN_TOKEN)[0] == 200  # fmt: skip
+    assert (
+        call(
+            url,
+            "PUT",
+            f"/v1/namespaces/{ns}/functions/f",
+            {"max_concurrency": 1},
+            token=ADMIN_TOKEN,
+        )[0]
+        == 200
+    )
     status, _, lease = call(url, "POST", lp(ns), {"function": "f", "ttl_seconds": 30})
     assert status == 201
     status, hdrs, doc = call(url, "GET", lp(ns))  # the attacker's first step
@@ -109,8 +128,10 @@ def test_scoped_tokens_are_refused_outside_their_namespaces(scoped: LiveServer) 
     def tok(name: str) -> str:
         return f"secret-{name}"
 
-    assert call(url, "PUT", "/v1/namespaces/billing", {"max_concurrency": 5},
-                token=tok("root"))[0] == 200  # fmt: skip
+    assert (
+        call(url, "PUT", "/v1/namespaces/billing", {"max_concurrency": 5}, token=tok("root"))[0]
+        == 200
+    )
     status, _, lease = call(url, "POST", lp("billing"), {"function": "f"}, token=tok("billing-fns"))
     assert status == 201
     for method, path, body in [
@@ -123,23 +144,33 @@ def test_scoped_tokens_are_refused_outside_their_namespaces(scoped: LiveServer) 
         assert "payroll" in doc["detail"]
     # an admin scoped to billing administers billing only
     assert call(url, "GET", "/v1/namespaces/billing", token=tok("ops-admin"))[0] == 200
-    assert call(url, "PUT", "/v1/namespaces/payroll", {"max_concurrency": 1},
-                token=tok("ops-admin"))[0] == 403  # fmt: skip
+    assert (
+        call(url, "PUT", "/v1/namespaces/payroll", {"max_concurrency": 1}, token=tok("ops-admin"))[
+            0
+        ]
+        == 403
+    )
     status, _, doc = call(url, "GET", "/v1/namespaces", token=tok("ops-admin"))
     assert status == 200 and set(doc["namespaces"]) <= {"billing"}
     # a client token never lists leases, even in its own namespace; an unscoped one anywhere
     assert call(url, "GET", lp("billing"), token=tok("billing-fns"))[0] == 403
-    assert call(url, "PUT", "/v1/namespaces/payroll", {"max_concurrency": 5},
-                token=tok("root"))[0] == 200  # leases need a configured namespace  # fmt: skip
+    assert (
+        call(url, "PUT", "/v1/namespaces/payroll", {"max_concurrency": 5}, token=tok("root"))[0]
+        == 200
+    )  # leases need a configured namespace
     assert call(url, "POST", lp("payroll"), {"function": "f"}, token=tok("any-client"))[0] == 201
-    assert call(url, "DELETE", lp("billing", "/" + lease["lease_id"]),
-                token=tok("billing-fns"))[0] == 204  # fmt: skip
+    assert (
+        call(url, "DELETE", lp("billing", "/" + lease["lease_id"]), token=tok("billing-fns"))[0]
+        == 204
+    )
     # the stored digest is not a token: presenting it is refused
     digest = hashlib.sha256(tok("root").encode()).hexdigest()
     assert call(url, "GET", "/v1/namespaces", token=digest)[0] == 401
     # the env tokens keep working next to the file, unscoped
-    assert call(url, "PUT", "/v1/namespaces/payroll", {"max_concurrency": 1},
-                token=ADMIN_TOKEN)[0] == 200  # fmt: skip
+    assert (
+        call(url, "PUT", "/v1/namespaces/payroll", {"max_concurrency": 1}, token=ADMIN_TOKEN)[0]
+        == 200
+    )
 
 
 def test_actor_is_the_token_name_in_the_access_log(redis_server: Any, tmp_path: Any) -> None:
@@ -164,8 +195,16 @@ def test_waiters_hold_no_worker(server: LiveServer, ns: str) -> None:
     """20 acquires waiting up to 10 s on a max-1 function: /healthz answers in under 1 s
     throughout, and releasing the held slot hands it to a waiter in under 0.5 s."""
     url = server.url
-    assert call(url, "PUT", f"/v1/namespaces/{ns}/functions/f", {"max_concurrency": 1},
-                token=ADMIN_TOKEN)[0] == 200  # fmt: skip
+    assert (
+        call(
+            url,
+            "PUT",
+            f"/v1/namespaces/{ns}/functions/f",
+            {"max_concurrency": 1},
+            token=ADMIN_TOKEN,
+        )[0]
+        == 200
+    )
     status, _, held = call(url, "POST", lp(ns), {"function": "f", "ttl_seconds": 60})
     assert status == 201
     granted: list[float] = []
@@ -207,8 +246,13 @@ def test_waiters_per_namespace_are_capped(redis_server: Any, ns: str) -> None:
     s = LiveServer(redis_server.url, workers=1, env={"GUARD_MAX_WAITERS": "2"}).start()
     try:
         url = s.url
-        call(url, "PUT", f"/v1/namespaces/{ns}/functions/f", {"max_concurrency": 1},
-             token=ADMIN_TOKEN)  # fmt: skip
+        call(
+            url,
+            "PUT",
+            f"/v1/namespaces/{ns}/functions/f",
+            {"max_concurrency": 1},
+            token=ADMIN_TOKEN,
+        )
         status, _, held = call(url, "POST", lp(ns), {"function": "f", "ttl_seconds": 60})
         assert status == 201
         body = {"function": "f", "ttl_seconds": 60, "wait_seconds": 5}
@@ -253,9 +297,11 @@ def slow_bodies(port: int, n: int, stop: threading.Event) -> list[socket.socket]
     socks = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"POST /v1/namespaces/x/leases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  b"Authorization: Bearer wrong\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 1000\r\n\r\n{")  # fmt: skip
+        s.sendall(
+            b"POST /v1/namespaces/x/leases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer wrong\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
         socks.append(s)
 
     def trickle() -> None:
@@ -300,18 +346,33 @@ def test_body_read_time_is_bounded(redis_server: Any) -> None:
 def test_body_preread_keeps_http_framing(server: LiveServer) -> None:
     """The worker reads each body before the app runs: chunked bodies, Expect: 100-continue
     (answered before the body is read) and an oversized Content-Length (413 at once)."""
-    assert call(server.url, "PUT", "/v1/namespaces/framing", {"max_concurrency": None},
-                token=ADMIN_TOKEN)[0] == 200  # leases need a configured namespace  # fmt: skip
+    assert (
+        call(
+            server.url,
+            "PUT",
+            "/v1/namespaces/framing",
+            {"max_concurrency": None},
+            token=ADMIN_TOKEN,
+        )[0]
+        == 200
+    )  # leases need a configured namespace
     body = b'{"function": "f"}'
-    head = (b"POST /v1/namespaces/framing/leases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Authorization: Bearer " + CLIENT_TOKEN.encode() + b"\r\n")  # fmt: skip
+    head = (
+        b"POST /v1/namespaces/framing/leases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer " + CLIENT_TOKEN.encode() + b"\r\n"
+    )
 
     def first_line(sock: socket.socket) -> bytes:
         return sock.recv(65536).split(b"\r\n")[0]
 
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n"
-                  + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")  # fmt: skip
+        s.sendall(
+            head
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(body)
+            + body
+            + b"\r\n0\r\n\r\n"
+        )
         assert first_line(s).startswith(b"HTTP/1.1 201")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(head + b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
@@ -365,8 +426,10 @@ def test_readyz_reflects_a_store_reset(server: LiveServer, ns: str, rclient: Any
 
 def test_protocol_answers_are_problem_json(server: LiveServer, ns: str) -> None:
     url = server.url
-    assert call(url, "PUT", f"/v1/namespaces/{ns}", {"max_concurrency": None},
-                token=ADMIN_TOKEN)[0] == 200  # leases need a configured namespace  # fmt: skip
+    assert (
+        call(url, "PUT", f"/v1/namespaces/{ns}", {"max_concurrency": None}, token=ADMIN_TOKEN)[0]
+        == 200
+    )  # leases need a configured namespace
     status, hdrs, doc = call(url, "GET", "/v1/namespaces/" + "a" * 9000, token=ADMIN_TOKEN)
     assert status == 414 and hdrs["content-type"] == "application/problem+json", hdrs
     assert doc["status"] == 414
@@ -380,14 +443,20 @@ def test_protocol_answers_are_problem_json(server: LiveServer, ns: str) -> None:
 def test_open_mode_refuses_a_foreign_host(redis_server: Any) -> None:
     """DNS rebinding: a page on evil.example resolving to 127.0.0.1 reaches an open guard
     with Host: evil.example; only loopback Host names are served."""
-    s = LiveServer(redis_server.url, workers=1,
-                   env={"GUARD_ADMIN_TOKENS": "", "GUARD_CLIENT_TOKENS": ""}).start()  # fmt: skip
+    s = LiveServer(
+        redis_server.url, workers=1, env={"GUARD_ADMIN_TOKENS": "", "GUARD_CLIENT_TOKENS": ""}
+    ).start()
     try:
-        for host, want in [("evil.example", 403), (f"evil.example:{s.port}", 403),
-                           (f"127.0.0.1:{s.port}", 200), (f"localhost:{s.port}", 200),
-                           (f"[::1]:{s.port}", 200)]:  # fmt: skip
-            status, hdrs, doc = call(s.url, "GET", "/v1/namespaces", token=None,
-                                     headers={"Host": host})  # fmt: skip
+        for host, want in [
+            ("evil.example", 403),
+            (f"evil.example:{s.port}", 403),
+            (f"127.0.0.1:{s.port}", 200),
+            (f"localhost:{s.port}", 200),
+            (f"[::1]:{s.port}", 200),
+        ]:
+            status, hdrs, doc = call(
+                s.url, "GET", "/v1/namespaces", token=None, headers={"Host": host}
+            )
             assert status == want, (host, doc)
             if want == 403:
                 assert hdrs["content-type"] == "application/problem+json"

@@ -59,14 +59,15 @@ def test_renew_extends_and_never_resurrects(g: guard.Guard, rclient, ns: str) ->
 
 def test_renew_after_release_reports_lost(g: guard.Guard) -> None:
     lease = g.acquire("job")
-    other_handle = guard.Lease(g, "job", lease.lease_id, held=True)
+    other_handle = guard.Lease(g.backend, g.namespace, "job", lease.lease_id, held=True)
     assert lease.release() is True
     assert other_handle.renew() is False
 
 
 def test_release_is_idempotent(g: guard.Guard) -> None:
     lease = g.acquire("job")
-    twin = guard.Lease(g, "job", lease.lease_id, held=True)  # e.g. a retried release
+    # e.g. a retried release
+    twin = guard.Lease(g.backend, g.namespace, "job", lease.lease_id, held=True)
     assert lease.release() is True
     assert lease.release() is False
     assert twin.release() is False

@@ -1,12 +1,12 @@
 """A hypothesis state machine: acquire / release / renew / renew to a shorter TTL / expire /
 retried acquire by lease id / set-limit against a real redis-server, checked step by step
 against a plain Python model of the admission rule (`guard.model.admits`, the rule of
-DESIGN.md written out in Python). A second machine checks the waiting queue's tickets."""
+docs/guarantees.md written out in Python). A second machine checks the waiting queue's
+tickets."""
 
 from __future__ import annotations
 
 import itertools
-import struct
 import time
 from dataclasses import replace
 
@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 import guard
-from guard import keys
+from guard import keys, wire
 from guard.model import Config, Function, Group
 
 pytestmark = pytest.mark.slow
@@ -148,15 +148,19 @@ class AdmissionMachine(RuleBasedStateMachine):
         _, use_k, exp_k, lease_k = keys.lease_keys(self.ns)
         raw = bytes.fromhex(lease.lease_id)
         meta = self.r.hget(lease_k, raw)
-        head = struct.Struct(">ddiiB")
+        head = wire.META
         _, granted, fence, ttl, n = head.unpack_from(meta)
         self.r.hset(lease_k, raw, head.pack(1.0, granted, fence, ttl, n) + meta[head.size :])
         self.r.zadd(exp_k, {raw: 1})
-        self.r.hset(use_k, "reap", 1)
+        self.r.hset(use_k, wire.REAP, 1)
         del self.live[lease.lease_id]
 
-    @rule(which=st.sampled_from(["ns", "g1", "g2", "f1", "f2", "f3"]), value=LIMIT,
-          reserved=st.integers(0, 3), shadow=st.booleans())  # fmt: skip
+    @rule(
+        which=st.sampled_from(["ns", "g1", "g2", "f1", "f2", "f3"]),
+        value=LIMIT,
+        reserved=st.integers(0, 3),
+        shadow=st.booleans(),
+    )
     def set_limit(self, which: str, value: int | None, reserved: int, shadow: bool) -> None:
         mode = "shadow" if shadow else "enforce"
         if which == "ns":

@@ -42,8 +42,12 @@ def walk(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
 
 def test_document_validates_and_has_no_pydantic_keywords(doc: dict[str, Any]) -> None:
     validate(doc)  # raises on an invalid OpenAPI 3.1 document
-    leftovers = [(p, k) for p, node in walk(doc["components"]) for k in node
-                 if k in PYDANTIC_ONLY and "properties" not in p.rsplit("/", 1)[-1]]  # fmt: skip
+    leftovers = [
+        (p, k)
+        for p, node in walk(doc["components"])
+        for k in node
+        if k in PYDANTIC_ONLY and "properties" not in p.rsplit("/", 1)[-1]
+    ]
     assert not leftovers, leftovers
 
 
@@ -55,11 +59,17 @@ def prop(doc: dict[str, Any], model: str, field: str) -> dict[str, Any]:
 def test_every_numeric_bound_is_in_the_document(doc: dict[str, Any]) -> None:
     for model in ("NamespaceIn", "GroupIn", "FunctionIn", "ConfigDoc"):
         assert prop(doc, model, "max_concurrency") == {
-            "type": "integer", "minimum": 0, "maximum": MAX_LIMIT}  # fmt: skip
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_LIMIT,
+        }
     assert prop(doc, "GroupIn", "reserved")["minimum"] == 0
     assert prop(doc, "GroupIn", "members")["maxItems"] == MAX_MEMBERS
-    for model, field in (("FunctionIn", "lease_ttl_seconds"), ("LeaseIn", "ttl_seconds"),
-                         ("RenewIn", "ttl_seconds")):  # fmt: skip
+    for model, field in (
+        ("FunctionIn", "lease_ttl_seconds"),
+        ("LeaseIn", "ttl_seconds"),
+        ("RenewIn", "ttl_seconds"),
+    ):
         p = prop(doc, model, field)
         assert p["minimum"] == keys.MIN_LEASE_TTL and p["maximum"] == keys.MAX_LEASE_TTL
     wait = prop(doc, "LeaseIn", "wait_seconds")
@@ -90,12 +100,35 @@ def group_bodies() -> list[dict[str, Any]]:
     out = [base, {}, {"colour": 1}]
     out += variants(base, "max_concurrency", NUMBERS_INT)
     out += variants(base, "reserved", [-1, 0, 3, 2.0, 1.5, "1", True, None])
-    out += variants(base, "members", [[], ["a", "a"], [n for n in NAMES if isinstance(n, str)][:4],
-                                      ["-x"], [""], "a", None, [1]])  # fmt: skip
+    out += variants(
+        base,
+        "members",
+        [
+            [],
+            ["a", "a"],
+            [n for n in NAMES if isinstance(n, str)][:4],
+            ["-x"],
+            [""],
+            "a",
+            None,
+            [1],
+        ],
+    )
     out += variants(base, "mode", ["enforce", "shadow", "other", None, 1])
-    out += variants(base, "selector", [None, {"tags": {"team": "data"}}, {"stack": "s"},
-                                       {"tags": {}}, {"stack": ""}, {"tags": {"a": 1}},
-                                       {"stack": "s", "tags": {"a": "b"}}, "s"])  # fmt: skip
+    out += variants(
+        base,
+        "selector",
+        [
+            None,
+            {"tags": {"team": "data"}},
+            {"stack": "s"},
+            {"tags": {}},
+            {"stack": ""},
+            {"tags": {"a": 1}},
+            {"stack": "s", "tags": {"a": "b"}},
+            "s",
+        ],
+    )
     return out
 
 
@@ -116,9 +149,22 @@ def lease_bodies() -> list[dict[str, Any]]:
     out += variants(base, "ttl_seconds", NUMBERS_TTL)
     out += variants(base, "wait_seconds", [0, 0.01, MAX_WAIT_SECONDS + 1, -0.5, "0", True])
     out += variants(base, "lease_id", ["a" * 32, "A" * 32, "a" * 31, "g" * 32, 5, None])
-    out += variants(base, "unavailable", [{}, {"f": 1}, {"f": 0}, {"f": 1_000_000},
-                                          {"f": 1_000_001}, {"f": "1"}, {"f": True},
-                                          {"f": 2.0}, {"-x": 1}, []])  # fmt: skip
+    out += variants(
+        base,
+        "unavailable",
+        [
+            {},
+            {"f": 1},
+            {"f": 0},
+            {"f": 1_000_000},
+            {"f": 1_000_001},
+            {"f": "1"},
+            {"f": True},
+            {"f": 2.0},
+            {"-x": 1},
+            [],
+        ],
+    )
     return out
 
 
@@ -160,8 +206,9 @@ CROSS_FIELD_400 = ("must not exceed max_concurrency",)
         ("ConfigDoc", "put", "/config", config_bodies),
     ],
 )
-def test_client_and_server_agree(http: Any, doc: dict[str, Any], ns: str, model: str,
-                                 method: str, path: str, bodies: Any) -> None:  # fmt: skip
+def test_client_and_server_agree(
+    http: Any, doc: dict[str, Any], ns: str, model: str, method: str, path: str, bodies: Any
+) -> None:
     http.put(f"/v1/namespaces/{ns}/groups/g", json={"max_concurrency": 5})
     http.put(f"/v1/namespaces/{ns}/functions/f", json={"max_concurrency": 1000})
     disagree, seen = [], set()

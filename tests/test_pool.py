@@ -119,8 +119,9 @@ def test_300_threads_without_waiting_are_throttled_not_failed_open(
         g.close()
 
 
-def test_max_connections_setting(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
-                                 ) -> None:  # fmt: skip
+def test_max_connections_setting(
+    redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GUARD_REDIS_URL", redis_server.url)
     monkeypatch.setenv("GUARD_MAX_CONNECTIONS", "7")
     monkeypatch.delenv("GUARD_URL", raising=False)
@@ -148,8 +149,7 @@ def test_max_connections_setting(redis_server: RedisProcess, monkeypatch: pytest
         assert ei.value.field == "timeout"
 
 
-def test_releaser_bounds(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-                         ) -> None:  # fmt: skip
+def test_releaser_bounds(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The background releaser (pure logic: the release call is a stub that keeps failing
     the way an unreachable store does): retries are bounded, pending ids are bounded, and a
     held lease given up on is logged at ERROR with its lease id."""
@@ -322,8 +322,9 @@ def test_mistyped_http_url_is_not_silent(caplog: pytest.LogCaptureFixture) -> No
     g.close()
 
 
-def test_kill_switch_is_visible(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-                                ) -> None:  # fmt: skip
+def test_kill_switch_is_visible(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="guard")
     monkeypatch.setenv("GUARD_DISABLED", "1")
     monkeypatch.delenv("GUARD_REDIS_URL", raising=False)

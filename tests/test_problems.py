@@ -55,8 +55,9 @@ def test_every_http_error_uses_the_one_scheme(http: Any, app: Any, ns: str) -> N
     http.put(p(ns), json={"max_concurrency": 1})
     r = http.put(p(ns, "/groups/g"), json={"reserved": 5})
     seen[check(r.json, 409)] = r
-    r = http.put(p(ns), data=b"{" + b" " * (1024 * 1024 + 10) + b"}",
-                 content_type="application/json")  # fmt: skip
+    r = http.put(
+        p(ns), data=b"{" + b" " * (1024 * 1024 + 10) + b"}", content_type="application/json"
+    )
     seen[check(r.json, 413)] = r
     http.put(p(ns, "/functions/f"), json={"max_concurrency": 0})
     r = http.post(p(ns, "/leases"), json={"function": "f"})
@@ -68,9 +69,16 @@ def test_every_http_error_uses_the_one_scheme(http: Any, app: Any, ns: str) -> N
     schema = {**document(), "$ref": "#/components/schemas/Problem"}
     for r in seen.values():  # each as /openapi.json describes it
         OAS31Validator(schema).validate(r.json)
-    assert set(seen) >= {"bad-request", "unauthorized", "forbidden", "not-found",
-                         "method-not-allowed", "conflict", "payload-too-large",
-                         "throttled"}  # fmt: skip
+    assert set(seen) >= {
+        "bad-request",
+        "unauthorized",
+        "forbidden",
+        "not-found",
+        "method-not-allowed",
+        "conflict",
+        "payload-too-large",
+        "throttled",
+    }
 
 
 def test_adapters_use_the_same_types_and_titles() -> None:
@@ -85,8 +93,11 @@ def test_one_title_per_type_and_every_type_documented() -> None:
     for slug, t in problems.TYPES.items():
         assert t.uri == problems.PREFIX + slug
         assert f"`{slug}`" in text, slug
-    statuses = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| 4")
-                or line.startswith("| 5")]  # fmt: skip
+    statuses = [
+        line.split("|")[1].strip()
+        for line in text.splitlines()
+        if line.startswith("| 4") or line.startswith("| 5")
+    ]
     assert "405" in statuses and "413" in statuses
 
 
@@ -105,14 +116,19 @@ INTEGER_FIELDS = [
     (lambda ns: p(ns), "put", lambda v: {"max_concurrency": v}, "max_concurrency"),
     (lambda ns: p(ns, "/groups/g"), "put", lambda v: {"reserved": v}, "reserved"),
     (lambda ns: p(ns, "/functions/f"), "put", lambda v: {"max_concurrency": v}, "max_concurrency"),
-    (lambda ns: p(ns, "/leases"), "post", lambda v: {"function": "f", "unavailable": {"f": v}},
-     "unavailable.f"),
-]  # fmt: skip
+    (
+        lambda ns: p(ns, "/leases"),
+        "post",
+        lambda v: {"function": "f", "unavailable": {"f": v}},
+        "unavailable.f",
+    ),
+]
 
 
 @pytest.mark.parametrize(("path", "method", "make", "field"), INTEGER_FIELDS)
-def test_every_integer_field_coerces_alike(http: Any, ns: str, path: Any, method: str,
-                                           make: Any, field: str) -> None:  # fmt: skip
+def test_every_integer_field_coerces_alike(
+    http: Any, ns: str, path: Any, method: str, make: Any, field: str
+) -> None:
     """Strict about kind, lax about spelling: a JSON number with no fraction is an integer
     (as JSON Schema says, so a generated client agrees); strings and booleans never are."""
     assert http.put(p(ns), json={"max_concurrency": 100}).status_code == 200  # leases need it
@@ -124,12 +140,16 @@ def test_every_integer_field_coerces_alike(http: Any, ns: str, path: Any, method
         assert send(path(ns), json=make(good)).status_code in (200, 201), good
 
 
-@pytest.mark.parametrize(("path", "make"), [
-    (lambda ns: p(ns, "/functions/f"), lambda v: {"lease_ttl_seconds": v}),
-    (lambda ns: p(ns, "/leases"), lambda v: {"function": "f", "wait_seconds": v}),
-])  # fmt: skip
-def test_number_fields_refuse_strings_and_booleans(http: Any, ns: str, path: Any,
-                                                   make: Any) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "make"),
+    [
+        (lambda ns: p(ns, "/functions/f"), lambda v: {"lease_ttl_seconds": v}),
+        (lambda ns: p(ns, "/leases"), lambda v: {"function": "f", "wait_seconds": v}),
+    ],
+)
+def test_number_fields_refuse_strings_and_booleans(
+    http: Any, ns: str, path: Any, make: Any
+) -> None:
     assert http.put(p(ns), json={"max_concurrency": 100}).status_code == 200  # leases need it
     method = http.post if path(ns).endswith("/leases") else http.put
     for bad in ("1", "1.5", True):
@@ -137,15 +157,19 @@ def test_number_fields_refuse_strings_and_booleans(http: Any, ns: str, path: Any
     assert method(path(ns), json=make(1)).status_code in (200, 201)
 
 
-@pytest.mark.parametrize(("path", "body", "field", "rule"), [
-    ("/leases", {"function": "-x"}, "function", "start with a letter, digit or '_'"),
-    ("/groups/g", {"members": ["ok", "-x"]}, "members.1", "start with a letter, digit or '_'"),
-    ("/leases", {"function": "f", "lease_id": "zz"}, "lease_id", "32 hex digits"),
-    ("/groups/g", {"selector": {"tags": {}}}, "selector.tags", "at least 1"),
-    ("", {"max_concurrency": "100"}, "max_concurrency", "must be a number, not a string"),
-])  # fmt: skip
-def test_body_errors_state_the_rule_in_words(http: Any, ns: str, path: str, body: Any,
-                                             field: str, rule: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "body", "field", "rule"),
+    [
+        ("/leases", {"function": "-x"}, "function", "start with a letter, digit or '_'"),
+        ("/groups/g", {"members": ["ok", "-x"]}, "members.1", "start with a letter, digit or '_'"),
+        ("/leases", {"function": "f", "lease_id": "zz"}, "lease_id", "32 hex digits"),
+        ("/groups/g", {"selector": {"tags": {}}}, "selector.tags", "at least 1"),
+        ("", {"max_concurrency": "100"}, "max_concurrency", "must be a number, not a string"),
+    ],
+)
+def test_body_errors_state_the_rule_in_words(
+    http: Any, ns: str, path: str, body: Any, field: str, rule: str
+) -> None:
     r = (http.post if path == "/leases" else http.put)(p(ns, path), json=body)
     assert r.status_code == 400 and r.json["field"] == field, r.json
     assert rule in r.json["detail"] and "pattern" not in r.json["detail"], r.json

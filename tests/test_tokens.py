@@ -97,13 +97,22 @@ def test_a_digest_is_not_a_token() -> None:
 @pytest.mark.parametrize(
     ("host", "ok"),
     [
-        ("localhost", True), ("localhost:8000", True), ("api.localhost:8000", True),
-        ("127.0.0.1", True), ("127.0.0.1:8000", True), ("127.8.9.1:80", True),
-        ("[::1]", True), ("[::1]:8000", True),
-        ("evil.example", False), ("evil.example:8000", False), ("10.0.0.1:8000", False),
-        ("localhost.evil.example", False), ("127.0.0.1.nip.io", False), ("", False),
+        ("localhost", True),
+        ("localhost:8000", True),
+        ("api.localhost:8000", True),
+        ("127.0.0.1", True),
+        ("127.0.0.1:8000", True),
+        ("127.8.9.1:80", True),
+        ("[::1]", True),
+        ("[::1]:8000", True),
+        ("evil.example", False),
+        ("evil.example:8000", False),
+        ("10.0.0.1:8000", False),
+        ("localhost.evil.example", False),
+        ("127.0.0.1.nip.io", False),
+        ("", False),
     ],
-)  # fmt: skip
+)
 def test_loopback_host(host: str, ok: bool) -> None:
     assert auth.loopback_host(host) is ok
 

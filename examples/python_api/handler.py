@@ -32,8 +32,13 @@ def create_app() -> Any:
     from guard.aws.flask import mount
 
     app = Flask(__name__)
-    mount(app, "/orders/<order_id>", handler, methods=["GET"],
-          function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "orders-api"))  # fmt: skip
+    mount(
+        app,
+        "/orders/<order_id>",
+        handler,
+        methods=["GET"],
+        function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "orders-api"),
+    )
     return app
 
 

@@ -202,9 +202,13 @@ def sqs(
             from .queues import delay_messages
 
             delay_messages(
-                records, backoff, clients,
-                client=client, rng=rng or random.Random(), deadline=deadline(context),
-            )  # fmt: skip
+                records,
+                backoff,
+                clients,
+                client=client,
+                rng=rng or random.Random(),
+                deadline=deadline(context),
+            )
         if on_throttle == "raise":
             raise exc
         log.info("guard refused a batch of %d record(s): %s", len(records), exc)

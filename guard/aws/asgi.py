@@ -66,8 +66,10 @@ class GuardMiddleware:
 
 async def _answer(send: Send, answer: dict[str, Any]) -> None:
     body = str(answer["body"]).encode()
-    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
-               for k, v in answer["headers"].items()]  # fmt: skip
+    headers = [
+        (k.lower().encode("latin-1"), str(v).encode("latin-1"))
+        for k, v in answer["headers"].items()
+    ]
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": answer["statusCode"], "headers": headers})
     await send({"type": "http.response.body", "body": body})

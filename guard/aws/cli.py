@@ -8,31 +8,35 @@ from typing import Any
 
 import click
 
+from ..admin_api import AdminAPI
+from ..cli_common import Target
 from .sync import run_sync
 
 
-def _admin(redis_url: str | None, namespace: str) -> Any:
-    from ..admin import Admin
+def _admin(redis_url: str | None, namespace: str) -> AdminAPI:
     from ..store import RedisStore
 
     url = redis_url or os.environ.get("GUARD_REDIS_URL")
     if not url:
         raise click.UsageError("set GUARD_REDIS_URL or pass --redis-url")
-    return Admin(RedisStore.from_url(url, timeout=5.0), namespace)
+    return RedisStore.from_url(url, timeout=5.0).admin(namespace)
 
 
 @click.command("sync-aws")
 @click.option(
-    "--namespace", "-n", default=None,
+    "--namespace",
+    "-n",
+    default=None,
     help="Namespace to sync [the main command's -n, $GUARD_NAMESPACE or default].",
-)  # fmt: skip
+)
 @click.option("--redis-url", default=None, help="Store URL (default: $GUARD_REDIS_URL).")
 @click.option("--dry-run", is_flag=True, help="Show the diff; change nothing.")
 @click.option(
-    "--push-sqs-max", is_flag=True,
+    "--push-sqs-max",
+    is_flag=True,
     help="Also write each configured function's max_concurrency into its SQS event source "
     "mappings' ScalingConfig.MaximumConcurrency.",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def sync_aws(
@@ -50,8 +54,8 @@ def sync_aws(
     # Under `guard`, ctx.obj is the CLI's target (HTTP API or Redis, like every command);
     # a caller (or a test) may instead hand over {"admin": ..., "aws": ...}.
     obj: dict[str, Any] = ctx.obj if isinstance(ctx.obj, dict) else {}
-    admin = obj.get("admin")
-    if admin is None and hasattr(ctx.obj, "admin") and not redis_url:
+    admin: AdminAPI | None = obj.get("admin")
+    if admin is None and isinstance(ctx.obj, Target) and not redis_url:
         admin = ctx.obj.admin(namespace)
     if admin is None:
         admin = _admin(redis_url, namespace or os.environ.get("GUARD_NAMESPACE", "default"))

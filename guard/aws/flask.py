@@ -31,9 +31,13 @@ from flask import Flask, Response, request
 from ..errors import UsageError
 
 TEXT_TYPES = (
-    "application/json", "application/xml", "application/javascript",
-    "application/x-www-form-urlencoded", "application/graphql", "application/yaml",
-)  # fmt: skip
+    "application/json",
+    "application/xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+    "application/graphql",
+    "application/yaml",
+)
 VERSIONS = ("1.0", "2.0")
 _RULE_ARG = re.compile(r"<(?:([^:<>]+):)?([^<>]+)>")
 

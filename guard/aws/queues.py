@@ -118,8 +118,10 @@ def delay_messages(
                 log.warning(
                     "visibility backoff: %d message(s) of %s not delayed: %.2f s left before "
                     "the invocation's deadline is too little for another call",
-                    len(recs) - done * BATCH, arn, max(0.0, deadline - time.monotonic()),
-                )  # fmt: skip
+                    len(recs) - done * BATCH,
+                    arn,
+                    max(0.0, deadline - time.monotonic()),
+                )
                 break
             entries = [
                 {
@@ -139,7 +141,9 @@ def delay_messages(
                 mid = chunk[idx].get("messageId") if 0 <= idx < len(chunk) else None
                 log.warning(
                     "visibility backoff failed for message %s: %s %s",
-                    mid, f.get("Code"), f.get("Message"),
-                )  # fmt: skip
+                    mid,
+                    f.get("Code"),
+                    f.get("Message"),
+                )
             changed += len(out.get("Successful") or [])
     return changed

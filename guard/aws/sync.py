@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..admin_api import AdminAPI
 from . import _clients
 
 log = logging.getLogger("guard.aws")
@@ -189,7 +190,7 @@ def sqs_mappings(lam: Any, function: str) -> list[dict[str, Any]]:
 
 
 def run_sync(
-    admin: Any,
+    admin: AdminAPI,
     session_or_clients: Any = None,
     *,
     dry_run: bool = False,
@@ -220,7 +221,7 @@ def run_sync(
     return report
 
 
-def _push_sqs_max(admin: Any, source: Any, report: SyncReport) -> None:
+def _push_sqs_max(admin: AdminAPI, source: Any, report: SyncReport) -> None:
     functions = admin.list_functions()
     if not functions:
         return
@@ -249,7 +250,7 @@ def _push_sqs_max(admin: Any, source: Any, report: SyncReport) -> None:
 
 
 def sync_forever(
-    admin: Any,
+    admin: AdminAPI,
     every: float,
     stop: threading.Event,
     session_or_clients: Any = None,

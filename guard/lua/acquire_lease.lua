@@ -34,7 +34,7 @@
 --   on_unavailable: "open" | "closed" | ""
 local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV are there
 
--- The compiled plans (written by write_config.lua, packed by guard/model.py `plans`), in
+-- The compiled plans (written by write_config.lua, packed by guard/wire.py), in
 -- struct.pack formats because unpacking them is far cheaper than Lua patterns + tonumber:
 --   p:ns   = '>iB' max, n; then n x '>iBc0' reserved, name   (groups with reserved > 0)
 --   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;

@@ -1,4 +1,6 @@
--- common.lua — prepended to every lease script (not registered on its own). The loader
+-- common.lua — prepended to every lease script (not registered on its own).
+-- Names and formats: guard/wire.py (field names, packed layouts, ARGV and replies); key
+-- names: guard/keys.py. The loader
 -- (guard/store.py) puts the constants DEFAULT_TTL_MS, BACKSTOP_MS, IDLE_MS, MAX_NAMED,
 -- MAX_PENDING, FENCE_BLOCK, TICKET_MS and OTHER (guard/keys.py) on the line before.
 --

@@ -6,41 +6,43 @@ routes and operations; one error handler (`guard.server.errors`)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
 
+from ..settings import DEFAULT_SERVER_REDIS_URL, Settings
 from ..store import RedisStore
 from . import api, auth, errors, leases, ops
 from .metrics import GuardCollector, HttpMetrics
-from .waiting import DEFAULT_MAX_WAITERS, Waiters
+from .waiting import Waiters
 
 MAX_BODY = 1024 * 1024  # bytes; larger bodies get 413
 
 
-def env_config() -> dict[str, Any]:
-    env = os.environ
+def env_config(settings: Settings | None = None) -> dict[str, Any]:
+    """The app's config keys from `guard.settings.Settings` (read from the environment
+    when not given)."""
+    st = settings or Settings.from_env()
     return {
-        "REDIS_URL": env.get("GUARD_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        "REDIS_TIMEOUT": float(env.get("GUARD_REDIS_TIMEOUT", "1.0")),
-        "ADMIN_TOKENS": auth.split_tokens(env.get("GUARD_ADMIN_TOKENS")),
-        "CLIENT_TOKENS": auth.split_tokens(env.get("GUARD_CLIENT_TOKENS")),
-        "TOKENS_FILE": env.get("GUARD_TOKENS_FILE") or None,
-        "METRICS_TOKEN": env.get("GUARD_METRICS_TOKEN") or None,
-        "METRICS_TOKEN_REQUIRED": env.get("GUARD_METRICS_TOKEN_REQUIRED", "").lower()
-        in ("1", "true", "yes", "on"),
-        "METRICS_NAMESPACES": auth.split_tokens(env.get("GUARD_METRICS_NAMESPACES")),
-        "MAX_WAITERS": int(env.get("GUARD_MAX_WAITERS", str(DEFAULT_MAX_WAITERS))),
-        "QUARANTINE": env.get("GUARD_QUARANTINE", "").lower() in ("1", "true", "yes", "on"),
+        "REDIS_URL": st.redis_url or DEFAULT_SERVER_REDIS_URL,
+        "REDIS_TIMEOUT": st.redis_timeout,
+        "ADMIN_TOKENS": list(st.admin_tokens),
+        "CLIENT_TOKENS": list(st.client_tokens),
+        "TOKENS_FILE": st.tokens_file,
+        "METRICS_TOKEN": st.metrics_token,
+        "METRICS_TOKEN_REQUIRED": st.metrics_token_required,
+        "METRICS_NAMESPACES": list(st.metrics_namespaces),
+        "MAX_WAITERS": st.max_waiters,
+        "QUARANTINE": bool(st.quarantine),
     }
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    """The app: defaults, then `settings` (default: the environment), then `config`."""
     app = Flask(__name__)
-    app.config.update(env_config())
+    app.config.update(env_config(settings))
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     if config:
         app.config.update(config)
@@ -53,8 +55,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         timeout=app.config["REDIS_TIMEOUT"],
         quarantine=app.config["QUARANTINE"],  # the failover quarantine for HTTP leases too
     )
-    tokens = auth.load_tokens(app.config["ADMIN_TOKENS"], app.config["CLIENT_TOKENS"],
-                              app.config["TOKENS_FILE"])  # fmt: skip
+    tokens = auth.load_tokens(
+        app.config["ADMIN_TOKENS"], app.config["CLIENT_TOKENS"], app.config["TOKENS_FILE"]
+    )
     metrics_token = app.config["METRICS_TOKEN"]
     http = HttpMetrics()
     app.extensions["guard.tokens"] = tokens

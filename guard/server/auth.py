@@ -60,8 +60,9 @@ def split_tokens(value: str | None) -> list[str]:
 
 def env_tokens(admin: Iterable[str], client: Iterable[str]) -> list[Token]:
     out = [Token(f"GUARD_ADMIN_TOKENS[{i}]", "admin", None, digest(t)) for i, t in enumerate(admin)]
-    out += [Token(f"GUARD_CLIENT_TOKENS[{i}]", "client", None, digest(t))
-            for i, t in enumerate(client)]  # fmt: skip
+    out += [
+        Token(f"GUARD_CLIENT_TOKENS[{i}]", "client", None, digest(t)) for i, t in enumerate(client)
+    ]
     return out
 
 
@@ -94,8 +95,9 @@ def parse_tokens_file(text: str, where: str = "tokens file") -> list[Token]:
         scope: frozenset[str] | None = None
         if nss is not None:
             if not isinstance(nss, list) or not nss:
-                raise UsageError(f"{at} ({name}): 'namespaces' must be a non-empty list",
-                                 "namespaces")  # fmt: skip
+                raise UsageError(
+                    f"{at} ({name}): 'namespaces' must be a non-empty list", "namespaces"
+                )
             scope = frozenset(check_namespace(str(n)) for n in nss)
         out.append(Token(name, role, scope, bytes.fromhex(sha)))
     return out
@@ -170,8 +172,9 @@ def authorize() -> None:
     if token.role != "admin" and (blueprint != "leases" or endpoint in ADMIN_ONLY_LEASE_ROUTES):
         raise AuthError(
             "this route needs an admin token; a client token may only acquire, renew and "
-            "release leases", 403,
-        )  # fmt: skip
+            "release leases",
+            403,
+        )
     ns = (request.view_args or {}).get("ns")
     if ns is not None and not token.allows(str(ns)):
         raise AuthError(f"token {token.name!r} may not use namespace {ns!r}", 403)
@@ -211,8 +214,9 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def check_bind(bind: str, admin_tokens: list[str], client_tokens: list[str],
-               file_tokens: int = 0) -> str | None:  # fmt: skip
+def check_bind(
+    bind: str, admin_tokens: list[str], client_tokens: list[str], file_tokens: int = 0
+) -> str | None:
     """None when serving is allowed; else why not. Open mode (no tokens) needs loopback."""
     if admin_tokens or client_tokens or file_tokens:
         return None

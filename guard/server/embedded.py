@@ -89,8 +89,19 @@ def start(prefer_redis: bool = True) -> EmbeddedStore:
     if binary:
         store = EmbeddedStore("redis-server", port)
         store.dir = tempfile.mkdtemp(prefix="guard-embedded-")
-        cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", store.dir]  # fmt: skip
+        cmd = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            store.dir,
+        ]
         store.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,

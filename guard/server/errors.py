@@ -93,8 +93,9 @@ def from_guard_error(exc: GuardError) -> Response:
     if isinstance(exc, GuardUnavailable) and not isinstance(exc, StoreReset):
         # the cause names hosts and ports: it goes to the log, the caller gets a generic line
         actor = request.environ.get("guard.actor", "-")
-        current_app.logger.warning("store unavailable (%s %s, actor %s): %s",
-                                   request.method, request.path, actor, exc)  # fmt: skip
+        current_app.logger.warning(
+            "store unavailable (%s %s, actor %s): %s", request.method, request.path, actor, exc
+        )
         detail = GENERIC_UNAVAILABLE
     return problem(slug, detail, **ext)
 
@@ -128,8 +129,12 @@ def from_http_exception(exc: HTTPException) -> Response:
     if known is not None:
         resp = problem(known.slug, exc.description or known.title)
     else:  # RFC 9457: a status with no type of its own is about:blank, titled by its phrase
-        body = {"type": "about:blank", "title": exc.name, "status": code,
-                "detail": exc.description or exc.name}  # fmt: skip
+        body = {
+            "type": "about:blank",
+            "title": exc.name,
+            "status": code,
+            "detail": exc.description or exc.name,
+        }
         resp = Response(json.dumps(body), status=code, mimetype="application/problem+json")
     for key, val in exc.get_headers():  # e.g. Allow on 405
         if key.lower() != "content-type":

@@ -18,9 +18,8 @@ import os
 from flask import Blueprint, Response, current_app, request
 
 from .. import keys
-from ..client import parse_lease_id
-from ..model import check_name, check_namespace, check_ttl
-from ..store import Grant, Refusal
+from ..model import check_namespace, check_ttl
+from ..wire import Grant, Refusal, parse_lease_id
 from . import schemas as s
 from .common import admin, body, reply, store
 from .errors import LeaseNotHeld, Refused
@@ -74,16 +73,7 @@ def acquire(ns: str) -> Response:
     r = _acquire(ns, b, raw)
     if isinstance(r, Refusal):
         raise Refused(b.function, r.scope, r.retry_after_ms / 1000, r.on_unavailable)
-    doc = {
-        "lease_id": raw.hex(),
-        "function": b.function,
-        "groups": list(r.groups),
-        "expires_at": r.expires_ms / 1000,
-        "fence": r.fence,
-        "ttl_seconds": r.ttl_ms / 1000,
-        "on_unavailable": r.on_unavailable,
-        "shadow_scope": r.shadow_scope,
-    }
+    doc = r.to_doc()
     resp = reply(s.LeaseOut, doc, 201)
     resp.headers["Location"] = f"{request.path}/{raw.hex()}"
     return resp
@@ -97,8 +87,7 @@ def renew(ns: str, lease_id: str) -> Response:
     r = store().renew(ns, raw, _ttl_ms(b.ttl_seconds))
     if r is None:
         raise LeaseNotHeld(f"lease {raw.hex()} is not held (expired or released)", "lease_id")
-    doc = {"lease_id": raw.hex(), "expires_at": r.expires_ms / 1000, "ttl_seconds": r.ttl_ms / 1000}
-    return reply(s.RenewalOut, doc)
+    return reply(s.RenewalOut, r.to_doc())
 
 
 @bp.delete("/<lease_id>")
@@ -112,9 +101,6 @@ def release(ns: str, lease_id: str) -> Response:
 
 @bp.get("")
 def list_leases(ns: str) -> Response:
-    a = admin(ns)
     function = request.args.get("function")
-    if function is not None:
-        check_name(function, "function")
-    out = [info.doc() for info in a.store.leases(ns, function)]  # expired ones excluded
+    out = [info.to_doc() for info in admin(ns).leases(function)]  # expired ones excluded
     return reply(s.LeaseList, {"leases": out})

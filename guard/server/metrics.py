@@ -1,6 +1,6 @@
 """Prometheus metrics. The guard families are read from Redis at scrape time by a custom
 collector, so every gunicorn worker — and every Lambda, which is never scraped — shows in
-the same numbers. Families and labels are those of docs/CONTRACT-NOTES.md.
+the same numbers. Families and labels are those of docs/http.md ("Metrics").
 
 Throttle scopes are stored as ``function`` / ``group:<name>`` / ``account``; the exported
 ``scope`` label is ``function`` / ``group`` / ``account`` with the group named in ``group``.
@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .. import wire
 from ..admin import Admin, usage_of
 from ..errors import GuardError
 from ..model import Config
@@ -27,18 +28,22 @@ from ..store import RedisStore
 
 Family = GaugeMetricFamily | CounterMetricFamily
 LEVEL = ["namespace", "scope", "group", "function"]
-COUNTERS = {  # use-hash prefix -> (family, help)
-    "n:": ("guard_grants", "Leases granted."),
-    "x:": ("guard_leases_expired", "Leases reaped after expiry without a release."),
-    "u:": ("guard_unavailable", "Runs without a lease while the store was out of reach."),
-    "o:": ("guard_waits_timed_out", "Acquires whose wait ran out without a slot."),
+COUNTERS = {  # use-hash prefix (guard.wire) -> (family, help)
+    wire.GRANTS: ("guard_grants", "Leases granted."),
+    wire.EXPIRED: ("guard_leases_expired", "Leases reaped after expiry without a release."),
+    wire.UNAVAILABLE: (
+        "guard_unavailable",
+        "Runs without a lease while the store was out of reach.",
+    ),
+    wire.TIMED_OUT: ("guard_waits_timed_out", "Acquires whose wait ran out without a slot."),
 }
+SCOPED = {wire.THROTTLES: "throttles", wire.SHADOW_THROTTLES: "shadow"}
 
 
 def split_scope(scope: str, function: str, cfg: Config) -> tuple[str, str]:
     """Stored scope -> (scope label, group label)."""
-    if scope.startswith("group:"):
-        return "group", scope[6:]
+    if scope.startswith(wire.SCOPE_GROUP):
+        return "group", scope[len(wire.SCOPE_GROUP) :]
     if scope == "account":
         reserving = [n for n in cfg.groups_of(function) if cfg.groups[n].reserved > 0]
         return "account", reserving[0] if reserving else ""
@@ -61,26 +66,30 @@ class GuardCollector(Collector):
             "in_use": GaugeMetricFamily("guard_in_use", "Slots held now.", labels=LEVEL),
             "limit": GaugeMetricFamily("guard_limit", "max_concurrency (when set).", labels=LEVEL),
             "reserved": GaugeMetricFamily(
-                "guard_reserved", "Slots of the account limit reserved for a group.",
+                "guard_reserved",
+                "Slots of the account limit reserved for a group.",
                 labels=["namespace", "group"],
             ),
             "throttles": CounterMetricFamily(
-                "guard_throttles", "Acquires refused, by refusing scope.",
+                "guard_throttles",
+                "Acquires refused, by refusing scope.",
                 labels=["namespace", "function", "scope", "group"],
             ),
             "shadow": CounterMetricFamily(
-                "guard_shadow_throttles", "Grants a shadow-mode limit would have refused.",
+                "guard_shadow_throttles",
+                "Grants a shadow-mode limit would have refused.",
                 labels=["namespace", "function", "scope", "group"],
             ),
             "waiting": GaugeMetricFamily(
-                "guard_waiting", "Acquires waiting in the function's queue (live tickets).",
+                "guard_waiting",
+                "Acquires waiting in the function's queue (live tickets).",
                 labels=["namespace", "function"],
             ),
             "up": GaugeMetricFamily("guard_store_up", "1 when the last scrape read the store."),
             "dur": GaugeMetricFamily(
                 "guard_scrape_duration_seconds", "Time this scrape spent reading the store."
             ),
-        }  # fmt: skip
+        }
         for prefix, (name, doc) in COUNTERS.items():
             f[prefix] = CounterMetricFamily(name, doc, labels=["namespace", "function"])
         return f
@@ -122,15 +131,16 @@ class GuardCollector(Collector):
         for fn, n in self.store.queued(ns, sorted(use["functions"])).items():
             fam["waiting"].add_metric([ns, fn], n)
         for field in sorted(counters):
-            prefix = field[:2]
+            split = wire.split_counter(field)
+            if split is None:
+                continue
+            prefix, fn, scope = split
+            value = float(counters[field] or 0)
             if prefix in COUNTERS:
-                fam[prefix].add_metric([ns, field[2:]], float(counters[field] or 0))
-            elif prefix in ("t:", "s:") and "|" in field:
-                value = float(counters[field] or 0)
-                fn, scope = field[2:].split("|", 1)
+                fam[prefix].add_metric([ns, fn], value)
+            else:
                 label, group = split_scope(scope, fn, cfg)
-                key = "throttles" if prefix == "t:" else "shadow"
-                fam[key].add_metric([ns, fn, label, group], value)
+                fam[SCOPED[prefix]].add_metric([ns, fn, label, group], value)
 
 
 def _multiproc() -> bool:

@@ -55,10 +55,25 @@ OPS = {
     "/readyz": "Redis reachable and the lease scripts runnable",
 }
 MODELS = [
-    s.NamespaceIn, s.GroupIn, s.FunctionIn, s.LeaseIn, s.RenewIn, s.NamespaceOut,
-    s.NamespaceList, s.GroupOut, s.GroupList, s.FunctionOut, s.FunctionList, s.UsageOut,
-    s.LeaseOut, s.RenewalOut, s.LeaseList, s.Problem, s.Health, s.ConfigDoc,
-]  # fmt: skip
+    s.NamespaceIn,
+    s.GroupIn,
+    s.FunctionIn,
+    s.LeaseIn,
+    s.RenewIn,
+    s.NamespaceOut,
+    s.NamespaceList,
+    s.GroupOut,
+    s.GroupList,
+    s.FunctionOut,
+    s.FunctionList,
+    s.UsageOut,
+    s.LeaseOut,
+    s.RenewalOut,
+    s.LeaseList,
+    s.Problem,
+    s.Health,
+    s.ConfigDoc,
+]
 PARAMS = {
     "ns": keys.NAMESPACE_RE.pattern,
     "name": keys.NAME_RE.pattern,
@@ -103,9 +118,13 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
     }
     if path.endswith("/leases") and method == "get":
         doc["parameters"].append(
-            {"name": "function", "in": "query", "required": False,
-             "schema": {"type": "string", "pattern": keys.NAME_RE.pattern}}
-        )  # fmt: skip
+            {
+                "name": "function",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "pattern": keys.NAME_RE.pattern},
+            }
+        )
     if req is not None:
         doc["requestBody"] = {
             "required": req is not s.RenewIn,
@@ -133,13 +152,17 @@ def document() -> dict[str, Any]:
                 "tags": ["ops"],
                 "security": [],
                 "responses": {
-                    "200": {"description": "ok",
-                            "content": {"application/json": {"schema": _ref(s.Health)}}},
-                    "503": {"description": "not ready",
-                            "content": {"application/json": {"schema": _ref(s.Health)}}},
+                    "200": {
+                        "description": "ok",
+                        "content": {"application/json": {"schema": _ref(s.Health)}},
+                    },
+                    "503": {
+                        "description": "not ready",
+                        "content": {"application/json": {"schema": _ref(s.Health)}},
+                    },
                 },
             }
-        }  # fmt: skip
+        }
     paths["/metrics"] = {
         "get": {
             "summary": "Prometheus metrics (text exposition format)",
@@ -151,12 +174,15 @@ def document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "guard", "version": __version__,
-                 "description": "Concurrency guard: admin and lease API."},
+        "info": {
+            "title": "guard",
+            "version": __version__,
+            "description": "Concurrency guard: admin and lease API.",
+        },
         "paths": paths,
         "components": {
             "schemas": top.get("$defs", {}),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],
-    }  # fmt: skip
+    }

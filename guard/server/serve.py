@@ -19,10 +19,11 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .. import keys
+from .. import wire
 from ..admin import Admin
 from ..errors import GuardError
 from ..model import Config
+from ..settings import Settings
 from ..store import RedisStore
 
 
@@ -78,7 +79,7 @@ class ConfigKeeper:
         self._stop = threading.Event()
 
     def _version(self, ns: str) -> int:
-        return int(self.store.read_config(ns).get(keys.VERSION, "0"))
+        return int(self.store.read_config(ns).get(wire.VERSION, "0"))
 
     def apply(self, ns: str) -> None:
         Admin(self.store, ns).replace_config(self.configs[ns])
@@ -121,9 +122,15 @@ def _child_exit(server: Any, worker: Any) -> None:
 class GuardApplication(BaseApplication):  # type: ignore[misc]
     """gunicorn embedded, configured from `options` (gunicorn setting names)."""
 
-    def __init__(self, options: dict[str, Any], on_exit: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        options: dict[str, Any],
+        on_exit: Callable[[], None] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         self.options = options
         self.on_exit = on_exit
+        self.settings = settings
         super().__init__()
 
     def load_config(self) -> None:
@@ -137,7 +144,7 @@ class GuardApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from . import create_app
 
-        return create_app()
+        return create_app(settings=self.settings)
 
 
 # gunicorn's default format plus the token name (`guard.server.auth`) as the actor
@@ -146,19 +153,20 @@ ACCESS_LOG_FORMAT = (
 )
 
 
-def options(bind: str, workers: int) -> dict[str, Any]:
+def options(bind: str, workers: int, settings: Settings | None = None) -> dict[str, Any]:
+    st = settings or Settings.from_env()
     return {
         "bind": bind,
         "workers": workers,
         "worker_class": "guard.server.worker.GuardWorker",
-        "worker_connections": int(os.environ.get("GUARD_WORKER_CONNECTIONS", "1000")),
+        "worker_connections": st.worker_connections,
         "timeout": 60,  # > the 30 s wait bound of a lease request
         "graceful_timeout": 10,
         "keepalive": 75,  # clients (HttpBackend) keep connections alive; > an ALB's 60 s idle
-        "accesslog": os.environ.get("GUARD_ACCESS_LOG") or None,
+        "accesslog": st.access_log,
         "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
-        "loglevel": os.environ.get("GUARD_LOG_LEVEL", "info"),
+        "loglevel": st.log_level,
         "proc_name": "guard",
         "control_socket_disable": True,  # several guard serve may run on one host
     }

@@ -12,7 +12,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-DEFAULT_MAX_WAITERS = 64
+from ..settings import DEFAULT_MAX_WAITERS
+
+__all__ = ["DEFAULT_MAX_WAITERS", "Waiters"]
 
 
 class Waiters:

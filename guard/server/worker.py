@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import warnings
 from typing import Any
 
@@ -33,9 +32,9 @@ from gunicorn.http.body import Body
 from gunicorn.workers.ggevent import GeventWorker
 
 from .. import problems
+from ..settings import Settings
 from . import MAX_BODY
 
-DEFAULT_BODY_TIMEOUT = 10.0
 TOO_LARGE = f"the body exceeds {MAX_BODY} bytes"
 
 
@@ -72,7 +71,7 @@ class GuardWorker(GeventWorker):  # type: ignore[misc]
             super().patch()
 
     def init_process(self) -> None:
-        self.body_timeout = float(os.environ.get("GUARD_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT))
+        self.body_timeout = Settings.from_env().body_timeout
         util.write_error = write_problem  # this worker process only
         super().init_process()
 

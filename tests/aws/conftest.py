@@ -17,8 +17,14 @@ REGION = "us-east-1"
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and region; no endpoint override or profile from the machine."""
-    for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_LAMBDA",
-              "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_LAMBDA_FUNCTION_NAME"):  # fmt: skip
+    for k in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_LAMBDA",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_FUNCTION_NAME",
+    ):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -52,9 +58,13 @@ class Lambdas:
 
     def create(self, name: str, tags: dict[str, str] | None = None) -> str:
         out: dict[str, Any] = self.client.create_function(
-            FunctionName=name, Runtime="python3.12", Role=self.role, Handler="handler.handler",
-            Code={"ZipFile": self.code}, Tags=tags or {},
-        )  # fmt: skip
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=self.role,
+            Handler="handler.handler",
+            Code={"ZipFile": self.code},
+            Tags=tags or {},
+        )
         return str(out["FunctionArn"])
 
 

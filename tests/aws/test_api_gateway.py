@@ -13,28 +13,51 @@ import guard.aws
 from guard.aws.adapters import PROBLEM_THROTTLED, PROBLEM_UNAVAILABLE
 
 V1 = {
-    "resource": "/orders/{id}", "path": "/orders/7", "httpMethod": "GET",
+    "resource": "/orders/{id}",
+    "path": "/orders/7",
+    "httpMethod": "GET",
     "headers": {"Accept": "application/json"},
     "multiValueHeaders": {"Accept": ["application/json"]},
-    "queryStringParameters": None, "multiValueQueryStringParameters": None,
-    "pathParameters": {"id": "7"}, "stageVariables": None, "body": None, "isBase64Encoded": False,
-    "requestContext": {"requestId": "r1", "stage": "prod", "httpMethod": "GET"},
-}  # fmt: skip
-V2 = {
-    "version": "2.0", "routeKey": "GET /orders/{id}", "rawPath": "/orders/7",
-    "rawQueryString": "", "cookies": ["s=1"], "headers": {"accept": "application/json"},
-    "pathParameters": {"id": "7"}, "isBase64Encoded": False,
-    "requestContext": {"requestId": "r2", "stage": "$default", "routeKey": "GET /orders/{id}",
-                       "http": {"method": "GET", "path": "/orders/7"}},
-}  # fmt: skip
-FUNCTION_URL = {
-    "version": "2.0", "routeKey": "$default", "rawPath": "/orders/7", "rawQueryString": "a=1",
-    "headers": {"host": "abc.lambda-url.us-east-1.on.aws"}, "queryStringParameters": {"a": "1"},
+    "queryStringParameters": None,
+    "multiValueQueryStringParameters": None,
+    "pathParameters": {"id": "7"},
+    "stageVariables": None,
+    "body": None,
     "isBase64Encoded": False,
-    "requestContext": {"requestId": "r3", "routeKey": "$default", "stage": "$default",
-                       "domainName": "abc.lambda-url.us-east-1.on.aws",
-                       "http": {"method": "GET", "path": "/orders/7"}},
-}  # fmt: skip
+    "requestContext": {"requestId": "r1", "stage": "prod", "httpMethod": "GET"},
+}
+V2 = {
+    "version": "2.0",
+    "routeKey": "GET /orders/{id}",
+    "rawPath": "/orders/7",
+    "rawQueryString": "",
+    "cookies": ["s=1"],
+    "headers": {"accept": "application/json"},
+    "pathParameters": {"id": "7"},
+    "isBase64Encoded": False,
+    "requestContext": {
+        "requestId": "r2",
+        "stage": "$default",
+        "routeKey": "GET /orders/{id}",
+        "http": {"method": "GET", "path": "/orders/7"},
+    },
+}
+FUNCTION_URL = {
+    "version": "2.0",
+    "routeKey": "$default",
+    "rawPath": "/orders/7",
+    "rawQueryString": "a=1",
+    "headers": {"host": "abc.lambda-url.us-east-1.on.aws"},
+    "queryStringParameters": {"a": "1"},
+    "isBase64Encoded": False,
+    "requestContext": {
+        "requestId": "r3",
+        "routeKey": "$default",
+        "stage": "$default",
+        "domainName": "abc.lambda-url.us-east-1.on.aws",
+        "http": {"method": "GET", "path": "/orders/7"},
+    },
+}
 EVENTS = pytest.mark.parametrize("event", [V1, V2, FUNCTION_URL], ids=["v1", "v2", "function-url"])
 
 

@@ -20,9 +20,11 @@ def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Answers with what it was given, plus a binary body when asked."""
     if (event.get("queryStringParameters") or {}).get("png"):
         return {
-            "statusCode": 200, "headers": {"Content-Type": "image/png"},
-            "body": base64.b64encode(PNG).decode(), "isBase64Encoded": True,
-        }  # fmt: skip
+            "statusCode": 200,
+            "headers": {"Content-Type": "image/png"},
+            "body": base64.b64encode(PNG).decode(),
+            "isBase64Encoded": True,
+        }
     info = {
         "event": event,
         "function": context.function_name,
@@ -41,8 +43,9 @@ def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @pytest.fixture
 def app() -> Flask:
     app = Flask("t")
-    mount(app, "/v2/items/<item_id>", echo, methods=["GET", "POST"], function_name="items",
-          timeout=12)  # fmt: skip
+    mount(
+        app, "/v2/items/<item_id>", echo, methods=["GET", "POST"], function_name="items", timeout=12
+    )
     mount(app, "/v1/items/<int:item_id>/<path:rest>", echo, methods=["POST"], version="1.0")
     return app
 
@@ -86,9 +89,11 @@ def test_v2_bodies_text_and_binary(app: Flask) -> None:
 
 def test_v1_event(app: Flask) -> None:
     r = app.test_client().post(
-        "/v1/items/7/a/b?x=1&x=2", data=b"hello", content_type="text/plain",
+        "/v1/items/7/a/b?x=1&x=2",
+        data=b"hello",
+        content_type="text/plain",
         headers=[("X-Dup", "1"), ("X-Dup", "2")],
-    )  # fmt: skip
+    )
     assert r.status_code == 201
     ev = r.get_json()["event"]
     assert ev["resource"] == "/v1/items/{item_id}/{rest+}" and ev["httpMethod"] == "POST"

@@ -46,9 +46,10 @@ def via_sqs(g: guard.Guard, fn: str | None, ctx: Any) -> str:
 
 
 WRAPPERS = pytest.mark.parametrize(
-    "via", [via_limit, via_acquire, via_api_gateway, via_sqs],
+    "via",
+    [via_limit, via_acquire, via_api_gateway, via_sqs],
     ids=["limit", "acquire", "api_gateway", "sqs"],
-)  # fmt: skip
+)
 
 
 @pytest.fixture

@@ -7,8 +7,17 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("boto3", "botocore", "flask", "werkzeug", "chalice", "aws_lambda_powertools",
-         "mangum", "starlette", "fastapi")  # fmt: skip
+HEAVY = (
+    "boto3",
+    "botocore",
+    "flask",
+    "werkzeug",
+    "chalice",
+    "aws_lambda_powertools",
+    "mangum",
+    "starlette",
+    "fastapi",
+)
 CHECK = f"""
 HEAVY = {HEAVY!r}
 import json, sys
@@ -21,8 +30,11 @@ print(json.dumps(sorted(m for m in sys.modules
 def heavy_modules(module: str) -> list[str]:
     out = subprocess.run(
         [sys.executable, "-c", CHECK.format(module=module)],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return list(json.loads(out.stdout))
 
 

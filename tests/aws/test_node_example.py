@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import guard
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from live import CLIENT_TOKEN
 from redis_proc import free_port
+
+import guard
 
 HANDLER = Path(__file__).resolve().parents[2] / "examples" / "node_http" / "handler.mjs"
 NODE = shutil.which("node")
@@ -40,8 +37,11 @@ def node(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full.update(env)
     return subprocess.run(
         [str(NODE), "--input-type=module", "-e", DRIVER % json.dumps(HANDLER.as_uri())],
-        capture_output=True, text=True, env=full, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=60,
+    )
 
 
 def run_node(env: dict[str, str]) -> dict[str, Any]:
@@ -79,9 +79,14 @@ class StandIn(BaseHTTPRequestHandler):
         elif self.mode == "error":
             self._send(500, {}, {}, "application/json")
         else:
-            lease = {"lease_id": body["lease_id"], "function": body["function"], "groups": [],
-                     "expires_at": time.time() + 7, "fence": 41,
-                     "ttl_seconds": body["ttl_seconds"]}  # fmt: skip
+            lease = {
+                "lease_id": body["lease_id"],
+                "function": body["function"],
+                "groups": [],
+                "expires_at": time.time() + 7,
+                "fence": 41,
+                "ttl_seconds": body["ttl_seconds"],
+            }
             self._send(201, lease, {}, "application/json")
 
     def do_DELETE(self) -> None:

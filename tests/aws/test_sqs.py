@@ -35,11 +35,18 @@ def receive_event(sqs: Any, url: str, arn: str, n: int) -> dict[str, Any]:
     while len(records) < n:
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=1)
         for m in got.get("Messages", []):
-            records.append({
-                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"], "eventSource": "aws:sqs", "eventSourceARN": arn,
-                "awsRegion": REGION, "attributes": {}, "messageAttributes": {},
-            })  # fmt: skip
+            records.append(
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": REGION,
+                    "attributes": {},
+                    "messageAttributes": {},
+                }
+            )
     return {"Records": records}
 
 
@@ -131,10 +138,13 @@ def test_zero_backoff_makes_messages_visible(g: guard.Guard, aws: None) -> None:
     """The control: the same call with (0, 0) really changes visibility (to 'now')."""
     sqs, url, arn = make_queue()
     event = receive_event(sqs, url, arn, 3)
-    sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
-        {"Id": str(i), "ReceiptHandle": r["receiptHandle"], "VisibilityTimeout": 600}
-        for i, r in enumerate(event["Records"])
-    ])  # fmt: skip
+    sqs.change_message_visibility_batch(
+        QueueUrl=url,
+        Entries=[
+            {"Id": str(i), "ReceiptHandle": r["receiptHandle"], "VisibilityTimeout": 600}
+            for i, r in enumerate(event["Records"])
+        ],
+    )
     assert visible(sqs, url) == 0
     throttle(g)
     handler = guard.aws.sqs(g, "consumer", on_throttle="report", visibility_backoff=(0, 0))(
@@ -153,8 +163,9 @@ def test_jitter_in_range_and_batches_of_ten() -> None:
             return {"Successful": [{"Id": e["Id"]} for e in kw["Entries"]], "Failed": []}
 
     arn = f"arn:aws:sqs:{REGION}:123456789012:jobs"
-    records = [{"messageId": str(i), "receiptHandle": f"h{i}", "eventSourceARN": arn}
-               for i in range(25)]  # fmt: skip
+    records = [
+        {"messageId": str(i), "receiptHandle": f"h{i}", "eventSourceARN": arn} for i in range(25)
+    ]
     n = queues.delay_messages(records, (30, 90), {}, client=Fake(), rng=random.Random(7))
     assert n == 25
     assert [len(c["Entries"]) for c in calls] == [10, 10, 5]
@@ -172,8 +183,10 @@ def test_backoff_failures_are_logged_not_fatal(
         def change_message_visibility_batch(self, **kw: Any) -> dict[str, Any]:
             if kw["Entries"][0]["ReceiptHandle"] == "h0":
                 raise RuntimeError("network down")
-            return {"Successful": [], "Failed": [{"Id": "m0", "Code": "ReceiptHandleIsInvalid",
-                                                   "Message": "bad"}]}  # fmt: skip
+            return {
+                "Successful": [],
+                "Failed": [{"Id": "m0", "Code": "ReceiptHandleIsInvalid", "Message": "bad"}],
+            }
 
     throttle(g)
     records = [

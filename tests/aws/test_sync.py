@@ -146,10 +146,14 @@ def test_push_sqs_max(g: guard.Guard, lambdas: Any) -> None:
     assert not dry.errors
     actions = {(c.function, c.uuid): c.action for c in dry.mappings}
     assert actions == {
-        ("set", m["set"]): "set", ("set", m["set2"]): "set", ("same", m["same"]): "unchanged",
-        ("low", m["low"]): "skip", ("high", m["high"]): "skip",
-        ("unlimited", m["unlimited"]): "remove", ("fresh", m["fresh"]): "set",
-    }  # fmt: skip
+        ("set", m["set"]): "set",
+        ("set", m["set2"]): "set",
+        ("same", m["same"]): "unchanged",
+        ("low", m["low"]): "skip",
+        ("high", m["high"]): "skip",
+        ("unlimited", m["unlimited"]): "remove",
+        ("fresh", m["fresh"]): "set",
+    }
     assert scaling(m["set"]) == {"MaximumConcurrency": 50}  # dry run: untouched
     text = "\n".join(dry.lines())
     assert "outside the 2..1000" in text and "guard still enforces 1001" in text
@@ -172,11 +176,12 @@ def test_push_ignores_non_sqs_sources(g: guard.Guard, lambdas: Any) -> None:
     lambdas.create("streamer")
     ddb = boto3.client("dynamodb", region_name=REGION)
     table = ddb.create_table(
-        TableName="t", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        TableName="t",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
-    )  # fmt: skip
+    )
     stream = table["TableDescription"]["LatestStreamArn"]
     boto3.client("lambda", region_name=REGION).create_event_source_mapping(
         EventSourceArn=stream, FunctionName="streamer", StartingPosition="LATEST"

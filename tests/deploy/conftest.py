@@ -33,7 +33,9 @@ CORE_SERVE_ENV = frozenset(
 )
 
 # Where `guard serve` (the CLI command, the Flask app it loads, gunicorn options, the config
-# file loader) reads its environment.
+# file loader) reads its environment: through `guard.settings.Settings` (its fields marked
+# "server"), and directly where a variable belongs to another library (PROMETHEUS_*) or is a
+# click option of the command group.
 SERVE_SOURCES = ("guard/cli.py", "guard/config_file.py", "guard/server/*.py")
 # Named there but without effect on a server: the CLI's client-mode options, and a marker
 # `guard serve` sets for itself.
@@ -41,13 +43,20 @@ NOT_SERVE_SETTINGS = frozenset({"GUARD_URL", "GUARD_TOKEN", "GUARD_EMBEDDED_STOR
 
 
 def serve_env_from_source() -> frozenset[str]:
-    """Every environment variable name quoted in `guard serve`'s source: `os.environ.get("X")`,
-    `env.get("X")`, click's `envvar="X"`."""
-    names: set[str] = set()
-    for pattern in SERVE_SOURCES:
-        for path in sorted(REPO.glob(pattern)):
-            names |= set(re.findall(r"[\"'](GUARD_[A-Z0-9_]+|PROMETHEUS_[A-Z_]+)[\"']",
-                                    path.read_text()))  # fmt: skip
+    """Every environment variable `guard serve` reads: the `Settings` fields marked for the
+    server whose value the serve sources use (``st.<field>`` / ``settings.<field>``), plus the
+    names quoted in those sources (`os.environ.get("X")`, click's `envvar="X"`)."""
+    from dataclasses import fields
+
+    from guard.settings import Settings
+
+    source = "\n".join(
+        path.read_text() for pattern in SERVE_SOURCES for path in sorted(REPO.glob(pattern))
+    )
+    names = set(re.findall(r"[\"'](GUARD_[A-Z0-9_]+|PROMETHEUS_[A-Z_]+)[\"']", source))
+    for f in fields(Settings):
+        if "server" in f.metadata["who"] and re.search(rf"\.{f.name}\b", source):
+            names.add(f.metadata["env"])
     return frozenset(names - NOT_SERVE_SETTINGS)
 
 
@@ -189,10 +198,10 @@ def metric_names() -> Callable[[str], set[str]]:
 
 @pytest.fixture(scope="session")
 def contract_families() -> dict[str, str]:
-    """{family: type} from the metrics table of docs/CONTRACT-NOTES.md."""
-    text = (REPO / "docs/CONTRACT-NOTES.md").read_text()
+    """{family: type} from the metrics table of docs/http.md ("Metrics")."""
+    text = (REPO / "docs/http.md").read_text()
     fams = dict(re.findall(r"^\|\s*`(guard_[a-z_]+)`\s*\|\s*(gauge|counter|histogram)", text, re.M))
-    assert len(fams) >= 10, f"could not read the metrics table of CONTRACT-NOTES.md: {fams}"
+    assert len(fams) >= 10, f"could not read the metrics table of docs/http.md: {fams}"
     return fams
 
 

@@ -2,7 +2,7 @@
 dependency waits for health, every bind-mounted file and the build context exist, guard gets
 only environment variables it reads, and the pieces point at each other (guard's config
 mount, Prometheus targets, Grafana provisioning paths). Also checks deploy/limits.example.yaml
-against DESIGN.md's concepts and the demo load generator compiles."""
+against the settings model and the demo load generator compiles."""
 
 from __future__ import annotations
 

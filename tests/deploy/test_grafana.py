@@ -1,6 +1,6 @@
 """The Grafana dashboard (deploy/grafana/dashboards/guard.json) is valid JSON with unique
 panel ids, uses the provisioned datasource, covers every metric family of
-docs/CONTRACT-NOTES.md (directly or through a recording rule), has the panels operators need,
+docs/http.md (directly or through a recording rule), has the panels operators need,
 and every PromQL expression in it queries only contract families, our recording rules and
 `up`. The metric-name extractor is itself tested so that the check cannot pass vacuously."""
 

@@ -1,7 +1,7 @@
 """Prometheus assets are valid to Prometheus itself: `promtool check rules` on both rule
 files, `promtool test rules` on the unit tests (every alert shown firing and not firing), and
 `promtool check config` on prometheus.yml with its rule files. Rules may only query metric
-families from docs/CONTRACT-NOTES.md, our recording rules and `up`. promtool comes from
+families from docs/http.md, our recording rules and `up`. promtool comes from
 scripts/tools.sh; its absence fails these tests."""
 
 from __future__ import annotations

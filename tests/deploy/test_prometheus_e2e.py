@@ -1,7 +1,7 @@
 """End to end: a real Prometheus (Debian's `prometheus` binary, unpacked into .tools/bin by
 scripts/tools.sh) scrapes the session's live `guard serve --workers 3` every second with
 guard's own rule files loaded, and its query API returns every metric family of
-docs/CONTRACT-NOTES.md with the contract's labels, the recording rules' output, and
+docs/http.md with the contract's labels, the recording rules' output, and
 `up{job="guard"} == 1`. A missing binary fails the test; it is never skipped."""
 
 from __future__ import annotations
@@ -66,11 +66,17 @@ def prometheus(traffic: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log = work / "prometheus.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [binary, f"--config.file={work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--log.level=warn"],
-            stdout=out, stderr=out, cwd=work,
-        )  # fmt: skip
+            [
+                binary,
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=out,
+            cwd=work,
+        )
     prom = Prometheus(f"http://127.0.0.1:{port}", proc, log)
     try:
         deadline = time.monotonic() + 30
@@ -191,10 +197,13 @@ def test_prometheus_scrapes_guard_and_evaluates_the_rules(
     assert value(f'guard_in_use{{{n},scope="account"}}') == 5
     # the recording rule: account 5 in use of max 5; etl 1 of 1; capped 1 of 1
     util = {
-        (s["metric"].get("scope"), s["metric"].get("group", ""), s["metric"].get("function", "")):
-        float(s["value"][1])
+        (
+            s["metric"].get("scope"),
+            s["metric"].get("group", ""),
+            s["metric"].get("function", ""),
+        ): float(s["value"][1])
         for s in results[ratio]
-    }  # fmt: skip
+    }
     assert util[("account", "", "")] == 1.0
     assert util[("group", "etl", "")] == 1.0
     assert util[("function", "", "capped")] == 1.0

@@ -71,8 +71,12 @@ def test_healthchecks_pass_against_a_live_server(
 def test_probe_paths_are_open_routes(tf_resources: Any, live_server: str) -> None:
     """The ALB health check and Prometheus scrape without a token; both answer 200."""
     alb = tf_resources["aws_lb_target_group"]
-    paths = {tg["health_check"][0]["path"] if isinstance(tg["health_check"], list)
-             else tg["health_check"]["path"] for tg in alb.values()}  # fmt: skip
+    paths = {
+        tg["health_check"][0]["path"]
+        if isinstance(tg["health_check"], list)
+        else tg["health_check"]["path"]
+        for tg in alb.values()
+    }
     prom = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
     [guard_job] = [j for j in prom["scrape_configs"] if j["job_name"] == "guard"]
     paths |= {guard_job.get("metrics_path", "/metrics"), "/readyz"}
@@ -137,11 +141,23 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 def run_loadgen(url: str, token: str, ns: str, tmp: Path, seconds: float) -> tuple[int, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUARD_", "LOADGEN_"))}
-    env.update({"GUARD_URL": url, "GUARD_TOKEN": token, "GUARD_NAMESPACE": ns,
-                "LOADGEN_WORKERS": "8", "LOADGEN_SECONDS": str(seconds),
-                "LOADGEN_HEARTBEAT": str(tmp / "alive")})  # fmt: skip
-    proc = subprocess.run([sys.executable, str(LOADGEN)], env=env, capture_output=True,
-                          text=True, timeout=seconds + 40)  # fmt: skip
+    env.update(
+        {
+            "GUARD_URL": url,
+            "GUARD_TOKEN": token,
+            "GUARD_NAMESPACE": ns,
+            "LOADGEN_WORKERS": "8",
+            "LOADGEN_SECONDS": str(seconds),
+            "LOADGEN_HEARTBEAT": str(tmp / "alive"),
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, str(LOADGEN)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 40,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 

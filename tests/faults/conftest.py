@@ -9,13 +9,9 @@ import json
 import os
 import signal
 import statistics
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from proxy import Proxy
 from redis_proc import RedisProcess
 

@@ -182,8 +182,9 @@ def test_many_threads_on_a_cluster_wait_for_a_connection(cluster: list[RedisProc
     import redis
     from test_pool import hammer
 
-    g = guard.Guard.from_url(url_of(cluster), namespace="many", max_connections=4, timeout=1.0,
-                             on_unavailable="closed")  # fmt: skip
+    g = guard.Guard.from_url(
+        url_of(cluster), namespace="many", max_connections=4, timeout=1.0, on_unavailable="closed"
+    )
     try:
         g.admin.put_function("f", max_concurrency=5)
         h = hammer(g, threads=60, per_thread=3, hold=0.002, wait=20.0)

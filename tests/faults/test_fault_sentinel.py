@@ -141,8 +141,13 @@ def test_many_threads_through_sentinel_wait_for_a_connection(sentinel_setup: Any
     from test_pool import hammer
 
     hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinel_setup[3])
-    g = guard.Guard.from_url(f"redis+sentinel://{hosts}/svc", namespace="many", timeout=1.0,
-                             max_connections=4, on_unavailable="closed")  # fmt: skip
+    g = guard.Guard.from_url(
+        f"redis+sentinel://{hosts}/svc",
+        namespace="many",
+        timeout=1.0,
+        max_connections=4,
+        on_unavailable="closed",
+    )
     try:
         pool = g.backend.client.connection_pool  # type: ignore[attr-defined]
         assert isinstance(pool, redis.BlockingConnectionPool) and pool.max_connections == 4
