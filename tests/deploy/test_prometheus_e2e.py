@@ -167,6 +167,14 @@ def test_prometheus_scrapes_guard_and_evaluates_the_rules(
             f"guard_unavailable_total{{{n}}}",
             [{"namespace": ns, "function": "offline"}],
         ),
+        "guard_waiting": (
+            f"guard_waiting{{{n}}}",
+            [{"namespace": ns, "function": "capped"}],
+        ),
+        "guard_waits_timed_out_total": (
+            f"guard_waits_timed_out_total{{{n}}}",
+            [{"namespace": ns, "function": "capped"}],
+        ),
         "guard_store_up": (f'guard_store_up{{job="{JOB}"}}', [{}]),
         "guard_scrape_duration_seconds": (f'guard_scrape_duration_seconds{{job="{JOB}"}}', [{}]),
         "guard_http_request_duration_seconds": (
