@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup tools system-deps test lint typecheck pytest run bench bench-quick clean
+.PHONY: all setup tools system-deps test lint typecheck pytest node-build node-test run bench bench-quick clean
 
 all: test
 
@@ -39,7 +39,21 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The Node SDK (clients/node): npm ci from its lockfile (again only when the lockfile changes),
+# build (tsc strict, Lua copied from guard/lua) and its node --test suite, which starts its own
+# redis-server and uses .venv for the Python side of the cross-runtime tests.
+NODE_DIR := clients/node
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	@command -v node >/dev/null 2>&1 || { echo "node (>= 18) and npm are needed for the Node SDK tests"; exit 1; }
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+
+node-build: $(NODE_DIR)/node_modules/.package-lock.json
+	cd $(NODE_DIR) && node scripts/build.mjs
+
+node-test: setup node-build
+	cd $(NODE_DIR) && node --test --test-concurrency=1 test/*.test.mjs
+
+test: lint typecheck pytest node-test
 
 run: setup
 	$(BIN)/guard serve --bind 127.0.0.1:8000
@@ -49,10 +63,10 @@ run: setup
 bench/node_modules/.package-lock.json:
 	npm ci --prefix bench
 
-bench: setup bench/node_modules/.package-lock.json
+bench: setup bench/node_modules/.package-lock.json node-build
 	$(BIN)/python bench/run_all.py
 
-bench-quick: setup bench/node_modules/.package-lock.json
+bench-quick: setup bench/node_modules/.package-lock.json node-build
 	$(BIN)/python bench/run_all.py --quick
 
 clean:

@@ -293,6 +293,7 @@ class NodeSubject:
     mode: str  # shared | conns | procs
     note: str = ""
     top_level: tuple[str, ...] = ("evalsha",)
+    setup: Callable[[BenchConfig], None] | None = None  # once per run (configure limits)
 
 
 @dataclass

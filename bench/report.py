@@ -437,6 +437,30 @@ def _discussion(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def _cold_start(report: dict[str, Any]) -> list[str]:
+    cold = report.get("cold_start")
+    if not cold:
+        return []
+    out = [
+        "## Cold start: time to the first acquire",
+        "",
+        "`bench/cold_start.py`: a fresh process per run (interleaved between the SDKs), timed "
+        "from just before it is spawned to its first granted acquire — interpreter start, "
+        "loading the SDK, connecting, the first script run. *In process* is the child's own "
+        "figure from its first line of code (module loading onwards).",
+        "",
+        "| SDK | runs | spawn → first acquire, median ms | min-max ms | in process, median ms |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for name, c in cold.items():
+        out.append(
+            f"| {name} | {c['runs']} | {_f(c['wall_us'] / 1000, 1)} "
+            f"| {_f(c['wall_min_us'] / 1000, 1)}-{_f(c['wall_max_us'] / 1000, 1)} "
+            f"| {_f(c['in_process_us'] / 1000, 1)} |"
+        )
+    return [*out, ""]
+
+
 def _many_callers(report: dict[str, Any]) -> list[str]:
     """One process with many threads on one Guard beside as many processes' worth of work."""
     rows = report["rows"]
@@ -546,6 +570,7 @@ def write(report: dict[str, Any], docs: str, img: str) -> None:
         "",
         *_many_callers(report),
         *_held(report),
+        *_cold_start(report),
         *_cluster(report),
         *_instructions(report),
         *_discussion(report),
@@ -553,6 +578,7 @@ def write(report: dict[str, Any], docs: str, img: str) -> None:
         "",
         "```sh",
         "npm ci --prefix bench   # redis-semaphore, ioredis, bottleneck (bench/package-lock.json)",
+        "make node-build         # the Node SDK subject (clients/node)",
         ".venv/bin/python bench/run_all.py --quick   # or without --quick for the full run",
         "```",
         "",

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import cold_start
 import harness
 import redis
 import scaling
@@ -35,6 +36,7 @@ from subjects import (
     PY_SUBJECTS,
     guard_subjects,
     http_available,
+    node_sdk_subjects,
 )
 
 ROOT = os.path.dirname(harness.BENCH_DIR)
@@ -63,6 +65,7 @@ class Plan:
     callgrind_pairs: int = 2000
     http_workers: int = 2  # gunicorn workers of guard serve
     http_threads: int = 40  # gthread threads per worker: >= kept-alive connections / workers
+    cold_start_runs: int = 10  # fresh processes per SDK (bench/cold_start.py)
     shared_threads: int = 256  # guard SDK [shared]: threads of one process on one Guard
 
 
@@ -117,8 +120,9 @@ def configs(plan: Plan, http_base: str | None = None) -> list[Config]:
                 if kind == "threads" and w == 1:
                     continue  # one thread is the one-process run
                 out.append(Config(f"{subj.name} [{kind}]", subj, kind, w, "uncontended"))
+    node_subjects = NODE_SUBJECTS + node_sdk_subjects()
     if harness.node_modules_ready():
-        for ns in NODE_SUBJECTS:
+        for ns in node_subjects:
             for w in plan.workers:
                 if ns.mode != "shared" and w == 1:
                     continue  # one caller: the same as shared
@@ -132,7 +136,7 @@ def configs(plan: Plan, http_base: str | None = None) -> list[Config]:
     for subj, kinds in subjects:
         out.append(Config(f"{subj.name} [{kinds[0]}]", subj, kinds[0], w, "contended"))
     if harness.node_modules_ready():
-        for ns in NODE_SUBJECTS:
+        for ns in node_subjects:
             if ns.mode in ("shared", "procs"):
                 out.append(Config(f"{ns.name} [{ns.mode}]", ns, ns.mode, w, "contended"))
     return out
@@ -145,6 +149,8 @@ def measure(server: harness.RedisServer, plan: Plan, c: Config) -> Result:
     seconds = plan.contended_seconds if contended else plan.seconds
     hold = plan.hold_ms if contended else 0.0
     if isinstance(c.subject, NodeSubject):
+        if c.subject.setup is not None:
+            c.subject.setup(cfg)
         return harness.run_node(
             c.subject, cfg, server.port, c.workers, seconds, c.workload, hold, plan.retry_ms
         )
@@ -380,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                         raise SystemExit(msg)
                     violations.append(msg)  # a peer's: reported, and the run exits non-zero
         ceiling = {k: median([c[k] for c in ceilings]) for k in ceilings[0]}
+        cold = cold_start.measure(server.url, plan.cold_start_runs)
+        print(f"cold start (µs to the first acquire): {cold}", flush=True)
         held = [{"subject": "reference (redis-py)", **h} for h in held_scaling(server, plan)]
         held += scaling.guard_held_scaling(server, plan.held_sizes, plan.held_pairs, plan.rounds)
     cluster = scaling.cluster_scaling(
@@ -414,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "held": held,
         "cluster": cluster,
+        "cold_start": cold,
         "instructions": {**instructions, "pairs": plan.callgrind_pairs},
         "violations": violations,
         "failures": failures,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import urllib.parse
 
 import redis
@@ -98,6 +99,19 @@ def _guard_open(cfg: BenchConfig) -> Session:
             return None
 
     return CallableSession(acquire, lambda lease: lease.release(), g.close)  # type: ignore[attr-defined]
+
+
+def node_sdk_subjects() -> list[NodeSubject]:
+    """guard's Node SDK (bench/peers/guard_node.mjs) in the three modes of the Node peers,
+    once ``clients/node`` is built (``make node-build``)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(root, "clients", "node", "dist", "cjs", "index.js")):
+        return []
+    note = "Guard.acquire/Lease.release (Node, ioredis): one EVALSHA each; three levels checked"
+    return [
+        NodeSubject("guard Node SDK", "guard_node.mjs", mode, note=note, setup=_guard_setup)
+        for mode in ("shared", "conns", "procs")
+    ]
 
 
 GUARD_SDK = PySubject(

@@ -1,0 +1,95 @@
+/**
+ * The one error hierarchy of the Node SDK, the same classes as the Python SDK's
+ * `guard/errors.py`. Every error the SDK raises derives from `GuardError`; no raw ioredis or
+ * fetch error leaves it (the driver's error is kept as `cause`).
+ */
+
+export class GuardError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A bad argument or setting. `field` names what was wrong (e.g. `ttlMs`). */
+export class UsageError extends GuardError {
+  constructor(
+    message: string,
+    readonly field: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** A write that contradicts the stored settings, or a lease id held by another function. */
+export class ConflictError extends GuardError {
+  constructor(
+    message: string,
+    readonly field: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** The named group, function, namespace or lease does not exist. */
+export class NotFound extends GuardError {
+  constructor(
+    message: string,
+    readonly field: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * No slot: the level named by `scope` (`"function"`, `"group:<name>"`, `"account"` or
+ * `"quarantine"`) is at its limit. `retryAfter` is a hint in seconds (as in Python);
+ * `retryAfterMs` the same in milliseconds.
+ */
+export class Throttled extends GuardError {
+  readonly retryAfterMs: number;
+  constructor(
+    readonly function_: string,
+    readonly scope: string,
+    readonly retryAfter: number,
+  ) {
+    super(`'${function_}' throttled by ${scope} limit; retry after ${retryAfter.toFixed(3)}s`);
+    this.retryAfterMs = Math.round(retryAfter * 1000);
+  }
+
+  /** The refused function's name (`function` is a reserved word for a parameter, not here). */
+  get function(): string {
+    return this.function_;
+  }
+}
+
+/**
+ * The store could not be reached within the deadline and the function's `onUnavailable` is
+ * `"closed"`. The driver's error is `cause`. `inDoubt` is true when the request was sent and
+ * no answer came in time: the store may have carried it out.
+ */
+export class GuardUnavailable extends GuardError {
+  readonly inDoubt: boolean;
+  constructor(
+    message: string,
+    public function_: string | null = null,
+    options?: { cause?: unknown; inDoubt?: boolean },
+  ) {
+    super(message, options);
+    this.inDoubt = options?.inDoubt ?? false;
+  }
+
+  get function(): string | null {
+    return this.function_;
+  }
+}
+
+/** The store answered with an error guard cannot recover from. */
+export class StoreError extends GuardUnavailable {}
+
+/**
+ * A namespace this client saw configured has no configuration any more: the store was reset
+ * (restarted empty, flushed, failed over to an empty replica). Treated like an unreachable
+ * store (`onUnavailable` decides); the acquire that found it gave its lease back.
+ */
+export class StoreReset extends GuardUnavailable {}

@@ -1,0 +1,50 @@
+/**
+ * The Lua scripts, assembled exactly as `guard/store.py` does: each lease script is the line
+ * of constants `local DEFAULT_TTL_MS, BACKSTOP_MS, … = …` (guard/keys.py), then
+ * `struct_compat.lua`, then `common.lua`, then the script itself. The files are the repository's own `guard/lua/*.lua`, copied into the
+ * package's `lua/` folder by its build (a test fails when the copies differ).
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  BACKSTOP_TTL_MS,
+  DEFAULT_LEASE_TTL_MS,
+  FENCE_BLOCK,
+  IDLE_CLEANUP_MS,
+  MAX_PENDING_NAMES,
+  MAX_UNCONFIGURED_NAMES,
+  OTHER,
+} from "./keys";
+
+export const LUA_DIR = join(__dirname, "..", "..", "lua");
+export const LEASE_SCRIPTS = ["acquire_lease", "release_lease", "renew_lease", "read_usage"] as const;
+export type LeaseScript = (typeof LEASE_SCRIPTS)[number];
+
+function source(name: string): string {
+  return readFileSync(join(LUA_DIR, `${name}.lua`), "utf8");
+}
+
+let cache: Record<LeaseScript, string> | null = null;
+
+/** The full source of every lease script (read once per process). */
+export function leaseScripts(): Record<LeaseScript, string> {
+  if (cache === null) {
+    const consts: [string, string | number][] = [
+      ["DEFAULT_TTL_MS", DEFAULT_LEASE_TTL_MS],
+      ["BACKSTOP_MS", BACKSTOP_TTL_MS],
+      ["IDLE_MS", IDLE_CLEANUP_MS],
+      ["MAX_NAMED", MAX_UNCONFIGURED_NAMES],
+      ["MAX_PENDING", MAX_PENDING_NAMES],
+      ["FENCE_BLOCK", FENCE_BLOCK],
+      ["OTHER", `'${OTHER}'`],
+    ];
+    const prelude =
+      `local ${consts.map(([k]) => k).join(", ")} = ${consts.map(([, v]) => String(v)).join(", ")}\n` +
+      source("struct_compat") +
+      source("common");
+    const out = {} as Record<LeaseScript, string>;
+    for (const n of LEASE_SCRIPTS) out[n] = prelude + source(n);
+    cache = out;
+  }
+  return cache;
+}

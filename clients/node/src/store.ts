@@ -1,0 +1,307 @@
+/**
+ * Where state lives: the Redis connection, the Lua scripts and their replies (the Node twin of
+ * `guard/store.py`).
+ *
+ * Each script is defined once per client and run with EVALSHA; after a Redis restart or
+ * failover (NOSCRIPT) ioredis runs it with EVAL, which loads it again. Every driver error is
+ * wrapped into a `GuardError` here, so no raw ioredis error leaves the SDK.
+ */
+import type { Backend, Grant, Refusal, Renewal } from "./backend";
+import { type Client, type ConnectOptions, connect } from "./connect";
+import { ConflictError, GuardError, GuardUnavailable, StoreError, StoreReset, UsageError } from "./errors";
+import { leaseKeys, MAX_PENDING_NAMES, releaseChannel } from "./keys";
+import { LEASE_SCRIPTS, type LeaseScript, leaseScripts } from "./scripts";
+
+export interface StoreOptions extends ConnectOptions {
+  /** Turn on the failover quarantine (acquire_lease.lua ARGV[6]). */
+  quarantine?: boolean;
+}
+
+type Reply = (string | number | Buffer | null)[];
+type ScriptFn = (...args: (string | Buffer | number)[]) => Promise<unknown>;
+
+const COMMAND = (n: LeaseScript): string => `guard_${n}`;
+
+function str(v: unknown): string {
+  return v === null || v === undefined ? "" : Buffer.isBuffer(v) ? v.toString() : String(v);
+}
+
+/** Errors after which one immediate retry on a fresh connection is safe and useful: the
+ * connection broke (not a timeout: that request may still run, and retrying doubles the
+ * wait). Retrying is safe: acquire is idempotent by lease id, release by nature. */
+function brokenConnection(err: unknown): boolean {
+  if (!(err instanceof Error) || err.name === "ReplyError") return false;
+  const m = err.message;
+  return (
+    m.includes("Connection is closed") ||
+    m.includes("Stream isn't writeable") ||
+    m.includes("max retries per request") ||
+    /ECONNRESET|EPIPE|ECONNREFUSED/.test(m)
+  );
+}
+
+/** ARGV[5] of acquire_lease.lua: "fn=n,fn=n", at most MAX_PENDING_NAMES names (the Guard
+ * sends no more; the rest wait for the next acquire). */
+export function pendingArg(pending?: Map<string, number>): string {
+  if (!pending || pending.size === 0) return "";
+  if (pending.size > MAX_PENDING_NAMES) {
+    throw new UsageError(`unavailable holds at most ${MAX_PENDING_NAMES} function names (got ${pending.size})`, "unavailable");
+  }
+  return [...pending].map(([f, n]) => `${f}=${n}`).join(",");
+}
+
+/** The GuardError for an ioredis error (the SDK's only error family). */
+export function translate(what: string, err: unknown): GuardError {
+  if (err instanceof GuardError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (err instanceof Error && err.name === "ReplyError") {
+    if (msg.startsWith("CONFLICT")) return new ConflictError(msg.replace(/^CONFLICT /, ""));
+    return new StoreError(`${what}: store error: ${msg}`, null, { cause: err });
+  }
+  // a command that timed out was sent: Redis may still run it
+  const inDoubt = msg.includes("Command timed out");
+  return new GuardUnavailable(`${what}: store unreachable: ${msg}`, null, { cause: err, inDoubt });
+}
+
+export class RedisStore implements Backend {
+  readonly client: Client;
+  readonly quarantine: boolean;
+  private readonly options: ConnectOptions;
+  private readonly keys = new Map<string, string[]>();
+  private readonly configured = new Set<string>();
+  private readonly fns: Record<LeaseScript, ScriptFn>;
+  private waiter: ReleaseWaiter | null = null;
+
+  constructor(client: Client, options: StoreOptions) {
+    this.client = client;
+    this.options = { timeoutMs: options.timeoutMs, connectTimeoutMs: options.connectTimeoutMs };
+    this.quarantine = options.quarantine ?? false;
+    const src = leaseScripts();
+    const fns = {} as Record<LeaseScript, ScriptFn>;
+    for (const n of LEASE_SCRIPTS) {
+      client.defineCommand(COMMAND(n), { numberOfKeys: 4, lua: src[n] });
+      fns[n] = (client as unknown as Record<string, ScriptFn>)[COMMAND(n)].bind(client);
+    }
+    this.fns = fns;
+  }
+
+  static fromUrl(url: string, options: StoreOptions): RedisStore {
+    return new RedisStore(connect(url, options), options);
+  }
+
+  /** Resolves once the client is connected, or rejects after the connect timeout. */
+  ready(): Promise<void> {
+    return whenReady(this.client, this.options.connectTimeoutMs);
+  }
+
+  private async run(name: LeaseScript, ns: string, args: (string | Buffer | number)[]): Promise<unknown> {
+    let ks = this.keys.get(ns);
+    if (ks === undefined) {
+      ks = leaseKeys(ns);
+      this.keys.set(ns, ks);
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (this.client.status !== "ready") await this.ready();
+        return await this.fns[name](...ks, ...args);
+      } catch (err) {
+        if (attempt === 0 && brokenConnection(err)) continue;
+        throw translate(name, err);
+      }
+    }
+  }
+
+  /** One admission attempt (acquire_lease.lua). `waitMs` > 0 registers a waiter so that
+   * releases publish; `pending` carries fail-open runs counted while the store was out of
+   * reach. */
+  async acquire(
+    ns: string,
+    fn: string,
+    leaseId: Buffer,
+    ttlMs: number,
+    waitMs = 0,
+    pending?: Map<string, number>,
+  ): Promise<Grant | Refusal> {
+    let args: (string | Buffer | number)[] = [fn, leaseId, ttlMs];
+    if (waitMs > 0 || (pending && pending.size > 0) || this.quarantine) {
+      // the optional ARGV[4..7] as guard/store.py sends them (ARGV[7], require_config: off)
+      args = [fn, leaseId, ttlMs, Math.floor(waitMs), pendingArg(pending), this.quarantine ? "1" : "", ""];
+    }
+    const r = (await this.run("acquire_lease", ns, args)) as Reply;
+    const granted = Number(r[0]) > 0;
+    if (!str(r[r.length - 1])) {
+      await this.checkReset(ns, granted ? leaseId : null);
+    } else if (!this.configured.has(ns)) {
+      this.configured.add(ns);
+    }
+    if (granted) {
+      return {
+        granted: true,
+        fence: Number(r[0]),
+        expiresMs: Number(r[1]),
+        ttlMs: Number(r[2]),
+        groups: str(r[3]).split(",").filter((g) => g),
+        onUnavailable: str(r[4]),
+        shadowScope: str(r[5]),
+      };
+    }
+    return { granted: false, scope: str(r[1]), retryAfterMs: Number(r[2]), onUnavailable: str(r[3]) };
+  }
+
+  /**
+   * `acquire`, waiting up to `waitMs` for a slot. The wait subscribes to the release channel
+   * first and then retries, so no release is missed; each sleep ends at the next release or
+   * config write, or after the refusal's retry_after at most.
+   */
+  async acquireWaiting(
+    ns: string,
+    fn: string,
+    leaseId: Buffer,
+    ttlMs: number,
+    waitMs: number,
+    pending?: Map<string, number>,
+  ): Promise<Grant | Refusal> {
+    const deadline = Date.now() + waitMs;
+    let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending);
+    if (r.granted || waitMs <= 0) return r;
+    const waiter = await this.releaseWaiter(ns);
+    let left: number;
+    while ((left = deadline - Date.now()) > 0) {
+      const seen = waiter.generation;
+      r = await this.acquire(ns, fn, leaseId, ttlMs, left);
+      if (r.granted) return r;
+      await waiter.wait(seen, Math.min(deadline - Date.now(), Math.max(r.retryAfterMs, 1)));
+    }
+    return await this.acquire(ns, fn, leaseId, ttlMs, 0);
+  }
+
+  private async checkReset(ns: string, leaseId: Buffer | null): Promise<void> {
+    // A namespace this client saw configured has no config now: the store was reset. Its
+    // limits are gone until someone re-applies them, so rather than run without limits this
+    // is reported as unavailable (onUnavailable decides). A lease just granted is given back.
+    if (!this.configured.has(ns)) return;
+    if (leaseId !== null) await this.release(ns, leaseId).catch(() => false);
+    throw new StoreReset(`namespace '${ns}' lost its configuration (store reset?)`);
+  }
+
+  async renew(ns: string, leaseId: Buffer, ttlMs = 0): Promise<Renewal | null> {
+    const r = (await this.run("renew_lease", ns, [leaseId, Math.floor(ttlMs)])) as Reply;
+    return Number(r[0]) === 1 ? { expiresMs: Number(r[1]), ttlMs: Number(r[2]) } : null;
+  }
+
+  async release(ns: string, leaseId: Buffer): Promise<boolean> {
+    return Number(await this.run("release_lease", ns, [leaseId])) === 1;
+  }
+
+  /** Reap expired leases, then every counter of the namespace (field -> value). */
+  async usageFields(ns: string): Promise<Record<string, string>> {
+    const flat = (await this.run("read_usage", ns, [])) as Reply;
+    const out: Record<string, string> = {};
+    for (let i = 0; i < flat.length; i += 2) if (str(flat[i])) out[str(flat[i])] = str(flat[i + 1]);
+    return out;
+  }
+
+  /** The Guard's one subscription (made on its first wait, kept for later ones). */
+  private async releaseWaiter(ns: string): Promise<ReleaseWaiter> {
+    if (this.waiter === null) this.waiter = new ReleaseWaiter(this.client.duplicate());
+    try {
+      await this.waiter.subscribe(releaseChannel(ns), this.options);
+    } catch (err) {
+      throw translate("wait", err);
+    }
+    return this.waiter;
+  }
+
+  async close(): Promise<void> {
+    this.waiter?.close();
+    this.client.disconnect();
+  }
+}
+
+function whenReady(client: Client, timeoutMs: number): Promise<void> {
+  if (client.status === "ready") return Promise.resolve();
+  if (client.status === "end" || client.status === "close") {
+    // gave up (or never started): connect again
+    void (client as Client).connect().catch(() => {});
+  }
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer);
+      client.off("ready", onReady);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = (): void => done();
+    const timer = setTimeout(
+      () => done(new Error(`not connected within ${timeoutMs} ms (status ${client.status})`)),
+      timeoutMs,
+    );
+    client.on("ready", onReady);
+  });
+}
+
+/**
+ * Wakes waiting acquires when a release (or a config write) is published in a namespace.
+ * `generation` counts messages: a waiter that read it before its acquire and finds it changed
+ * returns at once, so a release between the refusal and the sleep is never missed.
+ */
+class ReleaseWaiter {
+  generation = 0;
+  private readonly channels = new Map<string, Promise<unknown>>();
+  private readonly sleepers = new Set<() => void>();
+
+  constructor(private readonly sub: Client) {
+    sub.on("error", () => {});
+    sub.on("message", () => {
+      this.generation++;
+      for (const wake of this.sleepers) wake();
+      this.sleepers.clear();
+    });
+  }
+
+  async subscribe(channel: string, o: ConnectOptions): Promise<void> {
+    let p = this.channels.get(channel);
+    if (p === undefined) {
+      p = whenReady(this.sub, o.connectTimeoutMs).then(() => this.sub.subscribe(channel));
+      this.channels.set(channel, p);
+      p.catch(() => this.channels.delete(channel));
+    }
+    await withTimeout(p, o.connectTimeoutMs + o.timeoutMs, "subscribe");
+  }
+
+  /** True when woken by a publish (or one came since `seen`), false after `ms`. */
+  wait(seen: number, ms: number): Promise<boolean> {
+    if (this.generation !== seen) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.sleepers.delete(wake);
+        resolve(false);
+      }, Math.max(ms, 0));
+      this.sleepers.add(wake);
+    });
+  }
+
+  close(): void {
+    this.sub.disconnect();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
