@@ -14,6 +14,7 @@ import {
   MAX_PENDING_NAMES,
   MAX_UNCONFIGURED_NAMES,
   OTHER,
+  TICKET_MS,
 } from "./keys";
 
 export const LUA_DIR = join(__dirname, "..", "..", "lua");
@@ -36,6 +37,7 @@ export function leaseScripts(): Record<LeaseScript, string> {
       ["MAX_NAMED", MAX_UNCONFIGURED_NAMES],
       ["MAX_PENDING", MAX_PENDING_NAMES],
       ["FENCE_BLOCK", FENCE_BLOCK],
+      ["TICKET_MS", TICKET_MS],
       ["OTHER", `'${OTHER}'`],
     ];
     const prelude =
