@@ -67,6 +67,35 @@ class AdminAPI(Protocol):
 
     def delete_function(self, name: str) -> bool: ...
 
+    # -- temporary overrides and the audit log (guard.overrides) ----------------------------
+
+    def override(
+        self, kind: str, name: str, max_concurrency: int, seconds: float, reason: str = ""
+    ) -> dict[str, Any]:
+        """Cap (0: pause) a function or group (`kind` "function" or "group") for `seconds`
+        (server time), whatever its settings say; re-applying a limits file keeps it."""
+        ...
+
+    def override_function(
+        self, name: str, *, max_concurrency: int, seconds: float, reason: str = ""
+    ) -> dict[str, Any]: ...
+
+    def override_group(
+        self, name: str, *, max_concurrency: int, seconds: float, reason: str = ""
+    ) -> dict[str, Any]: ...
+
+    def clear_override(self, kind: str, name: str) -> bool:
+        """End an override now; False when none was in force."""
+        ...
+
+    def overrides(self) -> list[dict[str, Any]]:
+        """The overrides in force, each with the seconds it has left."""
+        ...
+
+    def audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest `limit` (1..1000) config writes of the namespace, newest first."""
+        ...
+
     # -- leases ---------------------------------------------------------------------------
 
     def leases(self, function: str | None = None) -> list[LeaseInfo]:

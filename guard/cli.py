@@ -21,6 +21,8 @@ import click
 from . import __version__
 from .cli_admin import functions, groups, leases, namespaces
 from .cli_common import JSON, Target, echo_json, pass_target, table
+from .cli_incident import COMMANDS as INCIDENT_COMMANDS
+from .demo import demo
 from .errors import GuardError
 from .settings import Settings
 
@@ -264,7 +266,7 @@ def usage(target: Target, as_json: bool) -> None:
 
 from .aws.cli import sync_aws  # noqa: E402  (boto3 is imported only when it runs)
 
-for _cmd in (namespaces, groups, functions, leases, sync_aws):
+for _cmd in (namespaces, groups, functions, leases, sync_aws, *INCIDENT_COMMANDS, demo):
     main.add_command(_cmd)
 
 

@@ -345,3 +345,40 @@ class HttpAdmin:
         """Replace the whole settings atomically (``PUT …/config``)."""
         doc = self.backend.call("PUT", f"{self._p}/config", config_to_doc(cfg))
         return config_from_doc(doc)
+
+    # -- temporary overrides and the audit log ---------------------------------------------
+
+    def override(
+        self, kind: str, name: str, max_concurrency: int, seconds: float, reason: str = ""
+    ) -> dict[str, Any]:
+        body = {"max_concurrency": max_concurrency, "seconds": seconds, "reason": reason}
+        return dict(self.backend.call("PUT", self._override_path(kind, name), body))
+
+    def override_function(
+        self, name: str, *, max_concurrency: int, seconds: float, reason: str = ""
+    ) -> dict[str, Any]:
+        return self.override("function", name, max_concurrency, seconds, reason)
+
+    def override_group(
+        self, name: str, *, max_concurrency: int, seconds: float, reason: str = ""
+    ) -> dict[str, Any]:
+        return self.override("group", name, max_concurrency, seconds, reason)
+
+    def clear_override(self, kind: str, name: str) -> bool:
+        status, doc = self.backend.request("DELETE", self._override_path(kind, name))
+        if status == 404:
+            return False
+        if status >= 300:
+            raise error_for(status, doc)
+        return True
+
+    def _override_path(self, kind: str, name: str) -> str:
+        from .overrides import check_kind
+
+        return f"{self._p}/{check_kind(kind)}s/{q(name)}/override"
+
+    def overrides(self) -> list[dict[str, Any]]:
+        return list(self.backend.call("GET", f"{self._p}/overrides")["overrides"])
+
+    def audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        return list(self.backend.call("GET", f"{self._p}/audit?limit={int(limit)}")["entries"])

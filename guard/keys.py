@@ -28,6 +28,7 @@ MAX_UNCONFIGURED_NAMES = 200  # functions without a plan whose counters are kept
 IDLE_CLEANUP = 86400.0  # seconds after its last acquire an unconfigured name is cleaned
 TICKET_TTL = 3.0  # seconds a waiting ticket lives unless its waiter retries (it does every 1 s)
 WAITER_RETRY = 1.0  # seconds: the longest sleep of a waiter between retries (< TICKET_TTL)
+AUDIT_MAX_ENTRIES = 1000  # guard:{ns}:audit is trimmed to this length on every append
 OTHER = "~other"  # counter/label name for everything beyond those bounds (not a valid name)
 
 
@@ -71,3 +72,9 @@ def release_channel(ns: str) -> str:
     """Pub/sub channel a release publishes on while some acquire waits (and config writes).
     release_lease.lua derives the same name from the use key: "guard:{ns}:" + "released"."""
     return f"{PREFIX}:{{{ns}}}:released"
+
+
+def audit_key(ns: str) -> str:
+    """stream: one entry per config write (fields: guard.wire.AUDIT_FIELDS), capped at
+    AUDIT_MAX_ENTRIES. KEYS[2] of write_config.lua."""
+    return f"{PREFIX}:{{{ns}}}:audit"

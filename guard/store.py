@@ -504,15 +504,37 @@ class RedisStore:
         version: str,
         set_fields: Mapping[str, str | bytes],
         del_fields: Sequence[str],
+        audit: Sequence[str] = (),
     ) -> bool:
-        """Compare-and-set write; False when someone else wrote since `version` was read."""
-        args = wire.write_config_args(version, keys.release_channel(ns), set_fields, del_fields)
+        """Compare-and-set write; False when someone else wrote since `version` was read.
+        `audit` (field/value pairs, `guard.overrides.entry_fields`) is appended to the
+        namespace's capped audit stream in the same atomic step."""
+        args = wire.write_config_args(
+            version,
+            keys.release_channel(ns),
+            set_fields,
+            del_fields,
+            audit,
+            keys.AUDIT_MAX_ENTRIES,
+        )
         with wrap_errors("write config"):
-            r = self._write_config(keys=[keys.config_key(ns)], args=args)
+            r = self._write_config(keys=[keys.config_key(ns), keys.audit_key(ns)], args=args)
             if wire.decode_write_config(r) is None:
                 return False
             self.client.sadd(keys.NAMESPACES, ns)
         return True
+
+    def server_time_ms(self) -> int:
+        """The store's clock (ms): overrides expire by it, inside the admission script."""
+        with wrap_errors("time"):
+            t = self.client.time()
+        return int(t[0]) * 1000 + int(t[1]) // 1000
+
+    def audit_entries(self, ns: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+        """The newest `limit` audit entries of the namespace, newest first."""
+        with wrap_errors("audit"):
+            raw = self.client.xrevrange(keys.audit_key(ns), count=limit)
+        return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in raw]
 
     def namespaces(self) -> list[str]:
         with wrap_errors("namespaces"):

@@ -28,6 +28,8 @@ NS_PLAN = "p:ns"  # compiled namespace plan (PLAN_NS)
 FUNCTION_PLAN = "p:f:"  # p:f:<fn> -> compiled function plan (PLAN_FUNCTION)
 PLAN_PREFIX = "p:"  # plans are bytes; every other field is text
 FENCE_FLOOR = "fh"  # fence high-water mark: written by acquire_lease.lua, kept by admin writes
+OVERRIDE_DOC = "O:"  # O:f:<fn> / O:g:<group> -> a temporary override (JSON; guard.overrides)
+OVERRIDE_KIND = {"function": "f", "group": "g"}  # the letter after O: and in the plan's tail
 
 # -- fields of guard:{ns}:use -----------------------------------------------------------------
 
@@ -65,6 +67,10 @@ SENTINEL = b"~" * 65
 # p:ns = PLAN_NS (max, n) then n x (PLAN_RESERVE reserved, len, name): groups with reserved > 0
 PLAN_NS = struct.Struct(">iB")
 PLAN_RESERVE = struct.Struct(">iB")  # reserved, len(name); the name follows
+# p:ns then ends with the temporary overrides in force, as text (none: nothing more), each
+# OVERRIDE_ENTRY: NUL, kind letter, name, NUL, max ":" until_ms (server time) ";". Names hold
+# no NUL, so acquire_lease.lua finds an entry with one plain string.find of NUL kind name NUL.
+OVERRIDE_ENTRY = "\0{kind}{name}\0{max}:{until_ms};"
 # p:f:<fn> = PLAN_FUNCTION (max, ttl_ms, shadow, on_unavailable, n) then n x
 # (PLAN_GROUP group max, group shadow, len, name): the groups fn belongs to
 PLAN_FUNCTION = struct.Struct(">iiBBB")
@@ -105,6 +111,24 @@ def pack_ns_plan(max_concurrency: int | None, reserving: Sequence[tuple[str, int
     """p:ns: the account max and the (group, reserved) pairs with reserved > 0."""
     out = PLAN_NS.pack(_limit(max_concurrency), len(reserving))
     return out + b"".join(struct.pack(">i", r) + _name(g) for g, r in reserving)
+
+
+def pack_overrides(entries: Sequence[tuple[str, str, int, int]]) -> bytes:
+    """The tail of p:ns: (kind, name, max, until_ms) entries, kind "function" or "group",
+    in the order given (OVERRIDE_ENTRY each)."""
+    return b"".join(
+        OVERRIDE_ENTRY.format(kind=OVERRIDE_KIND[k], name=n, max=m, until_ms=u).encode()
+        for k, n, m, u in entries
+    )
+
+
+def ns_plan_tail(raw: bytes) -> bytes:
+    """What follows the reserving groups in p:ns: the packed overrides (`pack_overrides`)."""
+    _, n = PLAN_NS.unpack_from(raw)
+    pos = PLAN_NS.size
+    for _ in range(n):
+        pos += PLAN_RESERVE.size + PLAN_RESERVE.unpack_from(raw, pos)[1]
+    return raw[pos:]
 
 
 def pack_function_plan(
@@ -391,12 +415,26 @@ def decode_usage(flat: Sequence[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2) if flat[i]}
 
 
+# Fields of one entry of the guard:{ns}:audit stream (the entry id is the server time), in the
+# order write_config.lua appends them; before/after are JSON.
+AUDIT_FIELDS = ("actor", "action", "target", "before", "after")
+
+
 def write_config_args(
-    version: str, channel: str, set_fields: Mapping[str, str | bytes], del_fields: Sequence[str]
+    version: str,
+    channel: str,
+    set_fields: Mapping[str, str | bytes],
+    del_fields: Sequence[str],
+    audit: Sequence[str] = (),
+    audit_cap: int = 0,
 ) -> list[str | bytes]:
-    """ARGV of write_config.lua: expected version, release channel, N, N field/value pairs,
-    then the fields to delete."""
-    args: list[str | bytes] = [version, channel, str(len(set_fields))]
+    """ARGV of write_config.lua: expected version, release channel, audit cap (the stream's
+    length after the append; 0 appends nothing), A, A audit field/value pairs (AUDIT_FIELDS),
+    N, N field/value pairs, then the fields to delete."""
+    if len(audit) % 2:
+        raise ValueError("audit holds field/value pairs")
+    args: list[str | bytes] = [version, channel, str(audit_cap if audit else 0)]
+    args += [str(len(audit) // 2), *audit, str(len(set_fields))]
     for k, v in set_fields.items():
         args += [k, v]
     args += list(del_fields)

@@ -64,6 +64,20 @@ def test_families_and_labels(http: Any, ns: str, g: guard.Guard) -> None:
     )
     assert value(text, "guard_store_up") == 1
     assert value(text, "guard_scrape_duration_seconds") is not None
+    assert value(text, "guard_override_limit", **m) is None  # none in force
+
+
+def test_override_families(http: Any, ns: str, g: guard.Guard) -> None:
+    g.admin.put_group("etl", max_concurrency=5, members=["ingest"])
+    g.admin.override_group("etl", max_concurrency=1, seconds=60)
+    g.admin.override_function("adhoc", max_concurrency=0, seconds=30)
+    text = http.get("/metrics").data.decode()
+    m = {"namespace": ns}
+    assert value(text, "guard_limit", scope="group", group="etl", **m) == 5  # the setting
+    assert value(text, "guard_override_limit", scope="group", group="etl", **m) == 1
+    assert value(text, "guard_override_limit", scope="function", function="adhoc", **m) == 0
+    left = value(text, "guard_override_seconds_left", scope="function", function="adhoc", **m)
+    assert left is not None and 25 < left <= 30
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
             assert "lease" not in "".join(s.labels)  # never a lease id

@@ -172,6 +172,21 @@ def renew_bodies() -> list[dict[str, Any]]:
     return [{}, {"x": 1}, *variants({}, "ttl_seconds", NUMBERS_TTL)]
 
 
+def override_bodies() -> list[dict[str, Any]]:
+    from guard.overrides import MAX_OVERRIDE_SECONDS, MAX_REASON
+
+    base: dict[str, Any] = {"max_concurrency": 0, "seconds": 60}
+    out = [base, {}, {**base, "x": 1}, {"max_concurrency": 1}, {"seconds": 5}]
+    out += variants(base, "max_concurrency", [n for n in NUMBERS_INT if n is not None])
+    out += variants(
+        base,
+        "seconds",
+        [-1, 0, 0.5, MAX_OVERRIDE_SECONDS, MAX_OVERRIDE_SECONDS + 1, "5", True, None],
+    )
+    out += variants(base, "reason", ["", "why", "x" * MAX_REASON, "x" * (MAX_REASON + 1), 5])
+    return out
+
+
 def config_bodies() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{}, {"x": 1}]
     out += variants({}, "max_concurrency", NUMBERS_INT)
@@ -204,6 +219,8 @@ CROSS_FIELD_400 = ("must not exceed max_concurrency",)
         ("LeaseIn", "post", "/leases", lease_bodies),
         ("RenewIn", "post", "/leases/{lease}/renew", renew_bodies),
         ("ConfigDoc", "put", "/config", config_bodies),
+        ("OverrideIn", "put", "/functions/f/override", override_bodies),
+        ("OverrideIn", "put", "/groups/g/override", override_bodies),
     ],
 )
 def test_client_and_server_agree(
@@ -244,7 +261,7 @@ def test_http_md_lists_every_route_field_and_bound(doc: dict[str, Any]) -> None:
     def num(v: float) -> str:
         return str(int(v)) if float(v).is_integer() else str(v)
 
-    for model in ("NamespaceIn", "GroupIn", "FunctionIn", "LeaseIn", "RenewIn"):
+    for model in ("NamespaceIn", "GroupIn", "FunctionIn", "LeaseIn", "RenewIn", "OverrideIn"):
         for field in doc["components"]["schemas"][model]["properties"]:
             rows = [line for line in text.splitlines() if line.startswith(f"| `{field}` |")]
             assert rows, (model, field)

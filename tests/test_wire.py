@@ -121,7 +121,10 @@ def test_renew_release_usage_and_config_write() -> None:
     assert wire.decode_release(1) is True and wire.decode_release(0) is False
     assert wire.decode_usage([b"a", b"2", b"", b"~" * 65, b"f:x", b"1"]) == {"a": "2", "f:x": "1"}
     args = wire.write_config_args("4", "chan", {"N": "{}", "p:ns": b"\x00"}, ["F:old"])
-    assert args == ["4", "chan", "2", "N", "{}", "p:ns", b"\x00", "F:old"]
+    assert args == ["4", "chan", "0", "0", "2", "N", "{}", "p:ns", b"\x00", "F:old"]
+    audit = ["actor", "me", "action", "put_group"]
+    args = wire.write_config_args("4", "chan", {"N": "{}"}, [], audit, 1000)
+    assert args == ["4", "chan", "1000", "2", *audit, "1", "N", "{}"]
     assert wire.decode_write_config(5) == 5 and wire.decode_write_config(-1) is None
 
 
@@ -161,3 +164,15 @@ def test_lease_id_rule() -> None:
         with pytest.raises(UsageError) as ei:
             wire.parse_lease_id(bad)  # type: ignore[arg-type]
         assert ei.value.field == "lease_id"
+
+
+def test_override_tail_of_the_namespace_plan() -> None:
+    """The overrides ride after the reserving groups of p:ns, as text the acquire script
+    finds with one plain search (NUL kind name NUL max:until;)."""
+    tail = wire.pack_overrides([("function", "ingest", 0, 3500), ("group", "etl", 7, 61000)])
+    assert tail == b"\0fingest\x000:3500;\0getl\x007:61000;"
+    plan = wire.pack_ns_plan(100, [("api", 5)]) + tail
+    assert wire.unpack_ns_plan(plan) == (100, [("api", 5)])
+    assert wire.ns_plan_tail(plan) == tail
+    assert wire.ns_plan_tail(wire.pack_ns_plan(None, [])) == b""
+    assert wire.OVERRIDE_DOC + wire.OVERRIDE_KIND["group"] == "O:g"

@@ -14,12 +14,14 @@ from .sync import run_sync
 
 
 def _admin(redis_url: str | None, namespace: str) -> AdminAPI:
+    from ..admin import Admin, default_actor
     from ..store import RedisStore
 
     url = redis_url or os.environ.get("GUARD_REDIS_URL")
     if not url:
         raise click.UsageError("set GUARD_REDIS_URL or pass --redis-url")
-    return RedisStore.from_url(url, timeout=5.0).admin(namespace)
+    actor = f"sync-aws ({default_actor()})"  # the audit log's actor
+    return Admin(RedisStore.from_url(url, timeout=5.0), namespace, actor)
 
 
 @click.command("sync-aws")

@@ -36,7 +36,9 @@ local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV 
 
 -- The compiled plans (written by write_config.lua, packed by guard/wire.py), in
 -- struct.pack formats because unpacking them is far cheaper than Lua patterns + tonumber:
---   p:ns   = '>iB' max, n; then n x '>iBc0' reserved, name   (groups with reserved > 0)
+--   p:ns   = '>iB' max, n; then n x '>iBc0' reserved, name   (groups with reserved > 0);
+--            then the temporary overrides (wire.OVERRIDE_ENTRY; none: nothing more), each
+--            "\0" kind ("f" | "g") name "\0" max ":" until_ms ";" in text
 --   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;
 --            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to)
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
@@ -91,6 +93,22 @@ if plan[1] then
       rres[#rres + 1] = r
       fields[BASE + NG + #rres] = 'g:' .. g
     end
+  end
+  -- A temporary override replaces the max of its function or group until its deadline
+  -- (server time: nothing has to run when it ends). The mode (enforce/shadow) stays. Only
+  -- this function's and its groups' entries are looked up (plain find: C speed), so the
+  -- cost does not grow with the number of overrides in force.
+  local p = plan[1]
+  if pos <= #p then
+    local function override(key)
+      local _, e = string.find(p, key, pos, true)
+      if not e then return nil end
+      local m, untl = string.match(p, '^(%d+):(%d+);', e + 1)
+      if tonumber(untl) > now then return tonumber(m) end
+      return nil
+    end
+    f_max = override('\0f' .. fn .. '\0') or f_max
+    for i = 1, NG do gmax[i] = override('\0g' .. gname[i] .. '\0') or gmax[i] end
   end
 end
 

@@ -1,11 +1,15 @@
--- write_config.lua — apply one admin write atomically (compare-and-set on the version).
+-- write_config.lua — apply one admin write atomically (compare-and-set on the version) and
+-- append its audit entry in the same step.
 -- The caller read the whole config at version ARGV[1], validated the change and compiled
 -- the admission plans; if anyone wrote in between, nothing is written and -1 is returned.
 -- KEYS[1] guard:{ns}:cfg
+-- KEYS[2] guard:{ns}:audit  stream of audit entries, trimmed to ARGV[3] entries
 -- ARGV[1] expected version ("0" for a namespace never written)
 -- ARGV[2] release channel (a limit change may free room: waiters are woken)
--- ARGV[3] number N of fields to set; ARGV[4 .. 3+2N] field, value pairs; the rest: fields
---         to delete
+-- ARGV[3] audit cap: the stream's length after the append (0: append nothing)
+-- ARGV[4] number A of audit field/value pairs; ARGV[5 .. 4+2A] the pairs (wire.AUDIT_FIELDS)
+--         (the arguments: guard/wire.py write_config_args)
+-- ARGV[5+2A] number N of fields to set; then N field, value pairs; the rest: fields to delete
 -- (FENCE_BLOCK is put on the line before by the loader, guard/store.py)
 -- returns the new version, or -1 when the version did not match
 -- A config written where none was also gets the fence floor `fh` (common.lua): the end of
@@ -13,10 +17,12 @@
 -- the naming rule of guard/keys.py; same hash tag), so fences never go back from then on.
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[1] then return -1 end
-local n = tonumber(ARGV[3])
-local last_set = 3 + 2 * n
+local a = tonumber(ARGV[4])
+local at = 5 + 2 * a
+local n = tonumber(ARGV[at])
+local last_set = at + 2 * n
 -- In chunks: unpack() of thousands of arguments would overflow Lua's C stack.
-for i = 4, last_set, 1000 do
+for i = at + 1, last_set, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, last_set)))
 end
 for i = last_set + 1, #ARGV, 1000 do
@@ -27,5 +33,9 @@ if redis.call('HEXISTS', KEYS[1], 'fh') == 0 then
   redis.call('HSET', KEYS[1], 'fh', (math.floor(fence / FENCE_BLOCK) + 1) * FENCE_BLOCK)
 end
 local nv = redis.call('HINCRBY', KEYS[1], 'v', 1)
+local cap = tonumber(ARGV[3])
+if cap > 0 and a > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', cap, '*', unpack(ARGV, 5, at - 1))
+end
 redis.call('PUBLISH', ARGV[2], '*')
 return nv

@@ -14,7 +14,7 @@ from flask import Flask, Response, g, request
 
 from ..settings import DEFAULT_SERVER_REDIS_URL, Settings
 from ..store import RedisStore
-from . import api, auth, errors, leases, ops
+from . import api, auth, console, errors, incident, leases, ops
 from .metrics import GuardCollector, HttpMetrics
 from .waiting import Waiters
 
@@ -69,7 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None, settings: Settings | Non
 
     errors.register(app)
     app.before_request(auth.authorize)
-    for bp in (api.bp, leases.bp, ops.bp):
+    for bp in (api.bp, incident.bp, leases.bp, ops.bp, console.bp):
         app.register_blueprint(bp)
 
     @app.before_request

@@ -37,7 +37,7 @@ def put_namespace(ns: str) -> Response:
 
 @bp.get("/<ns>/usage")
 def usage(ns: str) -> Response:
-    return reply(s.UsageOut, admin(ns).usage())
+    return reply(s.UsageOut, admin(ns).usage(), exclude_unset=True)
 
 
 @bp.get("/<ns>/config")

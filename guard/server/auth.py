@@ -1,7 +1,8 @@
 """Bearer tokens: who may call which route, in which namespaces.
 
 A token has a *name* (the actor that logs record), a *role* — ``admin`` (every route) or
-``client`` (acquire, renew and release a lease; not list leases) — and optionally the
+``client`` (acquire, renew and release a lease, and read the console's snapshot of its
+namespaces; not list leases) — and optionally the
 *namespaces* it may touch (absent = all). Tokens come from:
 
 - ``GUARD_TOKENS_FILE``: YAML ``tokens: [{name, role, namespaces?, sha256}]``; ``sha256`` is
@@ -159,6 +160,8 @@ def authorize() -> None:
         if name == "metrics":
             _metrics(cfg, tokens)
         return
+    if blueprint == "console" and name != "state":
+        return  # the page and its static files hold no data; the page asks for a token
     if not tokens:
         request.environ["guard.actor"] = "open-mode"
         return  # open mode (loopback only; enforced by guard serve and the Host check)
@@ -169,7 +172,11 @@ def authorize() -> None:
         raise AuthError("unknown token", 401)
     g.guard_token = token
     request.environ["guard.actor"] = token.name
-    if token.role != "admin" and (blueprint != "leases" or endpoint in ADMIN_ONLY_LEASE_ROUTES):
+    if (
+        token.role != "admin"
+        and blueprint != "console"
+        and (blueprint != "leases" or endpoint in ADMIN_ONLY_LEASE_ROUTES)
+    ):
         raise AuthError(
             "this route needs an admin token; a client token may only acquire, renew and "
             "release leases",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 from pydantic import BaseModel
 
 from ..admin import Admin
@@ -20,8 +20,14 @@ def store() -> RedisStore:
     return s
 
 
+def actor() -> str:
+    """Who the audit log records for this request: the token's name, or ``open-mode``."""
+    token = g.get("guard_token")
+    return token.name if token is not None else "open-mode"
+
+
 def admin(ns: str) -> Admin:
-    return Admin(store(), check_namespace(ns))
+    return Admin(store(), check_namespace(ns), actor())
 
 
 def body(model: type[M], *, optional: bool = False) -> M:
@@ -38,8 +44,12 @@ def body(model: type[M], *, optional: bool = False) -> M:
     return model.model_validate(data)
 
 
-def reply(model: type[BaseModel], data: Any, status: int = 200) -> Response:
-    """Serialize through the response model, so replies match /openapi.json."""
-    resp = jsonify(model.model_validate(data).model_dump(mode="json"))
+def reply(
+    model: type[BaseModel], data: Any, status: int = 200, *, exclude_unset: bool = False
+) -> Response:
+    """Serialize through the response model, so replies match /openapi.json.
+    `exclude_unset` leaves out optional members `data` does not have (e.g. ``override``)."""
+    out = model.model_validate(data).model_dump(mode="json", exclude_unset=exclude_unset)
+    resp = jsonify(out)
     resp.status_code = status
     return resp

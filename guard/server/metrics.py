@@ -21,9 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .. import wire
-from ..admin import Admin, usage_of
+from ..admin import counter_fields, usage_of
 from ..errors import GuardError
 from ..model import Config
+from ..overrides import active
 from ..store import RedisStore
 
 Family = GaugeMetricFamily | CounterMetricFamily
@@ -85,6 +86,16 @@ class GuardCollector(Collector):
                 "Acquires waiting in the function's queue (live tickets).",
                 labels=["namespace", "function"],
             ),
+            "override": GaugeMetricFamily(
+                "guard_override_limit",
+                "max_concurrency of a temporary override in force.",
+                labels=LEVEL,
+            ),
+            "override_left": GaugeMetricFamily(
+                "guard_override_seconds_left",
+                "Seconds until a temporary override ends.",
+                labels=LEVEL,
+            ),
             "up": GaugeMetricFamily("guard_store_up", "1 when the last scrape read the store."),
             "dur": GaugeMetricFamily(
                 "guard_scrape_duration_seconds", "Time this scrape spent reading the store."
@@ -109,12 +120,14 @@ class GuardCollector(Collector):
         yield from fam.values()
 
     def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
-        a = Admin(self.store, ns)
-        cfg = a.config()
+        fields = self.store.read_config(ns)
+        cfg = Config.from_fields(fields)
         # Reaps expired leases first; a bounded read (docs/guarantees.md "Bounds"): the
         # config's names, at most keys.MAX_UNCONFIGURED_NAMES others, the rest as keys.OTHER.
-        counters = self.store.usage_fields(ns, cfg.counter_fields())
-        use = usage_of(cfg, counters)
+        now = self.store.server_time_ms()
+        overrides = active(fields, now)
+        counters = self.store.usage_fields(ns, counter_fields(cfg, overrides))
+        use = usage_of(cfg, counters, overrides, now)
         acct = use["account"]
         rows = [("account", "", "", acct)]
         rows += [("group", n, "", v) for n, v in use["groups"].items()]
@@ -124,6 +137,9 @@ class GuardCollector(Collector):
             fam["in_use"].add_metric(labels, v["in_use"])
             if v["max_concurrency"] is not None:
                 fam["limit"].add_metric(labels, v["max_concurrency"])
+            if v.get("override"):
+                fam["override"].add_metric(labels, v["override"]["max_concurrency"])
+                fam["override_left"].add_metric(labels, v["override"]["seconds_left"])
         for n, v in use["groups"].items():
             fam["reserved"].add_metric([ns, n], v["reserved"])
         # The same bounded set of names as the counters: configured functions, at most

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .. import __version__, keys
+from .. import overrides as ov
 from . import schemas as s
 
 NS = "/v1/namespaces/{ns}"
@@ -41,6 +42,21 @@ ROUTES: dict[str, dict[str, Op]] = {
         "patch": ("Change some fields", s.FunctionIn, (200, s.FunctionOut), (*ADMIN_W, 404)),
         "delete": ("Delete a function", None, (204, None), (400, 404)),
     },
+    f"{NS}/overrides": {"get": ("Overrides in force", None, (200, s.OverrideList), (400,))},
+    f"{NS}/functions/{{name}}/override": {
+        "put": (
+            "Override a function's max for a while",
+            s.OverrideIn,
+            (200, s.OverrideOut),
+            ADMIN_W,
+        ),
+        "delete": ("End a function's override", None, (204, None), (400, 404)),
+    },
+    f"{NS}/groups/{{name}}/override": {
+        "put": ("Override a group's max for a while", s.OverrideIn, (200, s.OverrideOut), ADMIN_W),
+        "delete": ("End a group's override", None, (204, None), (400, 404)),
+    },
+    f"{NS}/audit": {"get": ("Latest config writes", None, (200, s.AuditList), (400,))},
     f"{NS}/leases": {
         "post": ("Acquire a lease", s.LeaseIn, (201, s.LeaseOut), (400, 404, 409, 413, 429)),
         "get": ("Held leases", None, (200, s.LeaseList), (400,)),
@@ -73,6 +89,10 @@ MODELS = [
     s.Problem,
     s.Health,
     s.ConfigDoc,
+    s.OverrideIn,
+    s.OverrideOut,
+    s.OverrideList,
+    s.AuditList,
 ]
 PARAMS = {
     "ns": keys.NAMESPACE_RE.pattern,
@@ -123,6 +143,15 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
                 "in": "query",
                 "required": False,
                 "schema": {"type": "string", "pattern": keys.NAME_RE.pattern},
+            }
+        )
+    if path.endswith("/audit"):
+        doc["parameters"].append(
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": ov.AUDIT_MAX_LIMIT},
             }
         )
     if req is not None:

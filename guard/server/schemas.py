@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from .. import keys, problems
+from .. import overrides as ov
 from ..model import MAX_LIMIT, MAX_MEMBERS
 
 MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
@@ -145,9 +146,49 @@ class FunctionList(BaseModel):
     functions: list[FunctionOut]
 
 
+class OverrideIn(Strict):
+    """A temporary max_concurrency for one function or group (0 pauses it)."""
+
+    max_concurrency: Limit
+    seconds: Annotated[float, Field(gt=0, le=ov.MAX_OVERRIDE_SECONDS), JsonNumber]
+    reason: str = Field(default="", max_length=ov.MAX_REASON)
+
+
+class OverrideOut(BaseModel):
+    kind: Literal["function", "group"]
+    name: str
+    max_concurrency: int
+    expires_at: float = Field(description="server time, epoch seconds")
+    seconds_left: float
+    set_at: float
+    reason: str
+    actor: str = Field(description="who set it (the token's name over HTTP)")
+
+
+class OverrideList(BaseModel):
+    overrides: list[OverrideOut]
+
+
+class AuditEntry(BaseModel):
+    id: str = Field(description="stream entry id; its first part is the server time in ms")
+    time: float = Field(description="server time, epoch seconds")
+    actor: str
+    action: str
+    target: str
+    before: Any
+    after: Any
+
+
+class AuditList(BaseModel):
+    entries: list[AuditEntry]
+
+
 class LevelUse(BaseModel):
     in_use: int
     max_concurrency: int | None
+    override: OverrideOut | None = Field(
+        default=None, description="the temporary override in force, if any"
+    )
 
 
 class GroupUse(LevelUse):

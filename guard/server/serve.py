@@ -20,7 +20,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from .. import wire
-from ..admin import Admin
+from ..admin import Admin, apply_config
 from ..errors import GuardError
 from ..model import Config
 from ..settings import Settings
@@ -59,7 +59,9 @@ def start_aws_sync(redis_url: str, every: float) -> threading.Event:
         while not stop.is_set():
             try:
                 for ns in store.namespaces():
-                    for line in run_sync(Admin(store, ns), None).lines():
+                    for line in run_sync(
+                        Admin(store, ns, actor="guard serve --sync-aws-every"), None
+                    ).lines():
                         say(f"sync-aws {ns}: {line}")
             except Exception as exc:  # a failed pass is reported; the next one runs on time
                 say(f"sync-aws pass failed (will retry): {exc}")
@@ -82,7 +84,7 @@ class ConfigKeeper:
         return int(self.store.read_config(ns).get(wire.VERSION, "0"))
 
     def apply(self, ns: str) -> None:
-        Admin(self.store, ns).replace_config(self.configs[ns])
+        apply_config(self.store, ns, self.configs[ns], "guard serve --config")
         self.seen[ns] = self._version(ns)
 
     def check(self) -> list[str]:

@@ -16,7 +16,8 @@ neither holds anything another request needs. What bounds them:
 
 gunicorn writes its own protocol errors (400, 414, 431, …) as HTML through
 ``gunicorn.util.write_error``; this worker process swaps that function for one writing
-``application/problem+json``."""
+``application/problem+json``; and it swaps gunicorn's response writer for `OneWriteResponse`,
+which puts a response's header block on the wire together with its body."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any
 
 import gevent
 from gunicorn import util
+from gunicorn.http import wsgi
 from gunicorn.http.body import Body
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -73,6 +75,7 @@ class GuardWorker(GeventWorker):  # type: ignore[misc]
     def init_process(self) -> None:
         self.body_timeout = Settings.from_env().body_timeout
         util.write_error = write_problem  # this worker process only
+        wsgi.Response = OneWriteResponse  # what `gunicorn.http.wsgi.create` builds, here only
         super().init_process()
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
@@ -103,6 +106,50 @@ class GuardWorker(GeventWorker):  # type: ignore[misc]
             return False
         req.body = Body(io.BytesIO(data))
         return True
+
+
+class OneWriteResponse(wsgi.Response):  # type: ignore[misc]
+    """gunicorn's response, sending the header block with the first body bytes.
+
+    gunicorn writes the headers and then the body in two sends. Every guard answer is one
+    small JSON body, so that is two syscalls where one does, and a keep-alive client that
+    reads the headers wakes up a second time for the body — measurable per request in
+    ``bench/bench_http.py``. Here the header block is held until the first body bytes (or
+    `close`, for a response without a body) and goes out with them. Chunked framing is
+    unchanged (the header block is flushed first), and sendfile is not used: guard serves no
+    files, and it would write the body past the held headers."""
+
+    _held: bytes = b""
+    headers_sent: bool
+
+    def send_headers(self) -> None:
+        if self.headers_sent:
+            return
+        tosend = self.default_headers()
+        tosend.extend([f"{k}: {v}\r\n" for k, v in self.headers])
+        self._held = util.to_bytestring("".join(tosend) + "\r\n", "latin-1")
+        self.headers_sent = True
+
+    def _flush_headers(self) -> None:
+        held, self._held = self._held, b""
+        if held:
+            util.write(self.sock, held)
+
+    def _emit_body(self, data: bytes) -> None:
+        if self._held and not self.chunked:
+            held, self._held = self._held, b""
+            util.write(self.sock, held + data)
+        else:
+            self._flush_headers()
+            super()._emit_body(data)
+
+    def sendfile(self, respiter: Any) -> bool:
+        return False  # write_file then writes through `_emit_body`
+
+    def close(self) -> None:
+        self.send_headers()
+        self._flush_headers()
+        super().close()
 
 
 def addr_of(req: Any) -> str:

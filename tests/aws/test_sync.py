@@ -84,6 +84,9 @@ def test_cli_dry_run_then_apply(g: guard.Guard, lambdas: Any, redis_server: Any)
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["groups"][0]["members"] == ["ingest"]
     assert g.admin.get_group("data")["members"] == ["ingest"]
+    entry = g.admin.audit(limit=1)[0]  # the write is in the audit log, named as sync-aws
+    assert entry["actor"].startswith("sync-aws (") and entry["action"] == "patch_group"
+    assert entry["after"]["group:data"]["members"] == ["ingest"]
 
 
 def test_cli_reads_env_and_reports_errors(

@@ -261,6 +261,7 @@ def traffic(live_server: str, redis_server: Any) -> Iterator[Traffic]:
         a.put_group("etl", max_concurrency=1, members=["ingest"])
         a.put_function("capped", max_concurrency=1)
         a.put_function("rep", max_concurrency=0, mode="shadow")
+        a.override_group("etl", max_concurrency=1, seconds=600, reason="e2e")  # override families
 
         proxy.set_mode("reset")  # the store is out of reach: `offline` runs unguarded
         assert flaky.acquire("offline", ttl=30).unguarded

@@ -175,6 +175,14 @@ def test_prometheus_scrapes_guard_and_evaluates_the_rules(
             f"guard_waits_timed_out_total{{{n}}}",
             [{"namespace": ns, "function": "capped"}],
         ),
+        "guard_override_limit": (
+            f"guard_override_limit{{{n}}}",
+            [{"namespace": ns, "scope": "group", "group": "etl"}],
+        ),
+        "guard_override_seconds_left": (
+            f"guard_override_seconds_left{{{n}}}",
+            [{"namespace": ns, "scope": "group", "group": "etl"}],
+        ),
         "guard_store_up": (f'guard_store_up{{job="{JOB}"}}', [{}]),
         "guard_scrape_duration_seconds": (f'guard_scrape_duration_seconds{{job="{JOB}"}}', [{}]),
         "guard_http_request_duration_seconds": (

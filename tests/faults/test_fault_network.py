@@ -4,6 +4,7 @@ honours ``on_unavailable``; grants resume by themselves when the network heals."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,11 +47,17 @@ def test_partition(
         record(f"partition_{mode}_{policy}_acquire_latency_s (deadline {TIMEOUT}s)", lat)
         record(f"partition_{mode}_{policy}_resume_s", {"after_heal": round(took, 4)})
         if mode == "half_open":
-            # The requests reached Redis and were granted; only the replies were lost. Those
-            # leases hold their slots until their TTL — the price of a lost reply; a
-            # retry with the same lease_id would have been answered with the same lease.
+            # The requests reached Redis and were granted; only the replies were lost. The
+            # SDK marks such acquires in doubt and gives their lease ids back in the
+            # background (docs/sdk.md), so the slots come back before their 5 s TTL; how
+            # many are still held when usage is read depends on timing, never above the max.
             used = g.admin.usage()["functions"]["work"]["in_use"]
-            assert 0 < used <= 50
+            assert 0 <= used <= 50
+            end = time.monotonic() + 4.0  # well under the leases' 5 s TTL
+            while used and time.monotonic() < end:
+                time.sleep(0.1)
+                used = g.admin.usage()["functions"]["work"]["in_use"]
+            assert used == 0, "in-doubt leases were not given back before their TTL"
     finally:
         g.close()
 
