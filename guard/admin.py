@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 CAS_ATTEMPTS = 20
 # cfg fields that are not settings: the version, and the fence floor the acquire script keeps
 # there (so that fences never go back while the config exists); admin writes never drop them.
-RUNTIME_FIELDS = (wire.VERSION, wire.FENCE_FLOOR)
+RUNTIME_FIELDS = (wire.VERSION, wire.FENCE_FLOOR, wire.PROTOCOL_FIELD)
 
 
 def default_actor() -> str:
@@ -144,6 +144,8 @@ class Admin:
     ) -> bool:
         """Write the difference with its audit entry (none when nothing changed)."""
         diff = {k: v for k, v in want.items() if fields.get(k) != v}
+        if fields and _text(fields.get(wire.PROTOCOL_FIELD, "1")) != str(wire.PROTOCOL_VERSION):
+            diff = dict(want)  # written by another protocol: every plan is compiled anew
         after = {**{k: v for k, v in fields.items() if k not in stale}, **diff}
         before_doc, after_doc = ov.changes(fields, after)
         entry = ov.entry_fields(self.actor, action, target, before_doc, after_doc)

@@ -80,3 +80,10 @@ class StoreReset(GuardUnavailable):
     reset. Treated like an unreachable store (``on_unavailable`` decides) until the
     configuration is back. The acquire that found it changed nothing: its lease was given
     back, and the fail-open counts it carried were recorded."""
+
+
+class ProtocolMismatch(StoreError):
+    """The namespace's stored formats are of another protocol major version than this
+    client's scripts (docs/protocol.md "Versioning"): the client refuses rather than misread
+    them, and writes nothing. Upgrade the client (or re-apply the configuration with an admin
+    of the client's version). Handled like an unreachable store (``on_unavailable``)."""

@@ -10,7 +10,6 @@ into a `GuardError` here, so no raw redis-py error leaves the SDK."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from . import keys, wire
+from . import keys, scripts, wire
 from .connect import DEFAULT_MAX_CONNECTIONS, PoolWaitExpired, call_deadline, connect
 from .errors import (
     ConflictError,
@@ -27,6 +26,7 @@ from .errors import (
     GuardUnavailable,
     NamespaceNotFound,
     PoolExhausted,
+    ProtocolMismatch,
     StoreError,
     StoreReset,
     UsageError,
@@ -37,18 +37,7 @@ from .wire import Grant, LeaseInfo, Refusal, Renewal
 if TYPE_CHECKING:
     from .admin_api import AdminAPI
 
-LEASE_SCRIPTS = ("acquire_lease", "release_lease", "renew_lease", "read_usage")
-
-
 log = logging.getLogger("guard")
-
-LUA_DIR = os.path.join(os.path.dirname(__file__), "lua")
-
-
-def _source(name: str) -> str:
-    # A plain file read: importlib.resources would cost milliseconds of import per cold start.
-    with open(os.path.join(LUA_DIR, f"{name}.lua"), encoding="utf-8") as f:
-        return f.read()
 
 
 class _Waiter:
@@ -248,14 +237,19 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def translate(what: str, exc: redis.RedisError) -> GuardError:
-    """The GuardError for a redis-py error (the SDK's only error family)."""
+def translate(what: str, exc: redis.RedisError, source: scripts.Source | None = None) -> GuardError:
+    """The GuardError for a redis-py error (the SDK's only error family). With the `source`
+    of the script that failed, a Lua error names the file and line it happened at."""
     if isinstance(exc, PoolWaitExpired):
         return PoolExhausted(f"{what}: {exc}")
     if isinstance(exc, redis.ResponseError):
         msg = str(exc)
         if msg.startswith("CONFLICT"):
             return ConflictError(msg.removeprefix("CONFLICT "))
+        if msg.startswith("PROTOCOL"):
+            return ProtocolMismatch(f"{what}: {msg.removeprefix('PROTOCOL ')}")
+        if source is not None:
+            msg = source.where(msg)
         return StoreError(f"{what}: store error: {msg}")
     # A read that timed out was sent: the store may have acted on it.
     in_doubt = isinstance(exc, redis.TimeoutError)
@@ -284,25 +278,10 @@ class RedisStore:
         self.listener = ReleaseListener(client) if pool_size >= 2 else None
         self._keys: dict[str, list[str]] = {}
         self._configured: set[str] = set()  # namespaces seen with a config (reset detection)
-        consts = {
-            "DEFAULT_TTL_MS": int(keys.DEFAULT_LEASE_TTL * 1000),
-            "BACKSTOP_MS": int(keys.BACKSTOP_TTL * 1000),
-            "IDLE_MS": int(keys.IDLE_CLEANUP * 1000),
-            "MAX_NAMED": keys.MAX_UNCONFIGURED_NAMES,
-            "MAX_PENDING": keys.MAX_PENDING_NAMES,
-            "FENCE_BLOCK": keys.FENCE_BLOCK,
-            "TICKET_MS": int(keys.TICKET_TTL * 1000),
-            "OTHER": f"'{keys.OTHER}'",
-        }
-        common = (
-            f"local {', '.join(consts)} = {', '.join(str(v) for v in consts.values())}\n"
-            + _source("struct_compat")
-            + _source("common")
-        )
-        self._scripts = {n: client.register_script(common + _source(n)) for n in LEASE_SCRIPTS}
-        self._write_config = client.register_script(
-            f"local FENCE_BLOCK = {keys.FENCE_BLOCK}\n" + _source("write_config")
-        )
+        self._sources = {n: scripts.lease_script(n) for n in scripts.LEASE_SCRIPTS}
+        self._scripts = {n: client.register_script(src.text) for n, src in self._sources.items()}
+        self._write_config_source = scripts.write_config_script()
+        self._write_config = client.register_script(self._write_config_source.text)
 
     @classmethod
     def from_url(
@@ -333,7 +312,7 @@ class RedisStore:
         try:
             return self._scripts[name](keys=ks, args=args)
         except redis.RedisError as exc:
-            err = translate(name, exc)
+            err = translate(name, exc, self._sources[name])
             if isinstance(err, PoolExhausted):
                 self._count_exhausted(err)
             raise err from exc
@@ -489,13 +468,20 @@ class RedisStore:
     # -- config -------------------------------------------------------------------------
 
     def read_config(self, ns: str) -> dict[str, str | bytes]:
-        """The cfg hash: settings documents as text, compiled plans (``p:…``) as bytes."""
+        """The cfg hash: settings documents as text, compiled plans (``p:…``) as bytes.
+        `ProtocolMismatch` when they were written by a newer protocol than this client's."""
         with wrap_errors("read config"):
             raw = self.client.hgetall(keys.config_key(ns))
         out: dict[str, str | bytes] = {}
         for k, v in raw.items():
             name = _s(k)
             out[name] = v if name.startswith(wire.PLAN_PREFIX) else _s(v)
+        pv = out.get(wire.PROTOCOL_FIELD)
+        if isinstance(pv, str) and (not pv.isdigit() or int(pv) > wire.PROTOCOL_VERSION):
+            raise ProtocolMismatch(
+                f"read config: namespace {ns!r} holds protocol {pv} formats; this client "
+                f"speaks protocol {wire.PROTOCOL_VERSION}: upgrade it"
+            )
         return out
 
     def write_config(
@@ -517,11 +503,13 @@ class RedisStore:
             audit,
             keys.AUDIT_MAX_ENTRIES,
         )
-        with wrap_errors("write config"):
+        try:
             r = self._write_config(keys=[keys.config_key(ns), keys.audit_key(ns)], args=args)
             if wire.decode_write_config(r) is None:
                 return False
             self.client.sadd(keys.NAMESPACES, ns)
+        except redis.RedisError as exc:
+            raise translate("write config", exc, self._write_config_source) from exc
         return True
 
     def server_time_ms(self) -> int:

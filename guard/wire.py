@@ -18,6 +18,13 @@ from typing import Any
 
 from .errors import UsageError
 
+# The protocol between clients and the scripts (docs/protocol.md "Versioning"): its major
+# version, given to the scripts as PROTOCOL (guard/scripts.py), stamped by every config write
+# in the cfg field PROTOCOL_FIELD and checked by acquire_lease.lua and write_config.lua. A
+# change an older client would misread (a stored format, a reply's meaning) raises it;
+# additions older clients ignore do not.
+PROTOCOL_VERSION = 1
+
 # -- fields of guard:{ns}:cfg -----------------------------------------------------------------
 
 VERSION = "v"  # config version, incremented by every write (write_config.lua)
@@ -30,6 +37,7 @@ PLAN_PREFIX = "p:"  # plans are bytes; every other field is text
 FENCE_FLOOR = "fh"  # fence high-water mark: written by acquire_lease.lua, kept by admin writes
 OVERRIDE_DOC = "O:"  # O:f:<fn> / O:g:<group> -> a temporary override (JSON; guard.overrides)
 OVERRIDE_KIND = {"function": "f", "group": "g"}  # the letter after O: and in the plan's tail
+PROTOCOL_FIELD = "pv"  # protocol major of the stored formats: written by write_config.lua
 
 # -- fields of guard:{ns}:use -----------------------------------------------------------------
 

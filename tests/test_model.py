@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 import guard
-from guard import keys, wire
+from guard import keys, scripts, wire
 from guard.model import Config, Function, Group
 
 pytestmark = pytest.mark.slow
@@ -312,7 +312,7 @@ class TicketMachine(RuleBasedStateMachine):
 
 
 def test_tickets_match_the_model(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keys, "TICKET_TTL", 600.0)  # tickets lapse only by the `lapse` rule
+    monkeypatch.setitem(scripts.CONSTANTS, "TICKET_MS", 600_000)  # lapse only by `lapse`
     TicketMachine.url = redis_server.url
     run_state_machine_as_test(
         TicketMachine,

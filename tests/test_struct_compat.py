@@ -13,7 +13,7 @@ import fakeredis
 import pytest
 import redis
 
-from guard.store import _source
+from guard.scripts import read as _source
 
 COMPAT = _source("struct_compat")
 PACK = "return struct.pack(ARGV[1], unpack(cjson.decode(ARGV[2])))"

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 import guard
-from guard import keys
+from guard import keys, scripts
 from guard.store import Grant, RedisStore, Refusal
 
 
@@ -79,7 +79,7 @@ def test_queue_left_alone_once_nobody_waits(
 def test_abandoned_ticket_lapses(redis_server, ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A waiter that stops retrying (crashed) holds its place for at most TICKET_TTL, even
     with a long wait; one whose wait ends lapses at its end."""
-    monkeypatch.setattr(keys, "TICKET_TTL", 0.3)
+    monkeypatch.setitem(scripts.CONSTANTS, "TICKET_MS", 300)
     g = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=2.0)
     try:
         st = g.backend

@@ -25,6 +25,8 @@
 -- slots (1 when it has no limit of its own); else it is refused with scope "function".
 -- While w:<fn> is past (nobody waits for it) the queue is not touched.
 -- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope, cfg_version}
+--      (errors: "CONFLICT ..." lease id held by another function; "PROTOCOL ..." the cfg hash's
+--      pv is not this script's PROTOCOL — checked before anything is written)
 --      (fence >= 1) or {0, scope, retry_after_ms, on_unavailable, cfg_version} or {-1}
 --   A grant is always live when returned: a lease under this id that expired and was not
 --   reaped yet is reaped here, and the acquire is a new admission.
@@ -42,7 +44,12 @@ local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV 
 --   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;
 --            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to)
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
-local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v')
+local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v', 'pv')
+-- pv: the protocol major of the stored formats (docs/protocol.md "Versioning"); absent means 1
+if plan[4] and plan[4] ~= PROTOCOL then
+  return redis.error_reply('PROTOCOL namespace holds protocol ' .. plan[4] ..
+    ' formats; this client speaks protocol ' .. PROTOCOL .. ': upgrade it')
+end
 local cfgv = plan[3] or ''
 if opt and ARGV[7] == '1' and cfgv == '' then return {-1} end
 local ns_max, f_max, f_shadow, onu, ttl_cap = -1, -1, false, '', DEFAULT_TTL_MS

@@ -10,13 +10,21 @@
 -- ARGV[4] number A of audit field/value pairs; ARGV[5 .. 4+2A] the pairs (wire.AUDIT_FIELDS)
 --         (the arguments: guard/wire.py write_config_args)
 -- ARGV[5+2A] number N of fields to set; then N field, value pairs; the rest: fields to delete
--- (FENCE_BLOCK is put on the line before by the loader, guard/store.py)
--- returns the new version, or -1 when the version did not match
+-- (FENCE_BLOCK and PROTOCOL are put on the line before by the loader, guard/scripts.py)
+-- returns the new version, or -1 when the version did not match, or the error
+--   "PROTOCOL ..." when the stored formats are of a newer protocol than PROTOCOL (nothing is
+--   written: an older admin must not overwrite them)
+-- Every write stamps `pv` = PROTOCOL (docs/protocol.md "Versioning"); the caller rewrites
+-- every plan when the stamp it read was another (guard/admin.py).
 -- A config written where none was also gets the fence floor `fh` (common.lua): the end of
 -- the fence block holding the namespace's last fence (guard:{ns}:use, derived from KEYS[1] by
 -- the naming rule of guard/keys.py; same hash tag), so fences never go back from then on.
-local v = redis.call('HGET', KEYS[1], 'v') or '0'
-if v ~= ARGV[1] then return -1 end
+local cur = redis.call('HMGET', KEYS[1], 'v', 'pv')
+if (cur[1] or '0') ~= ARGV[1] then return -1 end
+if cur[2] and tonumber(cur[2]) > tonumber(PROTOCOL) then
+  return redis.error_reply('PROTOCOL namespace holds protocol ' .. cur[2] ..
+    ' formats; this admin writes protocol ' .. PROTOCOL .. ': upgrade it')
+end
 local a = tonumber(ARGV[4])
 local at = 5 + 2 * a
 local n = tonumber(ARGV[at])
@@ -32,6 +40,7 @@ if redis.call('HEXISTS', KEYS[1], 'fh') == 0 then
   local fence = tonumber(redis.call('HGET', string.sub(KEYS[1], 1, -4) .. 'use', 'fence')) or 0
   redis.call('HSET', KEYS[1], 'fh', (math.floor(fence / FENCE_BLOCK) + 1) * FENCE_BLOCK)
 end
+if cur[2] ~= PROTOCOL then redis.call('HSET', KEYS[1], 'pv', PROTOCOL) end
 local nv = redis.call('HINCRBY', KEYS[1], 'v', 1)
 local cap = tonumber(ARGV[3])
 if cap > 0 and a > 0 then

@@ -93,3 +93,11 @@ export class StoreError extends GuardUnavailable {}
  * store (`onUnavailable` decides); the acquire that found it gave its lease back.
  */
 export class StoreReset extends GuardUnavailable {}
+
+/**
+ * The namespace's stored formats are of another protocol major version than this client's
+ * scripts (docs/protocol.md "Versioning"): the script refused rather than misread them, and
+ * wrote nothing. Upgrade the client (or re-apply the configuration with an admin of the
+ * client's version). Handled like an unreachable store (`onUnavailable` decides).
+ */
+export class ProtocolMismatch extends StoreError {}

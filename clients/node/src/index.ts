@@ -6,7 +6,17 @@ export { Guard, functionName, remainingMs } from "./guard";
 export type { AcquireOptions, FromUrlOptions, GuardOptions, LambdaContext, LimitOptions, OnUnavailable } from "./guard";
 export { Lease } from "./lease";
 export { Releaser } from "./releaser";
-export { ConflictError, GuardError, GuardUnavailable, NotFound, StoreError, StoreReset, Throttled, UsageError } from "./errors";
+export {
+  ConflictError,
+  GuardError,
+  GuardUnavailable,
+  NotFound,
+  ProtocolMismatch,
+  StoreError,
+  StoreReset,
+  Throttled,
+  UsageError,
+} from "./errors";
 export type { Backend, Grant, Refusal, Renewal } from "./backend";
 export { RedisStore } from "./store";
 export { HttpBackend } from "./http";
@@ -14,6 +24,7 @@ export {
   BACKSTOP_TTL_MS,
   DEFAULT_LEASE_TTL_MS,
   MAX_LEASE_TTL_MS,
+  PROTOCOL_VERSION,
   leaseKeys,
   parseLeaseId,
   releaseChannel,

@@ -27,6 +27,12 @@ export const MAX_PENDING_NAMES = 32;
 export const MAX_UNCONFIGURED_NAMES = 200;
 /** ms after its last acquire an unconfigured name's counters are cleaned. */
 export const IDLE_CLEANUP_MS = 86_400_000;
+/**
+ * The protocol major between clients and the scripts (docs/protocol.md "Versioning"; Python's
+ * `guard.wire.PROTOCOL_VERSION`): given to the scripts as PROTOCOL, which refuse a namespace
+ * whose stored formats (cfg field `pv`) are of another major with a "PROTOCOL ..." error.
+ */
+export const PROTOCOL_VERSION = 1;
 /** Counter name for everything beyond those bounds (not a valid function name). */
 export const OTHER = "~other";
 

@@ -8,7 +8,7 @@
  */
 import type { Backend, Grant, Refusal, Renewal } from "./backend";
 import { type Client, type ConnectOptions, connect } from "./connect";
-import { ConflictError, GuardError, GuardUnavailable, StoreError, StoreReset, UsageError } from "./errors";
+import { ConflictError, GuardError, GuardUnavailable, ProtocolMismatch, StoreError, StoreReset, UsageError } from "./errors";
 import { leaseKeys, MAX_PENDING_NAMES, releaseChannel, WAITER_RETRY_MS } from "./keys";
 import { LEASE_SCRIPTS, type LeaseScript, leaseScripts } from "./scripts";
 
@@ -56,6 +56,9 @@ export function translate(what: string, err: unknown): GuardError {
   const msg = err instanceof Error ? err.message : String(err);
   if (err instanceof Error && err.name === "ReplyError") {
     if (msg.startsWith("CONFLICT")) return new ConflictError(msg.replace(/^CONFLICT /, ""));
+    if (msg.startsWith("PROTOCOL")) {
+      return new ProtocolMismatch(`${what}: ${msg.replace(/^PROTOCOL /, "")}`, null, { cause: err });
+    }
     return new StoreError(`${what}: store error: ${msg}`, null, { cause: err });
   }
   // a command that timed out was sent: Redis may still run it
@@ -195,9 +198,11 @@ export class RedisStore implements Backend {
     return Number(await this.run("release_lease", ns, [leaseId])) === 1;
   }
 
-  /** Reap expired leases, then every counter of the namespace (field -> value). */
-  async usageFields(ns: string): Promise<Record<string, string>> {
-    const flat = (await this.run("read_usage", ns, [])) as Reply;
+  /** Reap expired leases, then read the namespace's counters (field -> value): `fields` (e.g.
+   * `f:<fn>`, `g:<group>`, `n:<fn>`), `a`, and those of the functions without a config
+   * (read_usage.lua). A field missing from the result is 0. */
+  async usageFields(ns: string, fields: string[] = []): Promise<Record<string, string>> {
+    const flat = (await this.run("read_usage", ns, fields)) as Reply;
     const out: Record<string, string> = {};
     for (let i = 0; i < flat.length; i += 2) if (str(flat[i])) out[str(flat[i])] = str(flat[i + 1]);
     return out;

@@ -3,7 +3,7 @@
 // through the Python SDK's admin (the reference implementation).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { Guard, GuardUnavailable, Throttled, UsageError, ConflictError, RedisStore } from "../dist/esm/index.mjs";
+import { Guard, GuardUnavailable, Throttled, UsageError, ConflictError, ProtocolMismatch, RedisStore } from "../dist/esm/index.mjs";
 import { newNs, PyAdmin, RedisProc, sleep } from "./helpers.mjs";
 
 let redis, admin;
@@ -176,6 +176,32 @@ test("the function's stored on_unavailable is remembered and applied when the st
   assert.equal(g.policy("c"), "open");
   await (await g.acquire("c")).release();
   assert.equal(g.policy("c"), "closed");
+});
+
+test("a namespace stored by another protocol major: ProtocolMismatch (closed) or unguarded (open), nothing written", async () => {
+  const ns = newNs();
+  await admin.call(ns, "put_function", ["p"], { max_concurrency: 1 });
+  const c = redis.client();
+  try {
+    await c.hset(`guard:{${ns}}:cfg`, "pv", "2"); // written by a newer SDK (docs/protocol.md "Versioning")
+    const closed = guard(ns, { onUnavailable: "closed" });
+    await assert.rejects(closed.acquire("p"), (e) => {
+      assert.ok(e instanceof ProtocolMismatch && e instanceof GuardUnavailable, String(e));
+      assert.equal(e.function, "p");
+      assert.match(e.message, /^acquire_lease: namespace holds protocol 2 formats; this client speaks protocol 1/);
+      return true;
+    });
+    const open = guard(ns, { onUnavailable: "open" });
+    const l = await open.acquire("p");
+    assert.ok(l.unguarded);
+    assert.deepEqual(await c.hgetall(`guard:{${ns}}:use`), {}, "the script wrote nothing");
+    await c.hset(`guard:{${ns}}:cfg`, "pv", "1");
+    const held = await closed.acquire("p");
+    assert.ok(held.held);
+    await held.release();
+  } finally {
+    c.disconnect();
+  }
 });
 
 test("fail-open runs are counted and reported with the next acquire (u:<fn>)", async () => {

@@ -29,7 +29,8 @@ test("each lease script is assembled exactly as guard/store.py registers it (sam
   const out = python(
     [
       "import json, redis",
-      "from guard.store import RedisStore, LEASE_SCRIPTS",
+      "from guard.scripts import LEASE_SCRIPTS",
+      "from guard.store import RedisStore",
       "s = RedisStore(redis.Redis(port=1))  # never connects",
       "s.close()",
       "print(json.dumps({n: s._scripts[n].sha for n in LEASE_SCRIPTS}))",
@@ -47,7 +48,8 @@ test("constants and key names match guard/keys.py", () => {
   const py = JSON.parse(
     python(
       "import json; from guard import keys; print(json.dumps({'d': keys.DEFAULT_LEASE_TTL, 'm': keys.MAX_LEASE_TTL, " +
-        "'b': keys.BACKSTOP_TTL, 'k': keys.lease_keys('x.y'), 'c': keys.release_channel('x.y')}))",
+        "'b': keys.BACKSTOP_TTL, 'k': keys.lease_keys('x.y'), 'c': keys.release_channel('x.y'), " +
+        "'pv': __import__('guard.wire').wire.PROTOCOL_VERSION}))",
     ),
   );
   assert.equal(esm.DEFAULT_LEASE_TTL_MS, py.d * 1000);
@@ -55,6 +57,7 @@ test("constants and key names match guard/keys.py", () => {
   assert.equal(esm.BACKSTOP_TTL_MS, py.b * 1000);
   assert.deepEqual(esm.leaseKeys("x.y"), py.k);
   assert.equal(esm.releaseChannel("x.y"), py.c);
+  assert.equal(esm.PROTOCOL_VERSION, py.pv);
 });
 
 test("ESM and CommonJS entries export the same objects (one Guard class, one error hierarchy)", () => {
@@ -66,6 +69,7 @@ test("ESM and CommonJS entries export the same objects (one Guard class, one err
     assert.equal(esm[name], cjs[name], name);
   }
   assert.ok(new esm.Throttled("f", "function", 1) instanceof cjs.GuardError);
+  assert.ok(new esm.ProtocolMismatch("x") instanceof cjs.StoreError);
   const decl = readFileSync(join(HERE, "..", "dist", "cjs", "index.d.ts"), "utf8");
   assert.match(decl, /export \{ Guard/);
 });

@@ -1,6 +1,7 @@
 """Admin writes for the Node tests, by the reference implementation: one request per stdin line
 ({"ns", "method", "args", "kwargs"}), one JSON answer per stdout line ({"result"} or
-{"error", "type"}). Any `guard.admin.Admin` method; "usage" included."""
+{"error", "type"}). Any `guard.admin.Admin` method; "usage" included; "replace_config_doc"
+replaces the namespace's config with a config document, as PUT /config does."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import sys
 
 import guard
+from guard.config_file import config_from_doc
 
 url = sys.argv[1]
 guards: dict[str, guard.Guard] = {}
@@ -17,7 +19,11 @@ for line in sys.stdin:
         g = guards.get(req["ns"]) or guards.setdefault(
             req["ns"], guard.Guard.from_url(url, namespace=req["ns"], timeout=5.0)
         )
-        result = getattr(g.admin, req["method"])(*req.get("args", []), **req.get("kwargs", {}))
+        if req["method"] == "replace_config_doc":
+            g.admin.replace_config(config_from_doc(req["args"][0]))
+            result = None
+        else:
+            result = getattr(g.admin, req["method"])(*req.get("args", []), **req.get("kwargs", {}))
         out = {"result": result}
     except Exception as exc:  # reported to the test, which fails on it
         out = {"error": str(exc), "type": type(exc).__name__}
