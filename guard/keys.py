@@ -26,6 +26,8 @@ FENCE_BLOCK = 4096  # fences reserved in the cfg hash at a time (see common.lua 
 MAX_PENDING_NAMES = 32  # names in one acquire's fail-open count map ("unavailable")
 MAX_UNCONFIGURED_NAMES = 200  # functions without a plan whose counters are kept by name
 IDLE_CLEANUP = 86400.0  # seconds after its last acquire an unconfigured name is cleaned
+TICKET_TTL = 3.0  # seconds a waiting ticket lives unless its waiter retries (it does every 1 s)
+WAITER_RETRY = 1.0  # seconds: the longest sleep of a waiter between retries (< TICKET_TTL)
 AUDIT_MAX_ENTRIES = 1000  # guard:{ns}:audit is trimmed to this length on every append
 OTHER = "~other"  # counter/label name for everything beyond those bounds (not a valid name)
 
@@ -46,6 +48,20 @@ def idle_key(ns: str) -> str:
     """zset: function without a plan -> its last acquire (ms), the names counted by name.
     Not in KEYS: common.lua derives it from the use key ("guard:{ns}:" + "idle")."""
     return f"{PREFIX}:{{{ns}}}:idle"
+
+
+def queue_key(ns: str, function: str) -> str:
+    """zset: lease id -> when it first queued (µs, server time): `function`'s waiting queue
+    (tickets), in arrival order. Beside it ``queue_deadline_key``. Not in KEYS:
+    acquire_lease.lua and release_lease.lua derive both from the use key ("guard:{ns}:" +
+    "q:" + counter name, the function's own name or OTHER)."""
+    return f"{PREFIX}:{{{ns}}}:q:{function}"
+
+
+def queue_deadline_key(ns: str, function: str) -> str:
+    """zset: lease id -> when its ticket lapses (ms): min(its wait's end, last retry +
+    TICKET_TTL). Derived in Lua as "guard:{ns}:" + "qd:" + counter name."""
+    return f"{PREFIX}:{{{ns}}}:qd:{function}"
 
 
 def config_key(ns: str) -> str:

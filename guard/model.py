@@ -226,7 +226,7 @@ class Config:
         names = set(self.functions)
         for g in self.groups.values():
             names.update(g.members)
-        per_function = (wire.IN_USE, wire.GRANTS, wire.EXPIRED, wire.UNAVAILABLE)
+        per_function = (wire.IN_USE, wire.GRANTS, wire.EXPIRED, wire.UNAVAILABLE, wire.TIMED_OUT)
         scoped = (wire.THROTTLES, wire.SHADOW_THROTTLES)
         for fn in sorted(names):
             out += [p + fn for p in per_function]

@@ -31,6 +31,7 @@ CONSTANTS: dict[str, int | str] = {
     "MAX_NAMED": keys.MAX_UNCONFIGURED_NAMES,
     "MAX_PENDING": keys.MAX_PENDING_NAMES,
     "FENCE_BLOCK": keys.FENCE_BLOCK,
+    "TICKET_MS": int(keys.TICKET_TTL * 1000),
     "OTHER": keys.OTHER,
     "PROTOCOL": str(wire.PROTOCOL_VERSION),  # a string: compared with the stored field
 }

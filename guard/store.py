@@ -41,14 +41,16 @@ log = logging.getLogger("guard")
 
 
 class _Waiter:
-    """One waiting acquire: woken by a release of its function, or of any function when
-    none of its own is waiting, or by a config write."""
+    """One waiting acquire: woken by a release naming its ticket (its lease id), by a plain
+    release of its function, or of any function when none of its own is waiting, or by a
+    config write."""
 
-    __slots__ = ("event", "function", "listener")
+    __slots__ = ("event", "function", "lease_id", "listener")
 
-    def __init__(self, listener: ReleaseListener, function: str) -> None:
+    def __init__(self, listener: ReleaseListener, function: str, lease_id: bytes) -> None:
         self.listener = listener
         self.function = function
+        self.lease_id = lease_id
         self.event = threading.Event()
 
     @property
@@ -83,12 +85,16 @@ class ReleaseListener:
 
     A waiter holds no connection while it sleeps (a subscription per waiter would take one
     pooled connection each, and with more waiters than connections nobody could release).
-    A release message names the function whose lease was released: it wakes one waiter of
-    that function (the slot fits it exactly), or every waiter of the namespace when none of
-    that function waits; a config write (``*``) wakes them all. Subscriptions stay once made
-    (releases publish only while someone waits, so an idle one costs nothing). When the
-    listener cannot subscribe or its connection breaks, waiters still wake after the
-    refusal's ``retry_after``: it is a shortcut, never a condition of progress."""
+    A release message ``<fn>|<lease ids>`` names the oldest live tickets of the function
+    whose lease was released, as many as it has free slots (first come, first served): only
+    the listener holding such a waiter wakes it, so a release wakes as many waiters as there
+    are free slots across every process, not every waiter. A message naming only
+    the function (it has no queue) wakes one waiter of that function, or every waiter of the
+    namespace when none of that function waits; a config write (``*``) wakes them all.
+    Subscriptions stay once made (releases publish only while someone waits, so an idle one
+    costs nothing). When the listener cannot subscribe or its connection breaks, waiters
+    still wake after the refusal's ``retry_after``: it is a shortcut, never a condition of
+    progress."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -99,11 +105,13 @@ class ReleaseListener:
         self._closed = False
 
     @contextmanager
-    def waiting(self, ns: str, function: str, budget: float) -> Iterator[_Waiter]:
+    def waiting(
+        self, ns: str, function: str, budget: float, lease_id: bytes = b""
+    ) -> Iterator[_Waiter]:
         """Register a waiter on `ns`; the subscription is confirmed (within `budget` s)
         before this returns, so a release published after it is never missed."""
         ch = keys.release_channel(ns).encode()
-        w = _Waiter(self, function)
+        w = _Waiter(self, function, lease_id)
         with self._lock:
             state = self._channels.get(ch)
             if state is None:
@@ -174,7 +182,15 @@ class ReleaseListener:
                 return
             if msg["type"] != "message":
                 return
-            same = state.waiters.get(_s(msg["data"]), ())
+            data = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
+            fn, bar, ticket = data.partition(b"|")
+            same = state.waiters.get(fn.decode(errors="replace"), ())
+            if bar:  # tickets are named (16-byte ids): their owners, wherever they wait
+                named = {ticket[i : i + 16] for i in range(0, len(ticket), 16)}
+                for w in same:
+                    if w.lease_id in named:
+                        w.event.set()
+                return
             for w in same:
                 if not w.event.is_set():
                     w.event.set()
@@ -323,15 +339,19 @@ class RedisStore:
         pending: Mapping[str, int] | None = None,
         *,
         require_config: bool = False,
+        last: bool = False,
     ) -> Grant | Refusal:
-        """One admission. `pending`: fail-open runs to add to the counters (at most
-        ``keys.MAX_PENDING_NAMES`` names; recorded with a grant or a refusal alike).
-        `require_config`: raise `NamespaceNotFound`, writing nothing, when the namespace has
-        no configuration (the HTTP API; the SDK on Redis runs without one)."""
+        """One admission. `wait_ms` > 0: a refusal queues a ticket under `lease_id` (first
+        come, first served; docs/sdk.md "Waiting"). `pending`: fail-open runs to add to the
+        counters (at most ``keys.MAX_PENDING_NAMES`` names; recorded with a grant or a
+        refusal alike). `require_config`: raise `NamespaceNotFound`, writing nothing, when
+        the namespace has no configuration (the HTTP API; the SDK on Redis runs without
+        one). `last`: the last attempt of a wait that ran out (a refusal drops the ticket
+        and counts a timed-out wait)."""
         if pending:
             _check_pending(pending)
         args = wire.acquire_args(
-            function, lease_id, ttl_ms, wait_ms, pending, self.quarantine, require_config
+            function, lease_id, ttl_ms, wait_ms, pending, self.quarantine, require_config, last
         )
         r, version = wire.decode_acquire(self._run("acquire_lease", ns, args), lease_id, function)
         if r is None:  # require_config, and there is none: a reset if we saw one
@@ -354,9 +374,12 @@ class RedisStore:
         *,
         require_config: bool = False,
     ) -> Grant | Refusal:
-        """`acquire`, waiting up to `wait` seconds for a slot. It subscribes to the release
-        channel first and then retries, so no release is missed; each sleep ends at the
-        next release or config write, or after the refusal's retry_after at most."""
+        """`acquire`, waiting up to `wait` seconds for a slot, first come, first served: the
+        first refusal queues a ticket under `lease_id`, and freed slots of the function go
+        to the oldest live tickets. It subscribes to the release channel first and then
+        retries, so no release is missed; each sleep ends at the release that names its
+        ticket (or a config write), or after the refusal's retry_after, at most
+        ``keys.WAITER_RETRY`` (each retry keeps the ticket alive)."""
         if wait <= 0:
             return self.acquire(
                 ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config
@@ -369,7 +392,7 @@ class RedisStore:
             )
             if isinstance(r, Grant):
                 return r
-            with self._waiting(ns, function, min(wait, 1.0)) as waiter:
+            with self._waiting(ns, function, min(wait, 1.0), lease_id) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
                     r = self.acquire(
                         ns, function, lease_id, ttl_ms, int(left * 1000), require_config=rc
@@ -379,13 +402,14 @@ class RedisStore:
                     # Releases wake the waiter; the sleep bound covers lapsed leases (they
                     # publish nothing), so it need not be short while subscribed.
                     floor = 0.05 if waiter.subscribed else 0.001
-                    waiter.wait(min(left, max(r.retry_after_ms / 1000, floor)))
-        return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc)
+                    nap = min(max(r.retry_after_ms / 1000, floor), keys.WAITER_RETRY)
+                    waiter.wait(min(left, nap))
+        return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc, last=True)
 
-    def _waiting(self, ns: str, function: str, budget: float) -> Any:
+    def _waiting(self, ns: str, function: str, budget: float, lease_id: bytes) -> Any:
         if self.listener is None:  # a pool of one connection: sleep between retries
             return nullcontext(_Sleeper())
-        return self.listener.waiting(ns, function, budget)
+        return self.listener.waiting(ns, function, budget, lease_id)
 
     def _check_reset(self, ns: str, lease_id: bytes | None) -> None:
         """A namespace this client saw configured has no config now: the store was reset
@@ -412,6 +436,18 @@ class RedisStore:
         (`Config.counter_fields`), the account's, and those of the unconfigured functions
         kept by name and of ``keys.OTHER`` — a bounded read, never the whole hash."""
         return wire.decode_usage(self._run("read_usage", ns, tuple(fields)))
+
+    def queued(self, ns: str, functions: Sequence[str]) -> dict[str, int]:
+        """Live waiting tickets per function (acquire_lease.lua "Waiting queue"): tickets
+        whose deadline is still ahead. `functions` bounds the read (one ZCOUNT each)."""
+        with wrap_errors("queued"):
+            sec, us = self.client.time()
+            now_ms = sec * 1000 + us // 1000
+            pipe = self.client.pipeline(transaction=False)
+            for fn in functions:
+                pipe.zcount(keys.queue_deadline_key(ns, fn), f"({now_ms}", "+inf")
+            counts = pipe.execute()
+        return {fn: int(n) for fn, n in zip(functions, counts, strict=True)}
 
     def leases(self, ns: str, function: str | None = None) -> list[LeaseInfo]:
         """Held (unexpired, unreleased) leases of the namespace, optionally of one function.

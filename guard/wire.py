@@ -53,6 +53,8 @@ HOLD = "h:"  # h:<fn> EWMA of hold time (ms), behind retry_after
 FENCE = "fence"  # last fence issued
 REAP = "reap"  # lower bound of the earliest lease expiry (ms)
 WAITERS_UNTIL = "wu"  # releases publish while now < wu (ms)
+QUEUE_UNTIL = "w:"  # w:<fn> latest ticket deadline of fn's waiting queue (ms); past: no queue
+TIMED_OUT = "o:"  # o:<fn> waits that ran out (the last try of a wait was refused)
 EPOCH = "ep"  # quarantine: server run_id last seen
 QUARANTINE_UNTIL = "qu"  # quarantine: grants refused until (ms)
 MAX_TTL = "mt"  # quarantine: longest TTL granted (ms)
@@ -354,14 +356,17 @@ def acquire_args(
     pending: Mapping[str, int] | None = None,
     quarantine: bool = False,
     require_config: bool = False,
+    last: bool = False,
 ) -> tuple[Any, ...]:
     """ARGV of acquire_lease.lua: function, lease id, ttl ms; then, only when one is set,
-    wait ms, fail-open counts ("fn=n,fn=n"), the quarantine flag and the require-config
-    flag ("1" or "")."""
-    if wait_ms or pending or quarantine or require_config:
+    wait ms (> 0: a refusal takes or refreshes a ticket in the function's waiting queue),
+    fail-open counts ("fn=n,fn=n"), the quarantine flag, the require-config flag and the
+    last-try flag (the wait ran out: a refusal drops the ticket and counts a timed-out wait)
+    ("1" or "")."""
+    if wait_ms or pending or quarantine or require_config or last:
         pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
         q, rc = "1" if quarantine else "", "1" if require_config else ""
-        return (function, lease_id, ttl_ms, wait_ms, pend, q, rc)
+        return (function, lease_id, ttl_ms, wait_ms, pend, q, rc, "1" if last else "")
     return (function, lease_id, ttl_ms)
 
 
@@ -462,7 +467,7 @@ def split_counter(field: str) -> tuple[str, str, str] | None:
     """A per-function counter field -> (prefix, function, scope); scope is "" except for
     t:/s: fields. None for fields that are not per-function counters."""
     prefix = field[:2]
-    if prefix in (GRANTS, EXPIRED, UNAVAILABLE):
+    if prefix in (GRANTS, EXPIRED, UNAVAILABLE, TIMED_OUT):
         return prefix, field[2:], ""
     if prefix in (THROTTLES, SHADOW_THROTTLES) and SCOPE_SEP in field:
         fn, scope = field[2:].split(SCOPE_SEP, 1)

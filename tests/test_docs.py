@@ -79,6 +79,8 @@ def test_architecture_use_hash_fields_are_the_wire_fields_the_scripts_write() ->
         wire.EPOCH,
         wire.QUARANTINE_UNTIL,
         wire.MAX_TTL,
+        wire.QUEUE_UNTIL,
+        wire.TIMED_OUT,
     }
     assert listed == use_fields, listed ^ use_fields
     lua = "".join(p.read_text() for p in (ROOT / "guard" / "lua").glob("*.lua"))

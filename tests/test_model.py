@@ -1,7 +1,8 @@
 """A hypothesis state machine: acquire / release / renew / renew to a shorter TTL / expire /
 retried acquire by lease id / set-limit against a real redis-server, checked step by step
 against a plain Python model of the admission rule (`guard.model.admits`, the rule of
-docs/guarantees.md written out in Python)."""
+docs/guarantees.md written out in Python). A second machine checks the waiting queue's
+tickets."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 import guard
-from guard import keys, wire
+from guard import keys, scripts, wire
 from guard.model import Config, Function, Group
 
 pytestmark = pytest.mark.slow
@@ -201,6 +202,122 @@ def test_admission_matches_the_model(redis_server) -> None:
         AdmissionMachine,
         settings=settings(
             max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+
+
+class TicketMachine(RuleBasedStateMachine):
+    """The waiting queue (issue 18) against a model: an ordered list of live tickets and the
+    holders of one function. A caller is granted when fewer live tickets are ahead of it (all
+    of them, without a ticket) than free slots; a refused caller that waits queues at the
+    end; a grant or a given-up wait drops the ticket; a lapsed ticket is skipped."""
+
+    url = ""
+    ids = Bundle("ids")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ns = f"tm{next(_ns)}"
+        self.g = guard.Guard.from_url(self.url, namespace=self.ns, timeout=5)
+        self.st = self.g.backend
+        assert isinstance(self.st, guard.store.RedisStore)
+        self.r = redis.Redis.from_url(self.url)
+        self.max = 1
+        self.g.admin.put_function("f", max_concurrency=self.max)
+        self.queue: list[bytes] = []  # live tickets, oldest first
+        self.holders: set[bytes] = set()
+        self.timed_out = 0
+        self.made = 0
+
+    def teardown(self) -> None:
+        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
+        if ks:
+            self.r.delete(*ks)
+        self.r.srem(keys.NAMESPACES, self.ns)
+        self.g.close()
+        self.r.close()
+
+    def admits(self, lid: bytes) -> bool:
+        free = self.max - len(self.holders)
+        ahead = self.queue.index(lid) if lid in self.queue else len(self.queue)
+        return ahead < free
+
+    @rule(target=ids)
+    def new_id(self) -> bytes:
+        self.made += 1  # deterministic (hypothesis replays steps): no os.urandom here
+        return self.made.to_bytes(16, "big")
+
+    @rule(lid=ids, wait=st.booleans())
+    def acquire(self, lid: bytes, wait: bool) -> None:
+        if lid in self.holders:
+            return  # a retry of a held lease: covered by AdmissionMachine
+        ok = self.admits(lid)
+        r = self.st.acquire(self.ns, "f", lid, 60_000, wait_ms=60_000 if wait else 0)
+        assert isinstance(r, guard.store.Grant) is ok, (ok, r, self.queue, self.holders)
+        if ok:
+            self.holders.add(lid)
+            if lid in self.queue:
+                self.queue.remove(lid)
+        else:
+            assert r.scope == "function"
+            if wait and lid not in self.queue:
+                self.queue.append(lid)
+
+    @rule(lid=ids)
+    def give_up(self, lid: bytes) -> None:
+        """The last try of a wait that ran out."""
+        if lid in self.holders:
+            return
+        ok = self.admits(lid)
+        r = self.st.acquire(self.ns, "f", lid, 60_000, 0, last=True)
+        assert isinstance(r, guard.store.Grant) is ok
+        if lid in self.queue:
+            self.queue.remove(lid)
+        if ok:
+            self.holders.add(lid)
+        else:
+            self.timed_out += 1
+
+    @rule(lid=ids)
+    def release(self, lid: bytes) -> None:
+        assert self.st.release(self.ns, lid) is (lid in self.holders)
+        self.holders.discard(lid)
+
+    @rule(lid=ids)
+    def lapse(self, lid: bytes) -> None:
+        """The ticket's deadline passes (its waiter stopped retrying)."""
+        if lid in self.queue:
+            self.r.zadd(keys.queue_deadline_key(self.ns, "f"), {lid: 1})
+            self.queue.remove(lid)
+
+    @rule(value=st.integers(0, 3))
+    def set_max(self, value: int) -> None:
+        self.g.admin.put_function("f", max_concurrency=value)
+        self.max = value
+
+    @invariant()
+    def queue_matches_model(self) -> None:
+        sec, usec = self.r.time()
+        now = sec * 1000 + usec // 1000
+        live = {m for m, s in self.r.zrange(keys.queue_deadline_key(self.ns, "f"), 0, -1,
+                                            withscores=True) if s > now}  # fmt: skip
+        order = [m for m in self.r.zrange(keys.queue_key(self.ns, "f"), 0, -1) if m in live]
+        assert order == self.queue
+        use = keys.lease_keys(self.ns)[1]
+        assert int(self.r.hget(use, "f:f") or 0) == len(self.holders)
+        assert int(self.r.hget(use, "o:f") or 0) == self.timed_out
+
+
+def test_tickets_match_the_model(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(scripts.CONSTANTS, "TICKET_MS", 600_000)  # lapse only by `lapse`
+    TicketMachine.url = redis_server.url
+    run_state_machine_as_test(
+        TicketMachine,
+        settings=settings(
+            max_examples=40,
             stateful_step_count=40,
             deadline=None,
             suppress_health_check=list(HealthCheck),

@@ -99,9 +99,9 @@ def test_lease_meta_roundtrip_and_the_other_mark() -> None:
 
 def test_acquire_arguments() -> None:
     assert wire.acquire_args("f", ID, 0) == ("f", ID, 0)
-    assert wire.acquire_args("f", ID, 500, 2000) == ("f", ID, 500, 2000, "", "", "")
-    full = wire.acquire_args("f", ID, 0, 0, {"a": 2, "b": 1}, True, True)
-    assert full == ("f", ID, 0, 0, "a=2,b=1", "1", "1")
+    assert wire.acquire_args("f", ID, 500, 2000) == ("f", ID, 500, 2000, "", "", "", "")
+    full = wire.acquire_args("f", ID, 0, 0, {"a": 2, "b": 1}, True, True, True)
+    assert full == ("f", ID, 0, 0, "a=2,b=1", "1", "1", "1")
 
 
 def test_acquire_replies() -> None:

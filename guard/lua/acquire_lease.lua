@@ -10,6 +10,20 @@
 --         namespace does not know (no plan, not listed, not ARGV[1]) are added up under OTHER.
 -- ARGV[6] optional: "1" turns the failover quarantine on (see "Failover quarantine")
 -- ARGV[7] optional: "1" refuses a namespace with no config: returns {-1}, writes nothing
+-- ARGV[8] optional: "1" marks the last attempt of a wait that ran out: a refusal drops the
+--         caller's ticket and counts a timed-out wait (o:<fn>)
+-- Waiting queue (first come, first served; docs/ARCHITECTURE.md "Waiting queue"): a refused
+-- acquire with ARGV[4] > 0 takes (or refreshes) a ticket under its lease id in
+--   guard:{ns}:q:<fn>  zset: lease id -> when it first queued (µs, server time): the order
+--   guard:{ns}:qd:<fn> zset: lease id -> when the ticket lapses: min(now + wait, now +
+--                      TICKET_MS), refreshed by each retry (a waiter retries at least every
+--                      TICKET_MS / 3), so an abandoned ticket lapses within TICKET_MS
+-- (<fn> the counter name; both derived from the use key, keys.py `queue_key`) and stamps
+-- w:<fn> in the use hash with the latest ticket deadline. While w:<fn> is in the future a
+-- grant is only for the oldest live tickets: a caller is admitted when fewer live tickets
+-- are ahead of it (all of them, for a caller without one) than the function has free
+-- slots (1 when it has no limit of its own); else it is refused with scope "function".
+-- While w:<fn> is past (nobody waits for it) the queue is not touched.
 -- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope, cfg_version}
 --      (errors: "CONFLICT ..." lease id held by another function; "PROTOCOL ..." the cfg hash's
 --      pv is not this script's PROTOCOL — checked before anything is written)
@@ -58,8 +72,9 @@ if not plan[2] then
 end
 local f_use, f_grants = 'f:' .. cname, 'n:' .. cname
 
-local fields = {'fence', 'reap', 'a', f_use, f_grants}
-local BASE = 5
+local f_wait = 'w:' .. cname
+local fields = {'fence', 'reap', 'a', f_use, f_grants, f_wait}
+local BASE = 6
 local gname, gmax, gshadow, own, NG = {}, {}, {}, {}, 0
 if plan[2] then
   local md, ou, pos
@@ -224,6 +239,27 @@ for pass = 1, 2 do
   u = redis.call('HMGET', USE, unpack(fields))
 end
 
+-- The waiting queue, only while this function has live tickets (w:<fn> in the future).
+local QP, mine, left  -- key prefix "guard:{ns}:"; the caller's rank; live tickets left
+if num(u[6]) > now then
+  QP = string.sub(USE, 1, -4)
+  local Q, QD = QP .. 'q:' .. cname, QP .. 'qd:' .. cname
+  local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
+  if #dead > 0 then
+    redis.call('ZREM', Q, unpack(dead))
+    redis.call('ZREM', QD, unpack(dead))
+  end
+  mine = redis.call('ZRANK', Q, id)
+  left = redis.call('ZCARD', Q)
+  if not refuse then
+    local cap = f_max >= 0 and f_max or num(u[4]) + 1
+    local free = cap - num(u[4])
+    if (mine or left) >= free then  -- older tickets take the free slots first
+      refuse, in_level, level_max = 0, num(u[4]) + (mine or left) - free + cap, cap
+    end
+  end
+end
+
 local function scope_of(i)
   if i == 0 then return 'function' elseif i == -1 then return 'account' end
   return 'group:' .. gname[i]
@@ -274,9 +310,31 @@ if refuse then
       retry = (tonumber(ex[2]) or now + 1000) - now
     end
   end
+  -- A queued waiter's turn: the tickets ahead of it, served by the function's slots at its
+  -- usual hold (a release that frees its slot wakes it before that by naming its ticket).
+  local ahead = mine or left
+  if ahead and hold and f_max > 0 then
+    local turn = hold * (ahead + 1) / f_max
+    if turn > retry then retry = turn end
+  end
   retry = math.floor(math.min(math.max(retry, 10), 60000))
   local wait = tonumber(ARGV[4] or 0)
-  if wait > 0 and num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
+  if wait > 0 then
+    if num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
+    QP = QP or string.sub(USE, 1, -4)
+    local Q, QD = QP .. 'q:' .. cname, QP .. 'qd:' .. cname
+    local due = now + math.min(wait, TICKET_MS)
+    redis.call('ZADD', Q, 'NX', t[1] * 1000000 + t[2], id)  -- in µs: ties are rarer
+    redis.call('ZADD', QD, due, id)
+    redis.call('PEXPIRE', Q, TICKET_MS + 1000)
+    redis.call('PEXPIRE', QD, TICKET_MS + 1000)
+    if num(u[6]) < due then redis.call('HSET', USE, f_wait, due) end
+  elseif ARGV[8] == '1' then  -- the wait ran out: drop the ticket, count a timed-out wait
+    QP = QP or string.sub(USE, 1, -4)
+    redis.call('ZREM', QP .. 'q:' .. cname, id)
+    redis.call('ZREM', QP .. 'qd:' .. cname, id)
+    redis.call('HINCRBY', USE, 'o:' .. cname, 1)
+  end
   if count_pending then count_pending() end
   return {0, scope, retry, onu, cfgv}
 end
@@ -315,6 +373,22 @@ end
 if not u[2] or expires < tonumber(u[2]) then
   set[#set + 1] = 'reap'
   set[#set + 1] = expires
+end
+if QP then  -- granted while the function has a queue: drop the caller's ticket
+  if mine then
+    redis.call('ZREM', QP .. 'q:' .. cname, id)
+    redis.call('ZREM', QP .. 'qd:' .. cname, id)
+    left = left - 1
+  end
+  if left == 0 then  -- nobody waits for this function now: back to the plain path
+    set[#set + 1] = f_wait
+    set[#set + 1] = 0
+  elseif f_max < 0 or num(u[4]) + 1 < f_max then
+    -- room is left: wake the next ticket (a release woke this one for one freed slot; two
+    -- releases in a row may have named the same oldest ticket)
+    local nxt = redis.call('ZRANGE', QP .. 'q:' .. cname, 0, 0)[1]
+    if nxt then redis.call('PUBLISH', QP .. 'released', fn .. '|' .. nxt) end
+  end
 end
 if q_mt and ttl > q_mt then  -- quarantine: the longest TTL granted (see above)
   set[#set + 1] = 'mt'

@@ -2,7 +2,7 @@
 -- Names and formats: guard/wire.py (field names, packed layouts, ARGV and replies); key
 -- names: guard/keys.py. The loader
 -- (guard/store.py) puts the constants DEFAULT_TTL_MS, BACKSTOP_MS, IDLE_MS, MAX_NAMED,
--- MAX_PENDING, FENCE_BLOCK and OTHER (guard/keys.py) on the line before.
+-- MAX_PENDING, FENCE_BLOCK, TICKET_MS and OTHER (guard/keys.py) on the line before.
 --
 -- Key layout (one namespace = one hash tag, so one script sees every level):
 --   KEYS[1] guard:{ns}:cfg   hash: settings (JSON docs) and compiled admission plans
@@ -10,6 +10,8 @@
 --                                   bookkeeping (fence, reap bound, backstop stamp, waiters)
 --   KEYS[3] guard:{ns}:exp   zset: lease id -> expires_at (ms, server time)
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
+--   (derived) guard:{ns}:q:<fn>, guard:{ns}:qd:<fn> zsets: the function's waiting queue
+--                                   (tickets; see acquire_lease.lua "Waiting queue")
 --   (derived) guard:{ns}:idle zset: function with no plan -> its cleanup deadline (ms: last
 --                                   acquire + IDLE_MS), for at most MAX_NAMED names (see
 --                                   "Unconfigured functions")
@@ -20,6 +22,8 @@
 --   h:<fn>     EWMA of hold time (ms)  fence    last fence issued (floor: cfg field fh)
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
+--   w:<fn>     latest ticket deadline of fn's waiting queue (ms); 0 or past: no queue
+--   o:<fn>     waits that ran out (timed out) for fn
 --   ep, qu, mt failover quarantine (only with it on): server run_id last seen, grants refused
 --              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 --   ""         sentinel (see below)
@@ -136,7 +140,8 @@ local function reap(now)
         -- every counter an unconfigured function can have (no groups, no limit of its own);
         -- the same list as in read_usage.lua
         redis.call('HDEL', USE, 'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
-                   't:' .. n .. '|account', 't:' .. n .. '|quarantine')
+                   'w:' .. n, 'o:' .. n, 't:' .. n .. '|account', 't:' .. n .. '|quarantine',
+                   't:' .. n .. '|function')
       end
       redis.call('ZREM', idle, n)
     end

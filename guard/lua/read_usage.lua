@@ -12,8 +12,9 @@ for i = 1, #ARGV do want[#want + 1] = ARGV[i] end
 local names = redis.call('ZRANGE', string.sub(USE, 1, -4) .. 'idle', 0, MAX_NAMED - 1)
 names[#names + 1] = OTHER
 for _, n in ipairs(names) do  -- the counters an unconfigured function can have (common.lua)
-  for _, f in ipairs({'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
-                      't:' .. n .. '|account', 't:' .. n .. '|quarantine'}) do
+  for _, f in ipairs({'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n, 'o:' .. n,
+                      't:' .. n .. '|account', 't:' .. n .. '|quarantine',
+                      't:' .. n .. '|function'}) do
     want[#want + 1] = f
   end
 end

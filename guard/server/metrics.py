@@ -36,6 +36,7 @@ COUNTERS = {  # use-hash prefix (guard.wire) -> (family, help)
         "guard_unavailable",
         "Runs without a lease while the store was out of reach.",
     ),
+    wire.TIMED_OUT: ("guard_waits_timed_out", "Acquires whose wait ran out without a slot."),
 }
 SCOPED = {wire.THROTTLES: "throttles", wire.SHADOW_THROTTLES: "shadow"}
 
@@ -79,6 +80,11 @@ class GuardCollector(Collector):
                 "guard_shadow_throttles",
                 "Grants a shadow-mode limit would have refused.",
                 labels=["namespace", "function", "scope", "group"],
+            ),
+            "waiting": GaugeMetricFamily(
+                "guard_waiting",
+                "Acquires waiting in the function's queue (live tickets).",
+                labels=["namespace", "function"],
             ),
             "override": GaugeMetricFamily(
                 "guard_override_limit",
@@ -136,6 +142,10 @@ class GuardCollector(Collector):
                 fam["override_left"].add_metric(labels, v["override"]["seconds_left"])
         for n, v in use["groups"].items():
             fam["reserved"].add_metric([ns, n], v["reserved"])
+        # The same bounded set of names as the counters: configured functions, at most
+        # keys.MAX_UNCONFIGURED_NAMES others and keys.OTHER.
+        for fn, n in self.store.queued(ns, sorted(use["functions"])).items():
+            fam["waiting"].add_metric([ns, fn], n)
         for field in sorted(counters):
             split = wire.split_counter(field)
             if split is None:

@@ -244,8 +244,8 @@ def traffic(live_server: str, redis_server: Any) -> Iterator[Traffic]:
     """SDK traffic (direct Redis mode) that gives every contract family a sample in a
     namespace of its own: grants, one refusal by each scope (function, group:etl, account —
     the last one labelled with the reserving group `api`), a shadow throttle, an expired
-    lease, and a fail-open run reported after the store came back (through a TCP proxy that
-    resets connections, then passes them)."""
+    lease, a wait that ran out, and a fail-open run reported after the store came back
+    (through a TCP proxy that resets connections, then passes them)."""
     from faults.proxy import Proxy
 
     import guard
@@ -285,6 +285,8 @@ def traffic(live_server: str, redis_server: Any) -> Iterator[Traffic]:
             g.acquire("login", ttl=60)  # 5 in use: the account refuses a member of api
         scopes.append(refused.value.scope)
         assert scopes == ["group:etl", "function", "account"], scopes
+        with pytest.raises(guard.Throttled):
+            g.acquire("capped", ttl=60, wait=0.1)  # a wait that runs out (queued, counted)
         yield Traffic(live_server, ns, scopes)
     finally:
         flaky.close()

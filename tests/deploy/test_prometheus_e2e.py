@@ -167,6 +167,14 @@ def test_prometheus_scrapes_guard_and_evaluates_the_rules(
             f"guard_unavailable_total{{{n}}}",
             [{"namespace": ns, "function": "offline"}],
         ),
+        "guard_waiting": (
+            f"guard_waiting{{{n}}}",
+            [{"namespace": ns, "function": "capped"}],
+        ),
+        "guard_waits_timed_out_total": (
+            f"guard_waits_timed_out_total{{{n}}}",
+            [{"namespace": ns, "function": "capped"}],
+        ),
         "guard_override_limit": (
             f"guard_override_limit{{{n}}}",
             [{"namespace": ns, "scope": "group", "group": "etl"}],

@@ -17,6 +17,10 @@ export const MAX_LEASE_TTL_MS = 86_400_000;
 export const BACKSTOP_TTL_MS = 7 * 86_400_000;
 /** Fences reserved in the cfg hash at a time (common.lua "fh"). */
 export const FENCE_BLOCK = 4096;
+/** ms a waiting ticket lives unless its waiter retries (guard/keys.py TICKET_TTL). */
+export const TICKET_MS = 3000;
+/** ms: the longest sleep of a waiter between retries, so its ticket stays live. */
+export const WAITER_RETRY_MS = 1000;
 /** Names in one acquire's fail-open count map (acquire_lease.lua ARGV[5]). */
 export const MAX_PENDING_NAMES = 32;
 /** Functions without a plan whose counters are kept by name. */

@@ -16,6 +16,7 @@ import {
   MAX_PENDING_NAMES,
   MAX_UNCONFIGURED_NAMES,
   OTHER,
+  TICKET_MS,
   PROTOCOL_VERSION,
 } from "./keys";
 
@@ -41,6 +42,7 @@ export function leaseScripts(): Record<LeaseScript, string> {
       ["MAX_NAMED", MAX_UNCONFIGURED_NAMES],
       ["MAX_PENDING", MAX_PENDING_NAMES],
       ["FENCE_BLOCK", FENCE_BLOCK],
+      ["TICKET_MS", TICKET_MS],
       ["OTHER", `'${OTHER}'`],
       ["PROTOCOL", `'${PROTOCOL_VERSION}'`], // a string: compared with the stored field `pv`
     ];

@@ -9,7 +9,7 @@
 import type { Backend, Grant, Refusal, Renewal } from "./backend";
 import { type Client, type ConnectOptions, connect } from "./connect";
 import { ConflictError, GuardError, GuardUnavailable, ProtocolMismatch, StoreError, StoreReset, UsageError } from "./errors";
-import { leaseKeys, MAX_PENDING_NAMES, releaseChannel } from "./keys";
+import { leaseKeys, MAX_PENDING_NAMES, releaseChannel, WAITER_RETRY_MS } from "./keys";
 import { LEASE_SCRIPTS, type LeaseScript, leaseScripts } from "./scripts";
 
 export interface StoreOptions extends ConnectOptions {
@@ -173,7 +173,9 @@ export class RedisStore implements Backend {
       const seen = waiter.generation;
       r = await this.acquire(ns, fn, leaseId, ttlMs, left);
       if (r.granted) return r;
-      await waiter.wait(seen, Math.min(deadline - Date.now(), Math.max(r.retryAfterMs, 1)));
+      // at most WAITER_RETRY_MS: each retry keeps this waiter's ticket (its place) live
+      const nap = Math.min(Math.max(r.retryAfterMs, 1), WAITER_RETRY_MS);
+      await waiter.wait(seen, Math.min(deadline - Date.now(), nap));
     }
     return await this.acquire(ns, fn, leaseId, ttlMs, 0);
   }
