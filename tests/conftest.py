@@ -92,3 +92,21 @@ def live_server(redis_server: RedisProcess) -> Iterator[str]:
     server = LiveServer(redis_server.url, workers=3).start()
     yield server.url
     server.stop()
+
+
+# -- CLI fixtures: the environment that points `guard` at the store or the live server ------
+
+
+@pytest.fixture
+def redis_env(redis_server: RedisProcess, ns: str) -> dict[str, str]:
+    return {"GUARD_REDIS_URL": redis_server.url, "GUARD_NAMESPACE": ns, "GUARD_URL": ""}
+
+
+@pytest.fixture
+def http_env(live_server: str, ns: str) -> dict[str, str]:
+    return {
+        "GUARD_URL": live_server,
+        "GUARD_TOKEN": ADMIN_TOKEN,
+        "GUARD_NAMESPACE": ns,
+        "GUARD_REDIS_URL": "",
+    }

@@ -7,10 +7,10 @@ import json
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from clirun import run
 from live import ADMIN_TOKEN, LiveServer
 from redis_proc import RedisProcess
 
@@ -27,26 +27,6 @@ groups:
 functions:
   ingest: {{max_concurrency: 4, lease_ttl_seconds: 60}}
 """
-
-
-def run(args: list[str], env: dict[str, str]) -> Any:
-    r = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-    return r
-
-
-@pytest.fixture
-def redis_env(redis_server: RedisProcess, ns: str) -> dict[str, str]:
-    return {"GUARD_REDIS_URL": redis_server.url, "GUARD_NAMESPACE": ns, "GUARD_URL": ""}
-
-
-@pytest.fixture
-def http_env(live_server: str, ns: str) -> dict[str, str]:
-    return {
-        "GUARD_URL": live_server,
-        "GUARD_TOKEN": ADMIN_TOKEN,
-        "GUARD_NAMESPACE": ns,
-        "GUARD_REDIS_URL": "",
-    }
 
 
 @pytest.mark.parametrize("mode", ["redis_env", "http_env"])

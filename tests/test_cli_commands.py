@@ -15,32 +15,11 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
+from clirun import run
 from redis_proc import RedisProcess, free_port
 
 import guard
 from guard.cli import main
-
-
-def run(args: list[str], env: dict[str, Any]) -> Any:
-    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-
-
-@pytest.fixture
-def redis_env(redis_server: RedisProcess, ns: str) -> dict[str, str]:
-    return {"GUARD_REDIS_URL": redis_server.url, "GUARD_NAMESPACE": ns, "GUARD_URL": ""}
-
-
-@pytest.fixture
-def http_env(live_server: str, ns: str) -> dict[str, str]:
-    from live import ADMIN_TOKEN
-
-    return {
-        "GUARD_URL": live_server,
-        "GUARD_TOKEN": ADMIN_TOKEN,
-        "GUARD_NAMESPACE": ns,
-        "GUARD_REDIS_URL": "",
-    }
-
 
 MODES = pytest.mark.parametrize("mode", ["redis_env", "http_env"])
 
