@@ -18,8 +18,13 @@ from fake_clock import set_clock, use_fake_clock
 from gcra_model import Bucket, decide
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from redis_proc import RedisProcess
 
 import guard
@@ -96,7 +101,8 @@ def test_expiry_renew_and_reap_keep_key_counters_right(g: guard.Guard, rclient, 
     )
     short = g.acquire("f", key="k", ttl=0.2)
     assert short.renew(ttl=0.2)  # the renewed meta keeps its key part
-    assert wire.LeaseInfo.unpack(b"x" * 16, rclient.hget(keys.lease_keys(ns)[3], bytes.fromhex(short.lease_id))).key == "k"  # fmt: skip
+    meta = rclient.hget(keys.lease_keys(ns)[3], bytes.fromhex(short.lease_id))
+    assert wire.LeaseInfo.unpack(b"x" * 16, meta).key == "k"
     assert throttled(g, "f", key="k").scope == "key"
     time.sleep(0.3)
     again = g.acquire("f", key="k")  # the expired lease was reaped: the key is free again
@@ -300,7 +306,9 @@ class RateMachine(RuleBasedStateMachine):
         f_rate=st.none() | st.tuples(st.sampled_from(RATES), st.none() | st.integers(1, 4)),
         k_rate=st.none() | st.tuples(st.sampled_from(RATES), st.none() | st.integers(1, 4)),
     )
-    def configure(self, ns_rate: Any, g_rate: Any, g_shadow: bool, f_rate: Any, k_rate: Any) -> None:  # fmt: skip
+    def configure(
+        self, ns_rate: Any, g_rate: Any, g_shadow: bool, f_rate: Any, k_rate: Any
+    ) -> None:
         def b(x: Any) -> Bucket | None:
             return Bucket(*x) if x else None
 
