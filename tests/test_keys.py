@@ -422,3 +422,26 @@ def test_gcra_matches_the_token_bucket_model(fake_clock_url: str) -> None:
         *(f"refused rate:{s}" for s in ("account", "function", "key")),
     }
     assert want <= set(SEEN), sorted(SEEN.items())
+
+
+def test_a_waiter_refused_by_its_key_does_not_block_other_keys(
+    g: guard.Guard, redis_server, ns
+) -> None:
+    """A waiting acquire refused by a key cap (or a rate) takes no ticket in the function's
+    first-come-first-served queue: the free slot it cannot use goes to another key."""
+    import threading
+
+    g.admin.put_function("f", max_concurrency=2, key_max_concurrency=1)
+    a = g.acquire("f", key="a")
+    other = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=2.0)
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(other.acquire("f", key="a", wait=1.5)))
+    t.start()
+    time.sleep(0.3)  # the waiter was refused by its key (and waits)
+    b = g.acquire("f", key="b")  # the second slot is free: granted
+    a.release()
+    t.join()
+    assert got and got[0].held  # the waiter got its key's slot once freed
+    b.release()
+    got[0].release()
+    other.close()
