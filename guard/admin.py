@@ -57,7 +57,7 @@ class Admin:
         return Config.from_fields(self.store.read_config(self.namespace))
 
     def get_namespace(self) -> dict[str, Any]:
-        return {"name": self.namespace, "max_concurrency": self.config().max_concurrency}
+        return {"name": self.namespace, **self.config().ns_doc()}
 
     def list_namespaces(self) -> list[str]:
         return self.store.namespaces()

@@ -38,8 +38,11 @@ class Backend(LeaseBackend, Protocol):
         ttl_ms: int,
         wait: float,
         pending: Mapping[str, int] | None = None,
+        *,
+        key: str | None = None,
     ) -> Grant | Refusal:
-        """Take a slot, waiting up to `wait` seconds for one (woken by releases)."""
+        """Take a slot, waiting up to `wait` seconds for one (woken by releases). `key`: the
+        acquire's key (per-key limits and key rate), None for none."""
         ...
 
     def admin(self, namespace: str) -> AdminAPI:

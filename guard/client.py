@@ -20,13 +20,15 @@ from .admin_api import AdminAPI
 from .backend import Backend
 from .errors import GuardError, GuardUnavailable, StoreReset, Throttled, UsageError
 from .lease import Lease, Releaser
-from .model import check_name, check_namespace, check_ttl
+from .model import check_key, check_name, check_namespace, check_ttl
 from .settings import Settings
 from .wire import Refusal, parse_lease_id
 
 __all__ = ["Backend", "Guard", "function_name", "parse_lease_id", "remaining_seconds"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+# g.limit(key=...): a key, or a callable of (event, context) returning the key or None
+KeyArg = str | Callable[[Any, Any], str | None] | None
 REDIS_TIMEOUT = 0.05  # default round-trip bound, Redis mode (s)
 HTTP_TIMEOUT = 2.0  # default round-trip bound, HTTP mode (s): a service under load
 
@@ -201,13 +203,19 @@ class Guard:
         wait: float = 0.0,
         lease_id: str | bytes | None = None,
         context: Any = None,
+        key: str | None = None,
     ) -> Lease:
         """Take a slot of `function` or raise `Throttled` (after waiting up to `wait` s).
         Without `function`, the name is found by `function_name` (environment, `context`).
+        `key` (a tenant, customer, API key; the name rule, up to 128 characters) is checked
+        against the function's and its groups' per-key limits and key rate (docs/sdk.md
+        "Keys"); None: no key.
 
         The TTL is `ttl`, else the Lambda `context`'s remaining time plus `lease_margin`,
         else the function's ``lease_ttl_seconds``; always capped by the latter."""
         name = self._name(function, context)
+        if key is not None:
+            check_key(key)
         raw = parse_lease_id(lease_id) if lease_id is not None else os.urandom(16)
         if ttl is None and context is not None:
             left = remaining_seconds(context)
@@ -221,7 +229,7 @@ class Guard:
         if lease_id is not None:
             self._releaser.cancel(raw)  # asked for again: a pending give-back must not free it
         try:
-            return self._acquire(name, raw, ttl_ms, wait)
+            return self._acquire(name, raw, ttl_ms, wait, key)
         except Throttled:
             raise
         except GuardUnavailable as exc:
@@ -229,14 +237,21 @@ class Guard:
                 self.releaser.submit(raw, name, held=False, cause=exc)
             return self._unavailable(name, raw, exc)
 
-    def _acquire(self, name: str, raw: bytes, ttl_ms: int, wait: float) -> Lease:
+    def _acquire(
+        self, name: str, raw: bytes, ttl_ms: int, wait: float, key: str | None = None
+    ) -> Lease:
         pending: dict[str, int] = {}
         if self._pending:  # fail-open runs to report: rare, so no lock on the common path
             with self._lock:  # at most MAX_PENDING_NAMES per call; the rest wait their turn
                 for k in list(self._pending)[: keys.MAX_PENDING_NAMES]:
                     pending[k] = self._pending.pop(k)
         try:
-            r = self.backend.acquire_waiting(self.namespace, name, raw, ttl_ms, wait, pending)
+            if key is None:
+                r = self.backend.acquire_waiting(self.namespace, name, raw, ttl_ms, wait, pending)
+            else:
+                r = self.backend.acquire_waiting(
+                    self.namespace, name, raw, ttl_ms, wait, pending, key=key
+                )
         except StoreReset:
             raise  # the store answered: the counts it carried were recorded (every reply
             # records them, a refusal too: acquire_lease.lua)
@@ -339,10 +354,12 @@ class Guard:
         wait: float = 0.0,
         context: Any = None,
         renew: bool = False,
+        key: str | None = None,
     ) -> Iterator[Lease]:
         """``with g.slot("report-gen", wait=2.0):`` — hold a slot for the block.
-        `renew=True` renews in the background (for holds longer than the TTL)."""
-        lease = self.acquire(function, ttl=ttl, wait=wait, context=context)
+        `renew=True` renews in the background (for holds longer than the TTL). `key`: as
+        in `acquire`."""
+        lease = self.acquire(function, ttl=ttl, wait=wait, context=context, key=key)
         if renew:
             lease.start_renewing()
         try:
@@ -358,16 +375,24 @@ class Guard:
         ttl: float | None = None,
         wait: float = 0.0,
         renew: bool = False,
+        key: KeyArg = None,
     ) -> Callable[[F], F]:
         """Decorator for ``handler(event, context)``. The name defaults to
         ``AWS_LAMBDA_FUNCTION_NAME``, then ``context.function_name`` (`function_name`); the
-        lease TTL follows the context's deadline."""
+        lease TTL follows the context's deadline. `key`: a key for every call, or a callable
+        taking ``(event, context)`` and returning the call's key or None (no key)."""
+        if key is not None and not callable(key):
+            check_key(key)
 
         def wrap(handler: F) -> F:
             @functools.wraps(handler)
             def guarded(*args: Any, **kw: Any) -> Any:
                 context = kw.get("context", args[1] if len(args) > 1 else None)
-                with self.slot(function, ttl=ttl, wait=wait, context=context, renew=renew):
+                k = key
+                if callable(k):
+                    event = kw.get("event", args[0] if args else None)
+                    k = k(event, context)
+                with self.slot(function, ttl=ttl, wait=wait, context=context, renew=renew, key=k):
                     return handler(*args, **kw)
 
             return cast(F, guarded)

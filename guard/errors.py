@@ -39,8 +39,11 @@ class NamespaceNotFound(NotFound):
 
 
 class Throttled(GuardError):
-    """No slot: the level named by `scope` (``"function"``, ``"group:<name>"`` or
-    ``"account"``) is at its limit. `retry_after` is a hint in seconds."""
+    """No slot: the level named by `scope` is at its limit — ``"function"``,
+    ``"group:<name>"``, ``"account"``, ``"key"`` or ``"group-key:<name>"`` (concurrency:
+    `retry_after` is a hint in seconds), or a rate level ``"rate:account"``,
+    ``"rate:group:<name>"``, ``"rate:function"``, ``"rate:key"`` (`retry_after` is exact:
+    the server time until a token is available there)."""
 
     def __init__(self, function: str, scope: str, retry_after: float) -> None:
         super().__init__(f"{function!r} throttled by {scope} limit; retry after {retry_after:.3f}s")

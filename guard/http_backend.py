@@ -167,9 +167,13 @@ class HttpBackend:
         ttl_ms: int,
         wait_ms: int = 0,
         pending: Mapping[str, int] | None = None,
+        *,
+        key: str | None = None,
     ) -> Grant | Refusal:
         wait = min(wait_ms / 1000, 30.0)  # the server's bound (guard.server.schemas)
         body: dict[str, Any] = {"function": function, "lease_id": lease_id.hex()}
+        if key is not None:
+            body["key"] = key
         if ttl_ms:
             body["ttl_seconds"] = ttl_ms / 1000
         if wait > 0:
@@ -193,12 +197,14 @@ class HttpBackend:
         ttl_ms: int,
         wait: float,
         pending: Mapping[str, int] | None = None,
+        *,
+        key: str | None = None,
     ) -> Grant | Refusal:
         """The server waits (woken by releases, at most 30 s a request); longer waits loop."""
         deadline = time.monotonic() + wait
-        r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending)
+        r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending, key=key)
         while isinstance(r, Refusal) and (left := deadline - time.monotonic()) > 0:
-            r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000))
+            r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000), key=key)
         return r
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:

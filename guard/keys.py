@@ -78,3 +78,12 @@ def audit_key(ns: str) -> str:
     """stream: one entry per config write (fields: guard.wire.AUDIT_FIELDS), capped at
     AUDIT_MAX_ENTRIES. KEYS[2] of write_config.lua."""
     return f"{PREFIX}:{{{ns}}}:audit"
+
+
+def rate_key(ns: str, level: str) -> str:
+    """string: the GCRA state (theoretical arrival time, µs, a packed double) of a key's rate
+    level, expiring when the level is back to its full burst (so an idle key leaves nothing).
+    `level` is "k:<fn>|<key>" (the account, group and function levels are fields of the use
+    hash: wire.RATE_STATE_FIELD). Not in KEYS: acquire_lease.lua derives it from the use key
+    ("guard:{ns}:" + "r:" + level)."""
+    return f"{PREFIX}:{{{ns}}}:r:{level}"

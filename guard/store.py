@@ -340,8 +340,10 @@ class RedisStore:
         *,
         require_config: bool = False,
         last: bool = False,
+        key: str | None = None,
     ) -> Grant | Refusal:
-        """One admission. `wait_ms` > 0: a refusal queues a ticket under `lease_id` (first
+        """One admission. `key`: the acquire's key (ARGV[9]; per-key limits, key rate).
+        `wait_ms` > 0: a refusal queues a ticket under `lease_id` (first
         come, first served; docs/sdk.md "Waiting"). `pending`: fail-open runs to add to the
         counters (at most ``keys.MAX_PENDING_NAMES`` names; recorded with a grant or a
         refusal alike). `require_config`: raise `NamespaceNotFound`, writing nothing, when
@@ -351,7 +353,7 @@ class RedisStore:
         if pending:
             _check_pending(pending)
         args = wire.acquire_args(
-            function, lease_id, ttl_ms, wait_ms, pending, self.quarantine, require_config, last
+            function, lease_id, ttl_ms, wait_ms, pending, self.quarantine, require_config, last, key
         )
         r, version = wire.decode_acquire(self._run("acquire_lease", ns, args), lease_id, function)
         if r is None:  # require_config, and there is none: a reset if we saw one
@@ -373,6 +375,7 @@ class RedisStore:
         pending: Mapping[str, int] | None = None,
         *,
         require_config: bool = False,
+        key: str | None = None,
     ) -> Grant | Refusal:
         """`acquire`, waiting up to `wait` seconds for a slot, first come, first served: the
         first refusal queues a ticket under `lease_id`, and freed slots of the function go
@@ -382,20 +385,27 @@ class RedisStore:
         ``keys.WAITER_RETRY`` (each retry keeps the ticket alive)."""
         if wait <= 0:
             return self.acquire(
-                ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config
+                ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config, key=key
             )
         deadline = time.monotonic() + wait
         rc = require_config
         with call_deadline(deadline):  # pool waits may use the whole wait
             r = self.acquire(
-                ns, function, lease_id, ttl_ms, int(wait * 1000), pending, require_config=rc
+                ns,
+                function,
+                lease_id,
+                ttl_ms,
+                int(wait * 1000),
+                pending,
+                require_config=rc,
+                key=key,
             )
             if isinstance(r, Grant):
                 return r
             with self._waiting(ns, function, min(wait, 1.0), lease_id) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
                     r = self.acquire(
-                        ns, function, lease_id, ttl_ms, int(left * 1000), require_config=rc
+                        ns, function, lease_id, ttl_ms, int(left * 1000), require_config=rc, key=key
                     )
                     if isinstance(r, Grant):
                         return r
@@ -404,7 +414,9 @@ class RedisStore:
                     floor = 0.05 if waiter.subscribed else 0.001
                     nap = min(max(r.retry_after_ms / 1000, floor), keys.WAITER_RETRY)
                     waiter.wait(min(left, nap))
-        return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc, last=True)
+        return self.acquire(
+            ns, function, lease_id, ttl_ms, 0, require_config=rc, last=True, key=key
+        )
 
     def _waiting(self, ns: str, function: str, budget: float, lease_id: bytes) -> Any:
         if self.listener is None:  # a pool of one connection: sleep between retries

@@ -33,6 +33,8 @@ GROUP_DOC = "G:"  # G:<group> -> the group document (JSON)
 FUNCTION_DOC = "F:"  # F:<fn> -> the function document (JSON)
 NS_PLAN = "p:ns"  # compiled namespace plan (PLAN_NS)
 FUNCTION_PLAN = "p:f:"  # p:f:<fn> -> compiled function plan (PLAN_FUNCTION)
+KEY_CAP_PLAN = "p:k:"  # p:k:<fn>|<key> -> that key's cap at fn (KEY_CAP), from key_overrides
+GROUP_KEY_CAP_PLAN = "p:kg:"  # p:kg:<group>|<key> -> that key's cap in the group (KEY_CAP)
 PLAN_PREFIX = "p:"  # plans are bytes; every other field is text
 FENCE_FLOOR = "fh"  # fence high-water mark: written by acquire_lease.lua, kept by admin writes
 OVERRIDE_DOC = "O:"  # O:f:<fn> / O:g:<group> -> a temporary override (JSON; guard.overrides)
@@ -59,9 +61,55 @@ EPOCH = "ep"  # quarantine: server run_id last seen
 QUARANTINE_UNTIL = "qu"  # quarantine: grants refused until (ms)
 MAX_TTL = "mt"  # quarantine: longest TTL granted (ms)
 SCOPE_SEP = "|"  # between function and scope in t:/s: fields
+KEY_IN_USE = "k:"  # k:<fn>|<key> the key's leases at fn (only while > 0; only keyed functions)
+GROUP_KEY_IN_USE = "kg:"  # kg:<group>|<key> the key's leases in the group (only while > 0)
+KEY_SEP = "|"  # between level name and key in k:/kg:/p:k:/p:kg: fields and rate keys
+# r:a, r:g:<group>, r:f:<fn>: GCRA arrival time (µs, RATE_STATE) of the account, a group, a
+# function (a key's is a key of its own: keys.rate_key)
+RATE_STATE_FIELD = "r:"
+RATE_STATE = struct.Struct(">d")
 
-# Refusal scopes as stored and returned: "function", "group:<name>", "account", "quarantine"
+# Refusal scopes as stored and returned: "function", "group:<name>", "account", "quarantine",
+# and for keys and rates (issue 14) "key", "group-key:<name>", "rate:account",
+# "rate:group:<name>", "rate:function", "rate:key"
+SCOPE_FUNCTION = "function"
+SCOPE_ACCOUNT = "account"
+SCOPE_QUARANTINE = "quarantine"
 SCOPE_GROUP = "group:"
+SCOPE_KEY = "key"  # the key's cap at the function (key_overrides / key_max_concurrency)
+SCOPE_GROUP_KEY = "group-key:"  # group-key:<group>: the key's cap in the group
+SCOPE_RATE_ACCOUNT = "rate:account"
+SCOPE_RATE_GROUP = "rate:group:"  # rate:group:<group>
+SCOPE_RATE_FUNCTION = "rate:function"
+SCOPE_RATE_KEY = "rate:key"  # the function's key_rate_per_second, for this key
+RATE_SCOPES = (SCOPE_RATE_ACCOUNT, SCOPE_RATE_FUNCTION, SCOPE_RATE_KEY)
+
+
+def group_scope(group: str) -> str:
+    return SCOPE_GROUP + group
+
+
+def group_key_scope(group: str) -> str:
+    return SCOPE_GROUP_KEY + group
+
+
+def rate_group_scope(group: str) -> str:
+    return SCOPE_RATE_GROUP + group
+
+
+def is_rate_scope(scope: str) -> bool:
+    """A rate refusal (its retry_after is exact: a token is available then)."""
+    return scope.startswith("rate:")
+
+
+def key_field(function: str, key: str) -> str:
+    """k:<fn>|<key>: in use of `key` at `function`."""
+    return KEY_IN_USE + function + KEY_SEP + key
+
+
+def group_key_field(group: str, key: str) -> str:
+    return GROUP_KEY_IN_USE + group + KEY_SEP + key
+
 
 # A lease counted under keys.OTHER carries this mark before its function name in its meta
 OTHER_MARK = "~"
@@ -84,12 +132,31 @@ OVERRIDE_ENTRY = "\0{kind}{name}\0{max}:{until_ms};"
 PLAN_FUNCTION = struct.Struct(">iiBBB")
 PLAN_GROUP = struct.Struct(">iBB")  # max, shadow, len(name); the name follows
 UNLIMITED = -1  # a max of -1 in a plan: no limit
+# Keys and rates (issue 14). A function plan whose function and groups have no key limit and
+# no rate ends after its groups (the format above, nothing read). Otherwise PLAN_TAIL follows
+# the groups: (1, function key max, function has key_overrides 0/1, function rate interval µs,
+# function rate tolerance µs, key rate interval µs, key rate tolerance µs), then one
+# PLAN_GROUP_TAIL per group in the same order: (group key max, has key_overrides 0/1, group
+# rate interval µs, tolerance µs). An interval of 0 means no rate at that level (GCRA:
+# model.rate_plan). A key is counted at a level with a key max >= 0 or key_overrides.
+PLAN_TAIL = struct.Struct(">BiBdddd")
+PLAN_GROUP_TAIL = struct.Struct(">iBdd")
+KEY_CAP = struct.Struct(">i")  # p:k:/p:kg: values
+# p:ns: the account rate, when set, is the first entry after the reserving groups (before
+# the overrides), as text: NUL "r" interval_µs ":" tolerance_µs ";" (Python float repr:
+# Lua's tonumber reads back the same double)
+ACCOUNT_RATE_ENTRY = "\0r{interval!r}:{tolerance!r};"
 ON_UNAVAILABLE_CODE = {None: 0, "open": 1, "closed": 2}
 ON_UNAVAILABLE_NAME = {0: "", 1: "open", 2: "closed"}
 # guard:{ns}:lease value = META (expires_ms, granted_ms, fence, ttl_ms, len(fn)) .. fn .. groups
-# csv; Lua's format is META_LUA (c0 reads the name whose length precedes it)
+# csv; Lua's format is META_LUA (c0 reads the name whose length precedes it). A lease whose key
+# was counted somewhere ends with the key part: META_KEY_MARK, "1" or "0" (counted at the
+# function: k:<fn>|<key>), the key, then NUL + group for each group it was counted in
+# (kg:<group>|<key>). (After a comma: a protocol-1 script of an older release that reads it
+# as one more group decrements a missing field, which it deletes: harmless.)
 META = struct.Struct(">ddiiB")
 META_LUA = ">ddiiBc0"
+META_KEY_MARK = b",\0"
 
 
 def parse_lease_id(value: str | bytes) -> bytes:
@@ -115,10 +182,18 @@ def _name(n: str) -> bytes:
     return bytes((len(b),)) + b
 
 
-def pack_ns_plan(max_concurrency: int | None, reserving: Sequence[tuple[str, int]]) -> bytes:
-    """p:ns: the account max and the (group, reserved) pairs with reserved > 0."""
+def pack_ns_plan(
+    max_concurrency: int | None,
+    reserving: Sequence[tuple[str, int]],
+    rate: tuple[float, float] = (0.0, 0.0),
+) -> bytes:
+    """p:ns: the account max and the (group, reserved) pairs with reserved > 0, then the
+    account rate (interval, tolerance in µs) when set."""
     out = PLAN_NS.pack(_limit(max_concurrency), len(reserving))
-    return out + b"".join(struct.pack(">i", r) + _name(g) for g, r in reserving)
+    out += b"".join(struct.pack(">i", r) + _name(g) for g, r in reserving)
+    if rate[0] > 0:
+        out += ACCOUNT_RATE_ENTRY.format(interval=rate[0], tolerance=rate[1]).encode()
+    return out
 
 
 def pack_overrides(entries: Sequence[tuple[str, str, int, int]]) -> bytes:
@@ -145,15 +220,45 @@ def pack_function_plan(
     shadow: bool,
     on_unavailable: str | None,
     groups: Sequence[tuple[str, int | None, bool]],
+    keyed: KeyRates | None = None,
 ) -> bytes:
     """p:f:<fn>: the function's max, ttl cap, mode and policy, then each of its groups as
-    (name, max, shadow)."""
+    (name, max, shadow); then, when `keyed` has anything set, PLAN_TAIL and the groups'
+    PLAN_GROUP_TAIL entries."""
     out = PLAN_FUNCTION.pack(
         _limit(max_concurrency), ttl_ms, shadow, ON_UNAVAILABLE_CODE[on_unavailable], len(groups)
     )
     for g, gmax, gshadow in groups:
         out += struct.pack(">iB", _limit(gmax), gshadow) + _name(g)
+    if keyed is not None and keyed.any():
+        out += PLAN_TAIL.pack(
+            1, _limit(keyed.key_max), keyed.key_overrides, *keyed.rate, *keyed.key_rate
+        )
+        for kmax, kov, rate in keyed.groups:
+            out += PLAN_GROUP_TAIL.pack(_limit(kmax), kov, *rate)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRates:
+    """The key and rate part of a function plan: the function's key max (None: none),
+    whether it has key_overrides, its rate and key rate as (interval, tolerance) µs, and per
+    group (in the plan's group order) (key max, has key_overrides, rate)."""
+
+    key_max: int | None = None
+    key_overrides: bool = False
+    rate: tuple[float, float] = (0.0, 0.0)
+    key_rate: tuple[float, float] = (0.0, 0.0)
+    groups: tuple[tuple[int | None, bool, tuple[float, float]], ...] = ()
+
+    def any(self) -> bool:
+        return bool(
+            self.key_max is not None
+            or self.key_overrides
+            or self.rate[0] > 0
+            or self.key_rate[0] > 0
+            or any(k is not None or o or r[0] > 0 for k, o, r in self.groups)
+        )
 
 
 def unpack_ns_plan(raw: bytes) -> tuple[int, list[tuple[str, int]]]:
@@ -177,13 +282,29 @@ def unpack_function_plan(raw: bytes) -> dict[str, Any]:
         pos += PLAN_GROUP.size
         groups.append((raw[pos : pos + ln].decode(), gm, bool(gs)))
         pos += ln
-    return {
+    out: dict[str, Any] = {
         "max": mx,
         "ttl_ms": ttl,
         "shadow": bool(shadow),
         "on_unavailable": ON_UNAVAILABLE_NAME[onu],
         "groups": groups,
     }
+    if pos < len(raw):
+        _, kmax, kov, rt, rtol, kt, ktol = PLAN_TAIL.unpack_from(raw, pos)
+        pos += PLAN_TAIL.size
+        gtail = []
+        for _ in range(n):
+            gk, gko, gt, gtol = PLAN_GROUP_TAIL.unpack_from(raw, pos)
+            pos += PLAN_GROUP_TAIL.size
+            gtail.append((gk, bool(gko), (gt, gtol)))
+        out["keys"] = {
+            "key_max": kmax,
+            "key_overrides": bool(kov),
+            "rate": (rt, rtol),
+            "key_rate": (kt, ktol),
+            "groups": gtail,
+        }
+    return out
 
 
 def plan_ttl_ms(raw: bytes) -> int:
@@ -301,6 +422,7 @@ class LeaseInfo:
     granted_ms: int
     fence: int
     ttl_ms: int
+    key: str | None = None  # the acquire's key, when it was counted at some level
 
     @classmethod
     def unpack(cls, raw_id: bytes, meta: bytes) -> LeaseInfo:
@@ -308,8 +430,8 @@ class LeaseInfo:
         expires, granted, fence, ttl, n = META.unpack_from(meta)
         head = META.size
         fn = meta[head : head + n].decode().removeprefix(OTHER_MARK)
-        groups = _csv(meta[head + n :])
-        return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl)
+        groups, key, _, _ = split_meta_groups(meta[head + n :])
+        return cls(raw_id.hex(), fn, groups, int(expires), int(granted), fence, ttl, key)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -320,6 +442,7 @@ class LeaseInfo:
             "fence": self.fence,
             "ttl_seconds": self.ttl_ms / 1000,
             "granted_at": self.granted_ms / 1000,
+            **({"key": self.key} if self.key is not None else {}),
         }
 
     @classmethod
@@ -332,16 +455,43 @@ class LeaseInfo:
             round(doc["granted_at"] * 1000),
             int(doc["fence"]),
             round(doc["ttl_seconds"] * 1000),
+            doc.get("key"),
         )
 
 
 def pack_meta(
-    expires_ms: int, granted_ms: int, fence: int, ttl_ms: int, function: str, groups: Sequence[str]
+    expires_ms: int,
+    granted_ms: int,
+    fence: int,
+    ttl_ms: int,
+    function: str,
+    groups: Sequence[str],
+    key: str | None = None,
+    key_at_function: bool = False,
+    key_groups: Sequence[str] = (),
 ) -> bytes:
     """A guard:{ns}:lease value as the scripts write it (for tests and other SDKs)."""
     fn = function.encode()
+    out = META.pack(expires_ms, granted_ms, fence, ttl_ms, len(fn)) + fn + ",".join(groups).encode()
+    if key is not None and (key_at_function or key_groups):
+        out += META_KEY_MARK + (b"1" if key_at_function else b"0") + key.encode()
+        out += b"".join(b"\0" + g.encode() for g in key_groups)
+    return out
+
+
+def split_meta_groups(tail: bytes) -> tuple[tuple[str, ...], str | None, bool, tuple[str, ...]]:
+    """What follows the name in a lease meta -> (groups, key or None, counted at the
+    function, groups the key was counted in)."""
+    cut = tail.find(META_KEY_MARK)
+    if cut < 0:
+        return _csv(tail), None, False, ()
+    parts = tail[cut + len(META_KEY_MARK) :].split(b"\0")
+    head = parts[0]
     return (
-        META.pack(expires_ms, granted_ms, fence, ttl_ms, len(fn)) + fn + ",".join(groups).encode()
+        _csv(tail[:cut]),
+        head[1:].decode(),
+        head[:1] == b"1",
+        tuple(p.decode() for p in parts[1:]),
     )
 
 
@@ -357,16 +507,18 @@ def acquire_args(
     quarantine: bool = False,
     require_config: bool = False,
     last: bool = False,
+    key: str | None = None,
 ) -> tuple[Any, ...]:
     """ARGV of acquire_lease.lua: function, lease id, ttl ms; then, only when one is set,
     wait ms (> 0: a refusal takes or refreshes a ticket in the function's waiting queue),
     fail-open counts ("fn=n,fn=n"), the quarantine flag, the require-config flag and the
     last-try flag (the wait ran out: a refusal drops the ticket and counts a timed-out wait)
-    ("1" or "")."""
-    if wait_ms or pending or quarantine or require_config or last:
+    ("1" or ""), then the key (ARGV[9], only when given)."""
+    if wait_ms or pending or quarantine or require_config or last or key:
         pend = ",".join(f"{f}={n}" for f, n in pending.items()) if pending else ""
         q, rc = "1" if quarantine else "", "1" if require_config else ""
-        return (function, lease_id, ttl_ms, wait_ms, pend, q, rc, "1" if last else "")
+        args = (function, lease_id, ttl_ms, wait_ms, pend, q, rc, "1" if last else "")
+        return (*args, key) if key else args
     return (function, lease_id, ttl_ms)
 
 

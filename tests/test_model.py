@@ -1,23 +1,28 @@
-"""A hypothesis state machine: acquire / release / renew / renew to a shorter TTL / expire /
-retried acquire by lease id / set-limit against a real redis-server, checked step by step
+"""A hypothesis state machine: acquire (with or without a key) / release / renew / renew to a
+shorter TTL / expire / retried acquire by lease id / set-limit / set-key-limit against a real
+redis-server, checked step by step
 against a plain Python model of the admission rule (`guard.model.admits`, the rule of
 docs/guarantees.md written out in Python). A second machine checks the waiting queue's
-tickets."""
+tickets; a third keys and rates (GCRA) on a controlled server clock."""
 
 from __future__ import annotations
 
 import itertools
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import redis
+from fake_clock import set_clock, use_fake_clock
+from gcra_model import Bucket, decide
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -26,11 +31,14 @@ from hypothesis.stateful import (
 
 import guard
 from guard import keys, scripts, wire
+from guard.admin import Admin
 from guard.model import Config, Function, Group
+from guard.store import Grant, RedisStore
 
 pytestmark = pytest.mark.slow
 
 FUNCTIONS = ["f1", "f2", "f3", "f4"]
+KEYS = [None, "k1", "k2"]
 LIMIT = st.one_of(st.none(), st.integers(0, 3))
 _ns = itertools.count()
 
@@ -53,6 +61,9 @@ class AdmissionMachine(RuleBasedStateMachine):
         )
         self.g.admin.replace_config(self.cfg)
         self.live: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # lease id -> the use-hash key fields its grant counted (k:<fn>|<key>, kg:<g>|<key>)
+        self.key_counts: dict[str, list[str]] = {}
+        self.keys: dict[str, str | None] = {}  # lease id -> the key it was acquired with
         self.fences: dict[str, int] = {}  # lease id -> fence of its current grant
 
     def teardown(self) -> None:
@@ -65,16 +76,24 @@ class AdmissionMachine(RuleBasedStateMachine):
 
     def in_use(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for fn, groups in self.live.values():
-            for k in ("a", f"f:{fn}", *(f"g:{g}" for g in groups)):
+        for lid, (fn, groups) in self.live.items():
+            for k in ("a", f"f:{fn}", *(f"g:{g}" for g in groups), *self.key_counts[lid]):
                 counts[k] = counts.get(k, 0) + 1
         return counts
 
-    @rule(target=leases, fn=st.sampled_from(FUNCTIONS))
-    def acquire(self, fn: str) -> guard.Lease | None:
-        ok, scope = guard.model.admits(self.cfg, fn, self.in_use())
+    def counted(self, fn: str, key: str | None) -> list[str]:
+        """The key fields a grant of `fn` with `key` counts under the current config."""
+        if key is None:
+            return []
+        out = [wire.key_field(fn, key)] if self.cfg.functions.get(fn, Function()).keyed else []
+        own = self.cfg.groups_of(fn)
+        return out + [wire.group_key_field(g, key) for g in own if self.cfg.groups[g].keyed]
+
+    @rule(target=leases, fn=st.sampled_from(FUNCTIONS), key=st.sampled_from(KEYS))
+    def acquire(self, fn: str, key: str | None) -> guard.Lease | None:
+        ok, scope = guard.model.admits(self.cfg, fn, self.in_use(), key)
         try:
-            lease = self.g.acquire(fn, ttl=60)
+            lease = self.g.acquire(fn, ttl=60, key=key)
         except guard.Throttled as t:
             assert not ok, f"refused by {t.scope}, model grants"
             assert t.scope == scope
@@ -84,6 +103,8 @@ class AdmissionMachine(RuleBasedStateMachine):
         assert set(lease.groups) == set(self.cfg.groups_of(fn))
         assert lease.fence > max(self.fences.values(), default=0)  # fences only increase
         self.live[lease.lease_id] = (fn, lease.groups)
+        self.key_counts[lease.lease_id] = self.counted(fn, key)
+        self.keys[lease.lease_id] = key
         self.fences[lease.lease_id] = lease.fence
         return lease
 
@@ -119,14 +140,14 @@ class AdmissionMachine(RuleBasedStateMachine):
         held; once released or expired, a new admission that the model decides."""
         if lease is None:
             return
-        fn = lease.function
+        fn, key = lease.function, self.keys.get(lease.lease_id)
         if lease.lease_id in self.live:
-            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id)
+            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id, key=key)
             assert again.fence == self.fences[lease.lease_id]
             return
-        ok, scope = guard.model.admits(self.cfg, fn, self.in_use())
+        ok, scope = guard.model.admits(self.cfg, fn, self.in_use(), key)
         try:
-            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id)
+            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id, key=key)
         except guard.Throttled as t:
             assert not ok, f"refused by {t.scope}, model grants"
             assert t.scope == scope
@@ -136,6 +157,7 @@ class AdmissionMachine(RuleBasedStateMachine):
         assert again.expires_at > sec  # live when returned
         assert again.fence > max(self.fences.values(), default=0)
         self.live[lease.lease_id] = (fn, again.groups)
+        self.key_counts[lease.lease_id] = self.counted(fn, key)
         self.fences[lease.lease_id] = again.fence
         lease.held, lease.lost, lease.expires_at = True, False, again.expires_at  # same handle
 
@@ -183,6 +205,27 @@ class AdmissionMachine(RuleBasedStateMachine):
         self.g.admin.replace_config(new)
         self.cfg = new
 
+    @rule(
+        which=st.sampled_from(["g1", "g2", "f1", "f2"]),
+        cap=LIMIT,
+        k1=st.none() | st.integers(0, 3),
+    )
+    def set_key_limit(self, which: str, cap: int | None, k1: int | None) -> None:
+        """A key cap for every key (or none) and an override for k1 (or none)."""
+        over = {} if k1 is None else {"k1": k1}
+        if which.startswith("g"):
+            grp = replace(self.cfg.groups[which], key_max_concurrency=cap, key_overrides=over)
+            new = replace(self.cfg, groups={**self.cfg.groups, which: grp})
+        else:
+            f = replace(
+                self.cfg.functions.get(which, Function()),
+                key_max_concurrency=cap,
+                key_overrides=over,
+            )
+            new = replace(self.cfg, functions={**self.cfg.functions, which: f})
+        self.g.admin.replace_config(new)
+        self.cfg = new
+
     @precondition(lambda self: True)
     @invariant()
     def usage_matches_model(self) -> None:
@@ -194,6 +237,10 @@ class AdmissionMachine(RuleBasedStateMachine):
         for fn in FUNCTIONS:
             got = u["functions"].get(fn, {"in_use": 0})["in_use"]
             assert got == counts.get(f"f:{fn}", 0), fn
+        # the key counters: exactly the model's, none left at 0
+        raw = self.r.hgetall(keys.lease_keys(self.ns)[1])
+        keyed = {k.decode(): int(v) for k, v in raw.items() if k.startswith((b"k:", b"kg:"))}
+        assert keyed == {k: n for k, n in counts.items() if k.startswith(("k:", "kg:"))}
 
 
 def test_admission_matches_the_model(redis_server) -> None:
@@ -323,3 +370,193 @@ def test_tickets_match_the_model(redis_server, monkeypatch: pytest.MonkeyPatch) 
             suppress_health_check=list(HealthCheck),
         ),
     )
+
+
+# -- keys and rates: GCRA against an independent model, on a controlled server clock ----------
+
+T0 = 1_900_000_000_000_000  # fake server time (µs), ahead of the real clock: PXAT never fires
+RATES = [0.5, 1, 2, 4, 5, 8, 10, 20, 25, 50, 100, 1000]  # whole µs intervals: exact doubles
+_RB = st.tuples(st.sampled_from(RATES), st.none() | st.integers(1, 4))
+RATE = st.one_of(_RB, _RB, st.none())  # a level's (rate, burst): set two times in three
+SEEN: dict[str, int] = {}  # outcomes the machine produced (the test checks it saw each kind)
+
+
+class RateMachine(RuleBasedStateMachine):
+    """Random arrival sequences (time steps of 0-2.5 s or 0-2 ms on a fake server clock) of
+    keyed and unkeyed acquires, holds, releases and retried lease ids, against two models: the
+    admission rule's concurrency part with keys (`guard.model.admits`) and, when it admits, a
+    token bucket per rate level in exact arithmetic (tests/gcra_model.py). Every decision,
+    scope, shadow scope and rate retry_after must match."""
+
+    url = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ns = f"rate{next(_ns)}"
+        self.r = redis.Redis.from_url(self.url)
+        self.store = RedisStore.from_url(self.url, timeout=5)
+        self.now = T0
+        set_clock(self.r, self.ns, self.now)
+        self.held: dict[bytes, tuple[str, str | None, int]] = {}  # lease id -> fn, key, fence
+        self.made = 0
+
+    def teardown(self) -> None:
+        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
+        if ks:
+            self.r.delete(*ks)
+        self.r.srem(keys.NAMESPACES, self.ns)
+        self.store.close()
+        self.r.close()
+
+    @initialize(
+        ns_rate=RATE,
+        g_rate=RATE,
+        g_shadow=st.booleans(),
+        f_rate=RATE,
+        k_rate=RATE,
+        f_max=st.none() | st.integers(0, 3),
+        k_max=st.none() | st.integers(0, 2),
+    )
+    def configure(self, ns_rate, g_rate, g_shadow, f_rate, k_rate, f_max, k_max) -> None:  # type: ignore[no-untyped-def]
+        self.buckets = {
+            n: Bucket(*x) if x else None for n, x in (("a", ns_rate), ("g", g_rate), ("f", f_rate))
+        }
+        self.k_buckets: dict[str, Bucket] = {}
+        self.k_rate, self.g_shadow = k_rate, g_shadow
+        (ns_r, ns_b), (g_r, g_b) = ns_rate or (None, None), g_rate or (None, None)
+        (f_r, f_b), (k_r, k_b) = f_rate or (None, None), k_rate or (None, None)
+        self.cfg = Config(
+            rate_per_second=ns_r,
+            rate_burst=ns_b,
+            groups={
+                "grp": Group.build(
+                    members=["f1"], rate_per_second=g_r, rate_burst=g_b,
+                    mode="shadow" if g_shadow else "enforce",
+                )
+            },
+            functions={
+                "f1": Function.build(
+                    max_concurrency=f_max, key_max_concurrency=k_max,
+                    rate_per_second=f_r, rate_burst=f_b,
+                    key_rate_per_second=k_r, key_rate_burst=k_b,
+                )
+            },
+        )  # fmt: skip
+        self.cfg.check()
+        Admin(self.store, self.ns).replace_config(self.cfg)
+
+    def levels(self, fn: str, key: str | None) -> list[tuple[str, Bucket, bool]]:
+        out = []
+        if self.buckets["a"]:
+            out.append(("rate:account", self.buckets["a"], False))
+        if fn == "f1":
+            if self.buckets["g"]:
+                out.append(("rate:group:grp", self.buckets["g"], self.g_shadow))
+            if self.buckets["f"]:
+                out.append(("rate:function", self.buckets["f"], False))
+            if key is not None and self.k_rate:
+                kb = self.k_buckets.setdefault(key, Bucket(*self.k_rate))
+                out.append(("rate:key", kb, False))
+        return out
+
+    def in_use(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        f1 = self.cfg.functions["f1"]
+        for fn, key, _ in self.held.values():
+            fields = ["a", f"f:{fn}"] + (["g:grp"] if fn == "f1" else [])
+            if fn == "f1" and key is not None and f1.keyed:
+                fields.append(wire.key_field(fn, key))
+            for k in fields:
+                counts[k] = counts.get(k, 0) + 1
+        return counts
+
+    @rule(dt=st.integers(0, 2_500_000) | st.integers(0, 2000))
+    def advance(self, dt: int) -> None:
+        self.now += dt
+        set_clock(self.r, self.ns, self.now)
+
+    @rule(fn=st.sampled_from(["f1", "f2"]), key=st.sampled_from([None, "k1", "k2"]),
+          hold=st.booleans())  # fmt: skip
+    def acquire(self, fn: str, key: str | None, hold: bool) -> None:
+        self.made += 1
+        lid = self.made.to_bytes(16, "big")
+        ok, scope = guard.model.admits(self.cfg, fn, self.in_use(), key)
+        retry = None
+        if ok:  # the rate levels are checked only when every concurrency level has room
+            ok, scope, retry = decide(self.levels(fn, key), self.now)
+        r = self.store.acquire(self.ns, fn, lid, 60_000, key=key)
+        outcome = (scope or "grant") if ok else f"refused {scope}"
+        SEEN[outcome] = SEEN.get(outcome, 0) + 1
+        if ok:
+            assert isinstance(r, Grant), (r, scope)
+            assert r.shadow_scope == (scope or "")
+            if hold:
+                self.held[lid] = (fn, key, r.fence)
+            else:
+                assert self.store.release(self.ns, lid)
+        else:
+            assert not isinstance(r, Grant), f"granted, model refuses by {scope}"
+            assert r.scope == scope
+            if retry is not None:
+                assert r.retry_after_ms == retry
+
+    @rule()
+    def retry_held(self) -> None:
+        """A retried acquire of a held lease id: the same lease, no token, even when a level
+        would refuse now."""
+        if self.held:
+            lid = max(self.held)
+            fn, key, fence = self.held[lid]
+            r = self.store.acquire(self.ns, fn, lid, 60_000, key=key)
+            assert isinstance(r, Grant) and r.fence == fence, r
+
+    @rule()
+    def release_one(self) -> None:
+        if self.held:
+            lid = min(self.held)
+            assert self.store.release(self.ns, lid)
+            del self.held[lid]
+
+    @invariant()
+    def key_counters_match(self) -> None:
+        raw = self.r.hgetall(keys.lease_keys(self.ns)[1])
+        keyed = {k.decode(): int(v) for k, v in raw.items() if k.startswith(b"k:")}
+        assert keyed == {k: n for k, n in self.in_use().items() if k.startswith("k:")}
+
+
+def test_keys_and_rates_match_the_models(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_clock(monkeypatch)
+    RateMachine.url = redis_server.url
+    run_state_machine_as_test(
+        RateMachine,
+        settings=settings(
+            max_examples=80,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    # and scripted runs through the same machine (its models check every step), so that every
+    # kind of decision is compared whatever the random runs drew
+    none: dict[str, Any] = dict.fromkeys(
+        ("ns_rate", "g_rate", "f_rate", "k_rate", "f_max", "k_max")
+    )
+    one = (1, 1)
+    for cfg, steps in [
+        ({"f_rate": one, "k_max": 1}, [("f1", "k1"), ("f1", "k1"), ("f1", "k2")]),  # key, rate:f
+        ({"ns_rate": one}, [("f2", None), ("f2", None)]),  # rate:account
+        ({"k_rate": one}, [("f1", "k1"), ("f1", "k1"), ("f1", "k2")]),  # rate:key
+        ({"g_rate": one}, [("f1", None), ("f1", None)]),  # rate:group
+        ({"g_rate": one, "g_shadow": True}, [("f1", None), ("f1", None)]),  # shadow rate:group
+        ({"f_max": 0}, [("f1", None)]),  # function
+    ]:
+        m = RateMachine()
+        try:
+            m.configure(**{**none, "g_shadow": False, **cfg})
+            for fn, key in steps:
+                m.acquire(fn, key, hold=True)
+        finally:
+            m.teardown()
+    want = {"grant", "rate:group:grp", "refused key", "refused function"}
+    want |= {f"refused rate:{s}" for s in ("account", "group:grp", "function", "key")}
+    assert want <= set(SEEN), sorted(SEEN.items())
