@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 from . import overrides as ov
 from . import wire
 from .errors import ConflictError, NotFound
-from .model import Config, Function, Group, check_limit, check_name, check_namespace
+from .model import (
+    Config,
+    Function,
+    Group,
+    check_burst,
+    check_limit,
+    check_name,
+    check_namespace,
+    check_rate,
+)
 from .wire import LeaseInfo
 
 if TYPE_CHECKING:
@@ -153,9 +162,24 @@ class Admin:
         audit = entry if (before_doc or after_doc) else ()
         return self.store.write_config(self.namespace, version, diff, stale, audit)
 
-    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]:
+    def set_namespace(
+        self,
+        *,
+        max_concurrency: int | None,
+        rate_per_second: float | None = None,
+        rate_burst: int | None = None,
+    ) -> dict[str, Any]:
+        """Replace the account-level settings (the HTTP PUT): the account max and the
+        account rate (GCRA; None: no rate)."""
         check_limit(max_concurrency, "max_concurrency")
-        self._write(lambda c: replace(c, max_concurrency=max_concurrency), "set_namespace")
+        rate = check_rate(rate_per_second, "rate_per_second")
+        burst = check_burst(rate_burst, "rate_burst", rate, "rate_per_second")
+        self._write(
+            lambda c: replace(
+                c, max_concurrency=max_concurrency, rate_per_second=rate, rate_burst=burst
+            ),
+            "set_namespace",
+        )
         return self.get_namespace()
 
     # -- temporary overrides --------------------------------------------------------------

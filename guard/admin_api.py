@@ -31,7 +31,15 @@ class AdminAPI(Protocol):
 
     def get_namespace(self) -> dict[str, Any]: ...
 
-    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]: ...
+    def set_namespace(
+        self,
+        *,
+        max_concurrency: int | None,
+        rate_per_second: float | None = None,
+        rate_burst: int | None = None,
+    ) -> dict[str, Any]:
+        """Replace the account-level settings: max and rate (the HTTP PUT)."""
+        ...
 
     def config(self) -> Config:
         """The namespace's whole settings."""

@@ -274,8 +274,17 @@ class HttpAdmin:
     def get_namespace(self) -> dict[str, Any]:
         return dict(self.backend.call("GET", self._p))
 
-    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]:
-        return dict(self.backend.call("PUT", self._p, {"max_concurrency": max_concurrency}))
+    def set_namespace(
+        self,
+        *,
+        max_concurrency: int | None,
+        rate_per_second: float | None = None,
+        rate_burst: int | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"max_concurrency": max_concurrency}
+        if rate_per_second is not None or rate_burst is not None:
+            body.update(rate_per_second=rate_per_second, rate_burst=rate_burst)
+        return dict(self.backend.call("PUT", self._p, body))
 
     def usage(self) -> dict[str, Any]:
         return dict(self.backend.call("GET", f"{self._p}/usage"))
