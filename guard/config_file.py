@@ -80,6 +80,8 @@ def config_from_doc(doc: Any, path: str = "") -> Config:
     cfg = Config(limit, groups, functions, rate, burst)
     try:
         cfg.check()
+    except UsageError as exc:
+        raise _at(path, exc) if path else exc from None
     except ConflictError as exc:
         raise ConflictError(f"{pre}{exc}", pre + (exc.field or "")) from None
     return cfg
@@ -90,7 +92,7 @@ def config_to_doc(cfg: Config) -> dict[str, Any]:
         return {k: v for k, v in d.items() if k != "name"}
 
     return {
-        **({"max_concurrency": cfg.max_concurrency} | cfg.ns_doc()),
+        **cfg.ns_doc(),
         "groups": {n: strip(cfg.groups[n].doc(n)) for n in sorted(cfg.groups)},
         "functions": {n: strip(cfg.functions[n].doc(n)) for n in sorted(cfg.functions)},
     }
