@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from . import keys, wire
 from . import overrides as ov
-from . import wire
-from .errors import ConflictError, NotFound
+from .errors import ConflictError, NotFound, UsageError
 from .model import (
     Config,
     Function,
@@ -97,6 +97,13 @@ class Admin:
         active = ov.active(fields, now)
         used = self.store.usage_fields(self.namespace, counter_fields(cfg, active))
         return usage_of(cfg, used, active, now)
+
+    def key_usage(self, kind: str, name: str, top: int = 10) -> dict[str, Any]:
+        """The `top` keys (1..1000) by in use at a function or a group (`kind` "function" or
+        "group"), with each key's cap there; expired leases are reaped first. The keys are
+        found by a bounded scan of the use hash (`RedisStore.scan_use`): ``complete`` is
+        false when it stopped before the end. A group that does not exist is `NotFound`."""
+        return key_usage_of(self.store, self.namespace, kind, name, top)
 
     def overrides(self) -> list[dict[str, Any]]:
         """The overrides in force now (server time), with the seconds each has left."""
@@ -337,9 +344,33 @@ def _text(v: str | bytes) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
+def key_rate_scopes(cfg: Config, function: str) -> list[str]:
+    """The refusal scopes of issue 14 that `function` can be counted under in this config:
+    ``key`` and ``group-key:<g>`` where a key cap is set, ``rate:*`` where a rate is. One
+    counter per scope, never per key: keys are client-sized (docs/http.md "Metrics")."""
+    f = cfg.functions.get(function)
+    out = [wire.SCOPE_RATE_ACCOUNT] if cfg.rate_per_second is not None else []
+    if f is not None:
+        out += [wire.SCOPE_KEY] if f.keyed else []
+        out += [wire.SCOPE_RATE_FUNCTION] if f.rate_per_second is not None else []
+        out += [wire.SCOPE_RATE_KEY] if f.key_rate_per_second is not None else []
+    for gn in cfg.groups_of(function):
+        g = cfg.groups[gn]
+        out += [wire.group_key_scope(gn)] if g.keyed else []
+        out += [wire.rate_group_scope(gn)] if g.rate_per_second is not None else []
+    return out
+
+
 def counter_fields(cfg: Config, overrides: list[ov.Override]) -> list[str]:
-    """The counters usage reads: the config's, and those of overridden functions it lacks."""
+    """The counters usage reads: the config's, and those of overridden functions it lacks,
+    and the key and rate scopes' throttle counters (`key_rate_scopes`)."""
     out = cfg.counter_fields()
+    names = set(cfg.functions).union(*(g.members for g in cfg.groups.values()))
+    for fn in sorted(names):
+        for scope in key_rate_scopes(cfg, fn):
+            out += [
+                f"{p}{fn}{wire.SCOPE_SEP}{scope}" for p in (wire.THROTTLES, wire.SHADOW_THROTTLES)
+            ]
     for o in overrides:
         if o.kind == "function" and o.name not in cfg.functions:
             out += [wire.IN_USE + o.name, f"{wire.THROTTLES}{o.name}{wire.SCOPE_SEP}function"]
@@ -385,4 +416,49 @@ def usage_of(
         "account": {"in_use": n(wire.ACCOUNT), "max_concurrency": cfg.max_concurrency},
         "groups": groups,
         "functions": dict(sorted(functions.items())),
+    }
+
+
+def check_top(value: Any) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or not 1 <= value <= keys.MAX_TOP_KEYS:
+        raise UsageError(f"top must be an integer from 1 to {keys.MAX_TOP_KEYS}", "top")
+    return int(value)
+
+
+def key_usage_of(store: RedisStore, ns: str, kind: str, name: str, top: int) -> dict[str, Any]:
+    """`Admin.key_usage` (docs/http.md "Per-key usage")."""
+    ov.check_kind(kind)
+    check_name(name, kind)
+    n = check_top(top)
+    cfg = Config.from_fields(store.read_config(ns))
+    level: Function | Group | None
+    if kind == "group":
+        level = cfg.groups.get(name)
+        if level is None:
+            raise NotFound(f"no group {name!r} in namespace {ns!r}", "group")
+        total_field, prefix = wire.GROUP_IN_USE + name, wire.GROUP_KEY_IN_USE
+    else:
+        level = cfg.functions.get(name)
+        total_field, prefix = wire.IN_USE + name, wire.KEY_IN_USE
+    used = store.usage_fields(ns, [total_field])  # reaps expired leases first
+    found, complete = store.scan_use(ns, prefix + name + wire.KEY_SEP)
+    cut = len(prefix + name + wire.KEY_SEP)
+    ranked = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return {
+        "kind": kind,
+        "name": name,
+        "in_use": wire.counter(used, total_field),
+        "max_concurrency": level.max_concurrency if level else None,
+        "key_max_concurrency": level.key_max_concurrency if level else None,
+        "keys_in_use": len(found),
+        "complete": complete,
+        "keys": [
+            {
+                "key": f[cut:],
+                "in_use": c,
+                "max_concurrency": level.key_cap(f[cut:]) if level else None,
+            }
+            for f, c in ranked
+        ],
     }

@@ -53,6 +53,12 @@ class AdminAPI(Protocol):
         """In use against limits at every level (expired leases reaped first)."""
         ...
 
+    def key_usage(self, kind: str, name: str, top: int = 10) -> dict[str, Any]:
+        """The `top` (1..1000) keys by in use at a function or group (`kind` "function" or
+        "group"), each with its cap there; ``complete`` is false when the bounded scan of
+        the namespace's counters stopped early (docs/http.md "Per-key usage")."""
+        ...
+
     # -- groups and functions -------------------------------------------------------------
 
     def list_groups(self) -> list[dict[str, Any]]: ...

@@ -96,7 +96,9 @@ def _number(value: str, name: str, kind: type[float] | type[int]) -> float | int
     except ValueError:
         hint = "--" + name.replace("_", "-")
         what = "a number" if kind is float else "an integer"
-        raise click.BadParameter(f"expected {what} or 'none', got {value!r}", param_hint=hint)
+        raise click.BadParameter(
+            f"expected {what} or 'none', got {value!r}", param_hint=hint
+        ) from None
 
 
 def _key_overrides(value: str) -> dict[str, Any]:
@@ -120,7 +122,9 @@ def _key_overrides(value: str) -> dict[str, Any]:
         try:
             out[k.strip()] = int(v)
         except ValueError:
-            raise click.BadParameter(f"expected an integer max, got {v!r}", param_hint=hint)
+            raise click.BadParameter(
+                f"expected an integer max, got {v!r}", param_hint=hint
+            ) from None
     return out
 
 

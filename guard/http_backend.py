@@ -289,6 +289,12 @@ class HttpAdmin:
     def usage(self) -> dict[str, Any]:
         return dict(self.backend.call("GET", f"{self._p}/usage"))
 
+    def key_usage(self, kind: str, name: str, top: int = 10) -> dict[str, Any]:
+        from .overrides import check_kind
+
+        path = f"{self._p}/{check_kind(kind)}s/{q(name)}/keys?top={int(top)}"
+        return dict(self.backend.call("GET", path))
+
     def leases(self, function: str | None = None) -> list[LeaseInfo]:
         query = "?" + urlencode({"function": function}) if function else ""
         docs = self.backend.call("GET", f"{self._p}/leases{query}")["leases"]

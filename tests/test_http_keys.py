@@ -174,3 +174,88 @@ def test_rate_refusal_is_429_with_retry_after_and_scope(http: Any, ns: str) -> N
     assert (
         http.post(p(ns, "/leases"), json={"function": "f", "key": "api-key-2"}).status_code == 201
     )
+
+
+# -- per-key usage -------------------------------------------------------------------------
+
+
+def test_top_keys_by_in_use_at_a_function_and_a_group(http: Any, ns: str, g: Any) -> None:
+    http.put(
+        p(ns, "/functions/ingest"),
+        json={"key_max_concurrency": 5, "key_overrides": {"acme": 9}},
+    )
+    http.put(p(ns, "/groups/tenants"), json={"members": ["ingest"], "key_max_concurrency": 4})
+    held = [g.acquire("ingest", key="acme", ttl=30) for _ in range(3)]
+    held += [g.acquire("ingest", key="beta", ttl=30) for _ in range(2)]
+    held += [g.acquire("ingest", key=f"t{i}", ttl=30) for i in range(4)]
+    held.append(g.acquire("ingest", ttl=30))  # no key: counted in the total only
+    r = http.get(p(ns, "/functions/ingest/keys?top=3"))
+    assert r.status_code == 200, r.json
+    assert r.json == {
+        "kind": "function",
+        "name": "ingest",
+        "in_use": 10,
+        "max_concurrency": None,
+        "key_max_concurrency": 5,
+        "keys_in_use": 6,
+        "complete": True,
+        "keys": [
+            {"key": "acme", "in_use": 3, "max_concurrency": 9},
+            {"key": "beta", "in_use": 2, "max_concurrency": 5},
+            {"key": "t0", "in_use": 1, "max_concurrency": 5},
+        ],
+    }
+    r = http.get(p(ns, "/groups/tenants/keys"))
+    assert r.json["kind"] == "group" and r.json["in_use"] == 10
+    assert r.json["keys"][0] == {"key": "acme", "in_use": 3, "max_concurrency": 4}
+    assert len(r.json["keys"]) == 6
+    for lease in held:
+        lease.release()
+    r = http.get(p(ns, "/functions/ingest/keys"))
+    assert r.json["keys"] == [] and r.json["keys_in_use"] == 0 and r.json["in_use"] == 0
+
+
+@pytest.mark.parametrize("top", ["0", "1001", "x", "-1", "2.5"])
+def test_top_is_bounded(http: Any, ns: str, top: str) -> None:
+    r = http.get(p(ns, f"/functions/f/keys?top={top}"))
+    assert r.status_code == 400 and r.json["field"] == "top", r.json
+
+
+def test_keys_of_a_missing_group_is_404(http: Any, ns: str) -> None:
+    assert http.get(p(ns, "/groups/nope/keys")).status_code == 404
+
+
+def test_key_usage_scan_is_bounded(g: Any, ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan stops after keys.SCAN_CALLS calls and says the answer is incomplete."""
+    from guard import keys
+
+    adm = g.admin
+    adm.put_function("f", key_max_concurrency=1)
+    held = [g.acquire("f", key=f"k{i}", ttl=30) for i in range(300)]
+    monkeypatch.setattr(keys, "SCAN_COUNT", 10)
+    monkeypatch.setattr(keys, "SCAN_CALLS", 2)
+    part = adm.key_usage("function", "f", top=1000)
+    assert not part["complete"] and 0 < part["keys_in_use"] < 300
+    monkeypatch.setattr(keys, "SCAN_CALLS", 100)
+    full = adm.key_usage("function", "f", top=1000)
+    assert full["complete"] and full["keys_in_use"] == 300 and len(full["keys"]) == 300
+    for lease in held:
+        lease.release()
+
+
+def test_http_admin_key_usage_is_the_same(live_server: str, ns: str, g: Any) -> None:
+    """HttpAdmin.key_usage reads the route; Admin.key_usage the store: the same document."""
+    from live import ADMIN_TOKEN
+
+    from guard.http_backend import HttpAdmin, HttpBackend
+
+    g.admin.put_function("f", key_max_concurrency=3)
+    lease = g.acquire("f", key="acme", ttl=30)
+    over_http = HttpAdmin(HttpBackend(live_server, ADMIN_TOKEN), ns)
+    try:
+        assert over_http.key_usage("function", "f", 5) == g.admin.key_usage("function", "f", 5)
+        over_http.set_namespace(max_concurrency=None, rate_per_second=2.5, rate_burst=4)
+        assert g.admin.get_namespace()["rate_per_second"] == 2.5
+    finally:
+        lease.release()
+        over_http.close()

@@ -6,10 +6,11 @@ resource, PATCH merges the fields given, DELETE answers 204 or 404."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from ..config_file import config_from_doc, config_to_doc
-from ..errors import NotFound
+from ..errors import NotFound, UsageError
+from ..keys import MAX_TOP_KEYS
 from ..model import check_name
 from . import schemas as s
 from .auth import visible
@@ -136,3 +137,25 @@ def delete_function(ns: str, name: str) -> Response:
     if not admin(ns).delete_function(check_name(name, "function")):
         raise NotFound(f"no function {name!r} in namespace {ns!r}", "function")
     return Response(status=204)
+
+
+# -- per-key usage (issue 14) --------------------------------------------------------------
+
+
+def _top() -> int:
+    raw = request.args.get("top", "10")
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"top must be an integer from 1 to {MAX_TOP_KEYS}", "top") from None
+
+
+@bp.get("/<ns>/functions/<name>/keys")
+def function_keys(ns: str, name: str) -> Response:
+    """The top keys by in use at a function (a bounded scan: docs/http.md)."""
+    return reply(s.KeyUsageOut, admin(ns).key_usage("function", name, _top()))
+
+
+@bp.get("/<ns>/groups/<name>/keys")
+def group_keys(ns: str, name: str) -> Response:
+    return reply(s.KeyUsageOut, admin(ns).key_usage("group", name, _top()))

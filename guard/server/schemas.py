@@ -255,6 +255,25 @@ class UsageOut(BaseModel):
     functions: dict[str, LevelUse]
 
 
+class KeyUse(BaseModel):
+    key: str
+    in_use: int
+    max_concurrency: int | None = Field(description="the key's cap here (override or default)")
+
+
+class KeyUsageOut(BaseModel):
+    """The top keys by in use at a function or group (``?top=N``, 1..1000)."""
+
+    kind: Literal["function", "group"]
+    name: str
+    in_use: int = Field(description="all leases of the level, keyed or not")
+    max_concurrency: int | None
+    key_max_concurrency: int | None
+    keys_in_use: int = Field(description="keys holding at least one lease here (scanned)")
+    complete: bool = Field(description="false: the bounded scan stopped before the end")
+    keys: list[KeyUse]
+
+
 class LeaseOut(BaseModel):
     lease_id: str
     function: str
