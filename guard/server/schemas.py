@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.config import JsonDict
 
 from .. import keys, problems
@@ -39,8 +39,18 @@ Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT), JsonNumber]
 Ttl = Annotated[float, Field(ge=keys.MIN_LEASE_TTL, le=keys.MAX_LEASE_TTL), JsonNumber]
 Count = Annotated[int, Field(ge=1, le=1_000_000), JsonNumber]
 WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), JsonNumber]
+
+
+def _whole(value: float) -> float | int:
+    """A rate of 5 stays 5 (not 5.0) through a request and a reply: what is stored and read
+    back is the same over HTTP as straight to Redis (`guard.model.check_rate` keeps ints)."""
+    return int(value) if float(value).is_integer() else value
+
+
 # Keys and rates (issue 14; guard.model): a rate in grants per second, a burst in grants.
-Rate = Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE), JsonNumber]
+Whole = PlainSerializer(_whole)
+Rate = Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE), JsonNumber, Whole]
+RateOut = Annotated[float, Whole]
 Burst = Annotated[int, Field(ge=1, le=MAX_BURST), JsonNumber]
 Key = Annotated[str, Field(pattern=keys.NAME_RE.pattern, max_length=128)]
 # A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
@@ -155,7 +165,7 @@ class RenewIn(Strict):
 class NamespaceOut(BaseModel):
     name: str
     max_concurrency: int | None
-    rate_per_second: float | None = None  # shown only when set
+    rate_per_second: RateOut | None = None  # shown only when set
     rate_burst: int | None = None
 
 
@@ -173,7 +183,7 @@ class GroupOut(BaseModel):
     # keys and rates: shown only when set
     key_max_concurrency: int | None = None
     key_overrides: dict[str, int] | None = None
-    rate_per_second: float | None = None
+    rate_per_second: RateOut | None = None
     rate_burst: int | None = None
 
 
@@ -190,9 +200,9 @@ class FunctionOut(BaseModel):
     # keys and rates: shown only when set
     key_max_concurrency: int | None = None
     key_overrides: dict[str, int] | None = None
-    rate_per_second: float | None = None
+    rate_per_second: RateOut | None = None
     rate_burst: int | None = None
-    key_rate_per_second: float | None = None
+    key_rate_per_second: RateOut | None = None
     key_rate_burst: int | None = None
 
 
