@@ -129,17 +129,18 @@ if plan[1] then
       fields[BASE + NG + #rres] = 'g:' .. g
     end
   end
-  -- the account rate, when set, is the first entry after them: "\0r" interval ":" tolerance ";"
-  if string.byte(plan[1], pos + 1) == 114 then
-    local aT, aTol = string.match(plan[1], '^r([^:]*):([^;]*);', pos + 1)
-    RL = {{'a', tonumber(aT), tonumber(aTol), 'rate:account', false}}
-  end
+
   -- A temporary override replaces the max of its function or group until its deadline
   -- (server time: nothing has to run when it ends). The mode (enforce/shadow) stays. Only
   -- this function's and its groups' entries are looked up (plain find: C speed), so the
   -- cost does not grow with the number of overrides in force.
   local p = plan[1]
   if pos <= #p then
+    -- the account rate, when set, is the first entry here: "\0r" interval ":" tolerance ";"
+    if string.byte(p, pos + 1) == 114 then
+      local aT, aTol = string.match(p, '^r([^:]*):([^;]*);', pos + 1)
+      RL = {{'a', tonumber(aT), tonumber(aTol), 'rate:account', false}}
+    end
     local function override(key)
       local _, e = string.find(p, key, pos, true)
       if not e then return nil end

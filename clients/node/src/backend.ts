@@ -28,7 +28,8 @@ export interface Renewal {
 }
 
 export interface Backend {
-  /** Take a slot, waiting up to `waitMs` for one (woken by releases). */
+  /** Take a slot, waiting up to `waitMs` for one (woken by releases). `key`: the acquire's
+   * key (per-key limits and key rate; docs/protocol.md ARGV[9]). */
   acquireWaiting(
     ns: string,
     fn: string,
@@ -36,6 +37,7 @@ export interface Backend {
     ttlMs: number,
     waitMs: number,
     pending?: Map<string, number>,
+    key?: string | null,
   ): Promise<Grant | Refusal>;
   /** The new expiry, or null when the lease is not held any more (expired or released). */
   renew(ns: string, leaseId: Buffer, ttlMs?: number): Promise<Renewal | null>;

@@ -42,9 +42,11 @@ export class NotFound extends GuardError {
 }
 
 /**
- * No slot: the level named by `scope` (`"function"`, `"group:<name>"`, `"account"` or
- * `"quarantine"`) is at its limit. `retryAfter` is a hint in seconds (as in Python);
- * `retryAfterMs` the same in milliseconds.
+ * No slot: the level named by `scope` (`"function"`, `"group:<name>"`, `"account"`,
+ * `"quarantine"`, `"key"` or `"group-key:<name>"`) is at its limit: `retryAfter` is a hint in
+ * seconds (as in Python); or a rate level (`"rate:account"`, `"rate:group:<name>"`,
+ * `"rate:function"`, `"rate:key"`) has no token: `retryAfter` is exact (server time until
+ * one is there). `retryAfterMs` is the same in milliseconds.
  */
 export class Throttled extends GuardError {
   readonly retryAfterMs: number;

@@ -62,12 +62,18 @@ export interface AcquireOptions {
   leaseId?: string | Uint8Array;
   /** A Lambda context: names the function and sets the TTL from its deadline. */
   context?: LambdaContext;
+  /** The acquire's key (a tenant, customer, API key; the name rule, up to 128 characters):
+   * checked against the per-key limits and key rate of the function and its groups. */
+  key?: string | null;
 }
 
 export interface LimitOptions {
   function?: string;
   ttlMs?: number;
   waitMs?: number;
+  /** A key for every call, or a function of (event, context) returning the call's key (or
+   * null/undefined: no key). */
+  key?: string | ((event: any, context: any) => string | null | undefined);
   /** Renew in the background (for holds longer than the TTL). */
   renew?: boolean;
 }
@@ -214,6 +220,8 @@ export class Guard {
    */
   async acquire(fn?: string | null, options: AcquireOptions = {}): Promise<Lease> {
     const name = this.name(fn, options.context);
+    const key = options.key ?? null;
+    if (key !== null) checkName(key, "key");
     const raw = options.leaseId !== undefined ? parseLeaseId(options.leaseId) : newLeaseId();
     let ttlMs = options.ttlMs;
     if (ttlMs === undefined && options.context) {
@@ -230,7 +238,7 @@ export class Guard {
     if (options.leaseId !== undefined) this.releaser.cancel(id); // asked for again
     let r;
     try {
-      r = await this.take(name, raw, ttl, waitMs);
+      r = await this.take(name, raw, ttl, waitMs, key);
     } catch (err) {
       if (err instanceof GuardUnavailable) {
         if (err.inDoubt) this.releaser.submit(id); // the store may have granted it: give it back
@@ -249,7 +257,7 @@ export class Guard {
     });
   }
 
-  private async take(name: string, raw: Buffer, ttlMs: number, waitMs: number) {
+  private async take(name: string, raw: Buffer, ttlMs: number, waitMs: number, key: string | null = null) {
     let pending: Map<string, number> | undefined;
     if (this.pending.size > 0) {
       // fail-open runs to report with this acquire: at most MAX_PENDING_NAMES names a call,
@@ -263,7 +271,9 @@ export class Guard {
     }
     let r;
     try {
-      r = await this.backend.acquireWaiting(this.namespace, name, raw, ttlMs, waitMs, pending);
+      r = key
+        ? await this.backend.acquireWaiting(this.namespace, name, raw, ttlMs, waitMs, pending, key)
+        : await this.backend.acquireWaiting(this.namespace, name, raw, ttlMs, waitMs, pending);
     } catch (err) {
       // StoreReset: the store answered, so the counts it carried were recorded.
       if (pending && err instanceof GuardError && !(err instanceof StoreReset)) {
@@ -324,12 +334,14 @@ export class Guard {
     handler: (event: E, context: C) => Promise<R> | R,
     options: LimitOptions = {},
   ): (event: E, context: C) => Promise<R> {
+    if (typeof options.key === "string") checkName(options.key, "key");
     return async (event: E, context: C): Promise<R> =>
       await this.slot(options.function, () => handler(event, context), {
         ttlMs: options.ttlMs,
         waitMs: options.waitMs,
         context: context ?? undefined,
         renew: options.renew,
+        key: typeof options.key === "function" ? options.key(event, context) : options.key,
       });
   }
 

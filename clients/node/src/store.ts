@@ -124,11 +124,14 @@ export class RedisStore implements Backend {
     ttlMs: number,
     waitMs = 0,
     pending?: Map<string, number>,
+    key?: string | null,
   ): Promise<Grant | Refusal> {
     let args: (string | Buffer | number)[] = [fn, leaseId, ttlMs];
-    if (waitMs > 0 || (pending && pending.size > 0) || this.quarantine) {
+    if (waitMs > 0 || (pending && pending.size > 0) || this.quarantine || key) {
       // the optional ARGV[4..7] as guard/store.py sends them (ARGV[7], require_config: off)
       args = [fn, leaseId, ttlMs, Math.floor(waitMs), pendingArg(pending), this.quarantine ? "1" : "", ""];
+      // ARGV[9]: the key (ARGV[8], the last-try flag, off)
+      if (key) args.push("", key);
     }
     const r = (await this.run("acquire_lease", ns, args)) as Reply;
     const granted = Number(r[0]) > 0;
@@ -163,21 +166,22 @@ export class RedisStore implements Backend {
     ttlMs: number,
     waitMs: number,
     pending?: Map<string, number>,
+    key?: string | null,
   ): Promise<Grant | Refusal> {
     const deadline = Date.now() + waitMs;
-    let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending);
+    let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending, key);
     if (r.granted || waitMs <= 0) return r;
     const waiter = await this.releaseWaiter(ns);
     let left: number;
     while ((left = deadline - Date.now()) > 0) {
       const seen = waiter.generation;
-      r = await this.acquire(ns, fn, leaseId, ttlMs, left);
+      r = await this.acquire(ns, fn, leaseId, ttlMs, left, undefined, key);
       if (r.granted) return r;
       // at most WAITER_RETRY_MS: each retry keeps this waiter's ticket (its place) live
       const nap = Math.min(Math.max(r.retryAfterMs, 1), WAITER_RETRY_MS);
       await waiter.wait(seen, Math.min(deadline - Date.now(), nap));
     }
-    return await this.acquire(ns, fn, leaseId, ttlMs, 0);
+    return await this.acquire(ns, fn, leaseId, ttlMs, 0, undefined, key);
   }
 
   private async checkReset(ns: string, leaseId: Buffer | null): Promise<void> {
