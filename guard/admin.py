@@ -344,33 +344,9 @@ def _text(v: str | bytes) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def key_rate_scopes(cfg: Config, function: str) -> list[str]:
-    """The refusal scopes of issue 14 that `function` can be counted under in this config:
-    ``key`` and ``group-key:<g>`` where a key cap is set, ``rate:*`` where a rate is. One
-    counter per scope, never per key: keys are client-sized (docs/http.md "Metrics")."""
-    f = cfg.functions.get(function)
-    out = [wire.SCOPE_RATE_ACCOUNT] if cfg.rate_per_second is not None else []
-    if f is not None:
-        out += [wire.SCOPE_KEY] if f.keyed else []
-        out += [wire.SCOPE_RATE_FUNCTION] if f.rate_per_second is not None else []
-        out += [wire.SCOPE_RATE_KEY] if f.key_rate_per_second is not None else []
-    for gn in cfg.groups_of(function):
-        g = cfg.groups[gn]
-        out += [wire.group_key_scope(gn)] if g.keyed else []
-        out += [wire.rate_group_scope(gn)] if g.rate_per_second is not None else []
-    return out
-
-
 def counter_fields(cfg: Config, overrides: list[ov.Override]) -> list[str]:
-    """The counters usage reads: the config's, and those of overridden functions it lacks,
-    and the key and rate scopes' throttle counters (`key_rate_scopes`)."""
+    """The counters usage reads: the config's, and those of overridden functions it lacks."""
     out = cfg.counter_fields()
-    names = set(cfg.functions).union(*(g.members for g in cfg.groups.values()))
-    for fn in sorted(names):
-        for scope in key_rate_scopes(cfg, fn):
-            out += [
-                f"{p}{fn}{wire.SCOPE_SEP}{scope}" for p in (wire.THROTTLES, wire.SHADOW_THROTTLES)
-            ]
     for o in overrides:
         if o.kind == "function" and o.name not in cfg.functions:
             out += [wire.IN_USE + o.name, f"{wire.THROTTLES}{o.name}{wire.SCOPE_SEP}function"]
