@@ -20,6 +20,7 @@ import click
 
 from .cli_common import JSON, Target, echo_json, limit_arg, pass_target, table
 from .errors import NotFound
+from .keys import MAX_TOP_KEYS
 from .wire import parse_lease_id
 
 
@@ -265,6 +266,21 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
     @pass_target
     def patch(target: Target, /, name: str, **given: Any) -> None:
         echo_json(call(target, "patch", name, **_fields(given)))
+
+    @grp.command("keys", help=f"The keys holding the most leases at a {kind} (per-key usage).")
+    @click.argument("name")
+    @click.option("--top", type=click.IntRange(1, MAX_TOP_KEYS), default=10, show_default=True)
+    @JSON
+    @pass_target
+    def keys_(target: Target, name: str, top: int, as_json: bool) -> None:
+        doc = target.admin().key_usage(kind, name, top)
+        if as_json:
+            echo_json(doc)
+            return
+        rows = [[k["key"], str(k["in_use"]), _lim(k["max_concurrency"])] for k in doc["keys"]]
+        table(rows, ["KEY", "IN_USE", "MAX"])
+        if not doc["complete"]:
+            click.echo("note: the scan stopped early; more keys may hold leases", err=True)
 
     @grp.command("delete", help=f"Delete a {kind}'s settings.")
     @click.argument("name")

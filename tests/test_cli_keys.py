@@ -185,3 +185,21 @@ def test_resource_commands_carry_the_fields(
     r = run(["namespaces", "set", "--rate-per-second", "none"], env)
     assert json.loads(r.output) == {"name": g.namespace, "max_concurrency": 50}
     assert run(["namespaces", "set"], env).exit_code == 2
+
+
+@MODES
+def test_keys_command_lists_the_top_keys(
+    mode: str, request: pytest.FixtureRequest, g: guard.Guard
+) -> None:
+    env = request.getfixturevalue(mode)
+    g.admin.put_function("ingest", key_max_concurrency=3, key_overrides={"acme": 5})
+    held = [g.acquire("ingest", key="acme", ttl=30) for _ in range(2)]
+    held.append(g.acquire("ingest", key="beta", ttl=30))
+    r = run(["functions", "keys", "ingest", "--top", "1"], env)
+    assert r.exit_code == 0, r.output
+    assert r.output.split() == ["KEY", "IN_USE", "MAX", "acme", "2", "5"]
+    doc = json.loads(run(["functions", "keys", "ingest", "--json"], env).output)
+    assert doc == g.admin.key_usage("function", "ingest", 10)
+    assert run(["functions", "keys", "ingest", "--top", "0"], env).exit_code == 2
+    for lease in held:
+        lease.release()
