@@ -259,3 +259,25 @@ def test_http_admin_key_usage_is_the_same(live_server: str, ns: str, g: Any) -> 
     finally:
         lease.release()
         over_http.close()
+
+
+def test_held_leases_show_their_key(http: Any, ns: str, g: Any, live_server: str) -> None:
+    """GET …/leases shows a keyed lease's key (and no key field for the others); the HTTP
+    admin reads back the same `LeaseInfo` as the Redis one."""
+    from live import ADMIN_TOKEN
+
+    from guard.http_backend import HttpAdmin, HttpBackend
+
+    g.admin.put_function("f", key_max_concurrency=2)
+    keyed = g.acquire("f", key="acme", ttl=30)
+    plain = g.acquire("f", ttl=30)
+    docs = {d["lease_id"]: d for d in http.get(p(ns, "/leases")).json["leases"]}
+    assert docs[keyed.lease_id]["key"] == "acme"
+    assert "key" not in docs[plain.lease_id]
+    over_http = HttpAdmin(HttpBackend(live_server, ADMIN_TOKEN), ns)
+    try:
+        assert over_http.leases("f") == g.admin.leases("f")
+    finally:
+        over_http.close()
+    keyed.release()
+    plain.release()

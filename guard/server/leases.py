@@ -113,4 +113,4 @@ def release(ns: str, lease_id: str) -> Response:
 def list_leases(ns: str) -> Response:
     function = request.args.get("function")
     out = [info.to_doc() for info in admin(ns).leases(function)]  # expired ones excluded
-    return reply(s.LeaseList, {"leases": out})
+    return reply(s.LeaseList, {"leases": out}, exclude_unset=True)

@@ -309,6 +309,7 @@ class HeldLease(BaseModel):
     fence: int
     ttl_seconds: float
     granted_at: float
+    key: str | None = Field(default=None, description="the acquire's key, when it was counted")
 
 
 class LeaseList(BaseModel):
