@@ -205,8 +205,9 @@ def test_key_rate_is_per_key_and_account_rate_is_shared(g: guard.Guard, rclient,
     t = throttled(g, "f", key="c")
     assert t.scope == "rate:account" and 0.9 < t.retry_after <= 1.0
     names = {k.decode() for k in rclient.scan_iter(match=f"guard:{{{ns}}}:r:*")}
-    assert names == {f"guard:{{{ns}}}:r:{lv}" for lv in ("a", "k:f|a", "k:f|b")}
-    assert all(0 < rclient.pttl(n) <= 3000 for n in names)  # gone at full burst
+    assert names == {f"guard:{{{ns}}}:r:{lv}" for lv in ("k:f|a", "k:f|b")}  # a key each
+    assert all(0 < rclient.pttl(n) <= 1000 for n in names)  # gone at full burst
+    assert rclient.hexists(keys.lease_keys(ns)[1], "r:a")  # levels: fields of the use hash
 
 
 def test_shadow_rate_is_counted_and_takes_no_token(g: guard.Guard, rclient, ns) -> None:
