@@ -269,7 +269,13 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
 
     @grp.command("keys", help=f"The keys holding the most leases at a {kind} (per-key usage).")
     @click.argument("name")
-    @click.option("--top", type=click.IntRange(1, MAX_TOP_KEYS), default=10, show_default=True)
+    @click.option(
+        "--top",
+        type=click.IntRange(1, MAX_TOP_KEYS),
+        default=10,
+        show_default=True,
+        help="how many keys, most in use first",
+    )
     @JSON
     @pass_target
     def keys_(target: Target, name: str, top: int, as_json: bool) -> None:
