@@ -462,14 +462,18 @@ if refuse then
   local wait = tonumber(ARGV[4] or 0)
   if wait > 0 then
     if num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
-    QP = QP or string.sub(USE, 1, -4)
-    local Q, QD = QP .. 'q:' .. cname, QP .. 'qd:' .. cname
-    local due = now + math.min(wait, TICKET_MS)
-    redis.call('ZADD', Q, 'NX', t[1] * 1000000 + t[2], id)  -- in µs: ties are rarer
-    redis.call('ZADD', QD, due, id)
-    redis.call('PEXPIRE', Q, TICKET_MS + 1000)
-    redis.call('PEXPIRE', QD, TICKET_MS + 1000)
-    if num(u[6]) < due then redis.call('HSET', USE, f_wait, due) end
+    -- a key or rate refusal takes no ticket: the function's free slots are not what it waits
+    -- for, and a ticket would hold them back from other keys (rscope: such a refusal)
+    if not rscope then
+      QP = QP or string.sub(USE, 1, -4)
+      local Q, QD = QP .. 'q:' .. cname, QP .. 'qd:' .. cname
+      local due = now + math.min(wait, TICKET_MS)
+      redis.call('ZADD', Q, 'NX', t[1] * 1000000 + t[2], id)  -- in µs: ties are rarer
+      redis.call('ZADD', QD, due, id)
+      redis.call('PEXPIRE', Q, TICKET_MS + 1000)
+      redis.call('PEXPIRE', QD, TICKET_MS + 1000)
+      if num(u[6]) < due then redis.call('HSET', USE, f_wait, due) end
+    end
   elseif ARGV[8] == '1' then  -- the wait ran out: drop the ticket, count a timed-out wait
     QP = QP or string.sub(USE, 1, -4)
     redis.call('ZREM', QP .. 'q:' .. cname, id)
