@@ -11,10 +11,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from . import keys, wire
 from . import overrides as ov
-from . import wire
-from .errors import ConflictError, NotFound
-from .model import Config, Function, Group, check_limit, check_name, check_namespace
+from .errors import ConflictError, NotFound, UsageError
+from .model import (
+    Config,
+    Function,
+    Group,
+    check_burst,
+    check_limit,
+    check_name,
+    check_namespace,
+    check_rate,
+)
 from .wire import LeaseInfo
 
 if TYPE_CHECKING:
@@ -89,6 +98,13 @@ class Admin:
         used = self.store.usage_fields(self.namespace, counter_fields(cfg, active))
         return usage_of(cfg, used, active, now)
 
+    def key_usage(self, kind: str, name: str, top: int = 10) -> dict[str, Any]:
+        """The `top` keys (1..1000) by in use at a function or a group (`kind` "function" or
+        "group"), with each key's cap there; expired leases are reaped first. The keys are
+        found by a bounded scan of the use hash (`RedisStore.scan_use`): ``complete`` is
+        false when it stopped before the end. A group that does not exist is `NotFound`."""
+        return key_usage_of(self.store, self.namespace, kind, name, top)
+
     def overrides(self) -> list[dict[str, Any]]:
         """The overrides in force now (server time), with the seconds each has left."""
         now = self.store.server_time_ms()
@@ -153,9 +169,24 @@ class Admin:
         audit = entry if (before_doc or after_doc) else ()
         return self.store.write_config(self.namespace, version, diff, stale, audit)
 
-    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]:
+    def set_namespace(
+        self,
+        *,
+        max_concurrency: int | None,
+        rate_per_second: float | None = None,
+        rate_burst: int | None = None,
+    ) -> dict[str, Any]:
+        """Replace the account-level settings (the HTTP PUT): the account max and the
+        account rate (GCRA; None: no rate)."""
         check_limit(max_concurrency, "max_concurrency")
-        self._write(lambda c: replace(c, max_concurrency=max_concurrency), "set_namespace")
+        rate = check_rate(rate_per_second, "rate_per_second")
+        burst = check_burst(rate_burst, "rate_burst", rate, "rate_per_second")
+        self._write(
+            lambda c: replace(
+                c, max_concurrency=max_concurrency, rate_per_second=rate, rate_burst=burst
+            ),
+            "set_namespace",
+        )
         return self.get_namespace()
 
     # -- temporary overrides --------------------------------------------------------------
@@ -361,4 +392,49 @@ def usage_of(
         "account": {"in_use": n(wire.ACCOUNT), "max_concurrency": cfg.max_concurrency},
         "groups": groups,
         "functions": dict(sorted(functions.items())),
+    }
+
+
+def check_top(value: Any) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or not 1 <= value <= keys.MAX_TOP_KEYS:
+        raise UsageError(f"top must be an integer from 1 to {keys.MAX_TOP_KEYS}", "top")
+    return int(value)
+
+
+def key_usage_of(store: RedisStore, ns: str, kind: str, name: str, top: int) -> dict[str, Any]:
+    """`Admin.key_usage` (docs/http.md "Per-key usage")."""
+    ov.check_kind(kind)
+    check_name(name, kind)
+    n = check_top(top)
+    cfg = Config.from_fields(store.read_config(ns))
+    level: Function | Group | None
+    if kind == "group":
+        level = cfg.groups.get(name)
+        if level is None:
+            raise NotFound(f"no group {name!r} in namespace {ns!r}", "group")
+        total_field, prefix = wire.GROUP_IN_USE + name, wire.GROUP_KEY_IN_USE
+    else:
+        level = cfg.functions.get(name)
+        total_field, prefix = wire.IN_USE + name, wire.KEY_IN_USE
+    used = store.usage_fields(ns, [total_field])  # reaps expired leases first
+    found, complete = store.scan_use(ns, prefix + name + wire.KEY_SEP)
+    cut = len(prefix + name + wire.KEY_SEP)
+    ranked = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return {
+        "kind": kind,
+        "name": name,
+        "in_use": wire.counter(used, total_field),
+        "max_concurrency": level.max_concurrency if level else None,
+        "key_max_concurrency": level.key_max_concurrency if level else None,
+        "keys_in_use": len(found),
+        "complete": complete,
+        "keys": [
+            {
+                "key": f[cut:],
+                "in_use": c,
+                "max_concurrency": level.key_cap(f[cut:]) if level else None,
+            }
+            for f, c in ranked
+        ],
     }

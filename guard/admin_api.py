@@ -31,7 +31,15 @@ class AdminAPI(Protocol):
 
     def get_namespace(self) -> dict[str, Any]: ...
 
-    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]: ...
+    def set_namespace(
+        self,
+        *,
+        max_concurrency: int | None,
+        rate_per_second: float | None = None,
+        rate_burst: int | None = None,
+    ) -> dict[str, Any]:
+        """Replace the account-level settings: max and rate (the HTTP PUT)."""
+        ...
 
     def config(self) -> Config:
         """The namespace's whole settings."""
@@ -43,6 +51,12 @@ class AdminAPI(Protocol):
 
     def usage(self) -> dict[str, Any]:
         """In use against limits at every level (expired leases reaped first)."""
+        ...
+
+    def key_usage(self, kind: str, name: str, top: int = 10) -> dict[str, Any]:
+        """The `top` (1..1000) keys by in use at a function or group (`kind` "function" or
+        "group"), each with its cap there; ``complete`` is false when the bounded scan of
+        the namespace's counters stopped early (docs/http.md "Per-key usage")."""
         ...
 
     # -- groups and functions -------------------------------------------------------------

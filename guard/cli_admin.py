@@ -20,6 +20,7 @@ import click
 
 from .cli_common import JSON, Target, echo_json, limit_arg, pass_target, table
 from .errors import NotFound
+from .keys import MAX_TOP_KEYS
 from .wire import parse_lease_id
 
 
@@ -55,11 +56,77 @@ def ns_get(target: Target, name: str | None, as_json: bool) -> None:
 
 @namespaces.command("set")
 @click.argument("name", required=False)
-@click.option("--max-concurrency", required=True, help="an integer, or 'none' for no limit")
+@click.option("--max-concurrency", help="an integer, or 'none' for no limit")
+@click.option("--rate-per-second", help="account rate (grants per second), or 'none'")
+@click.option("--rate-burst", help="grants at once after an idle period, or 'none'")
 @pass_target
-def ns_set(target: Target, name: str | None, max_concurrency: str) -> None:
-    """Set a namespace's account-wide limit (NAME defaults to -n)."""
-    echo_json(target.admin(name).set_namespace(max_concurrency=limit_arg(max_concurrency)))
+def ns_set(
+    target: Target,
+    name: str | None,
+    max_concurrency: str | None,
+    rate_per_second: str | None,
+    rate_burst: str | None,
+) -> None:
+    """Set a namespace's account-wide limit and rate (NAME defaults to -n); the options not
+    given keep their stored values."""
+    given = {
+        "max_concurrency": max_concurrency,
+        "rate_per_second": rate_per_second,
+        "rate_burst": rate_burst,
+    }
+    if all(v is None for v in given.values()):
+        raise click.UsageError("give --max-concurrency, --rate-per-second or --rate-burst")
+    admin = target.admin(name)
+    cur = admin.get_namespace()
+    fields = {k: cur.get(k) for k in given} | _fields(given)
+    if rate_per_second is not None and fields["rate_per_second"] is None:
+        fields["rate_burst"] = None  # no rate: no burst either
+    echo_json(admin.set_namespace(**fields))
+
+
+RATES = ("rate_per_second", "key_rate_per_second")
+BURSTS = ("rate_burst", "key_rate_burst")
+
+
+def _number(value: str, name: str, kind: type[float] | type[int]) -> float | int | None:
+    """``none`` → None (unset); else a number (validated by the admin, naming the field)."""
+    if value.lower() in ("none", "null"):
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        hint = "--" + name.replace("_", "-")
+        what = "a number" if kind is float else "an integer"
+        raise click.BadParameter(
+            f"expected {what} or 'none', got {value!r}", param_hint=hint
+        ) from None
+
+
+def _key_overrides(value: str) -> dict[str, Any]:
+    """``acme=10,tiny=0`` or a JSON object ``{"acme": 10}``; ``none`` or ``{}``: no overrides."""
+    hint = "--key-overrides"
+    if value.strip().lower() in ("none", "null", ""):
+        return {}
+    if value.lstrip().startswith("{"):
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            raise click.BadParameter("not valid JSON", param_hint=hint) from None
+        if not isinstance(doc, dict):
+            raise click.BadParameter("expected a JSON object", param_hint=hint)
+        return doc
+    out: dict[str, Any] = {}
+    for part in value.split(","):
+        k, sep, v = part.strip().partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=MAX, got {part.strip()!r}", param_hint=hint)
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected an integer max, got {v!r}", param_hint=hint
+            ) from None
+    return out
 
 
 def _fields(given: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +134,14 @@ def _fields(given: dict[str, Any]) -> dict[str, Any]:
     for k, v in given.items():
         if v is None:
             continue
-        if k == "max_concurrency":
+        if k in ("max_concurrency", "key_max_concurrency"):
             v = limit_arg(v)
+        elif k in RATES:
+            v = _number(v, k, float)
+        elif k in BURSTS:
+            v = _number(v, k, int)
+        elif k == "key_overrides":
+            v = _key_overrides(v)
         elif k == "members":
             v = [m.strip() for m in v.split(",") if m.strip()]
         elif k == "selector":
@@ -194,6 +267,27 @@ def _resource(kind: str, options: list[Any], defaults: str) -> click.Group:
     def patch(target: Target, /, name: str, **given: Any) -> None:
         echo_json(call(target, "patch", name, **_fields(given)))
 
+    @grp.command("keys", help=f"The keys holding the most leases at a {kind} (per-key usage).")
+    @click.argument("name")
+    @click.option(
+        "--top",
+        type=click.IntRange(1, MAX_TOP_KEYS),
+        default=10,
+        show_default=True,
+        help="how many keys, most in use first",
+    )
+    @JSON
+    @pass_target
+    def keys_(target: Target, name: str, top: int, as_json: bool) -> None:
+        doc = target.admin().key_usage(kind, name, top)
+        if as_json:
+            echo_json(doc)
+            return
+        rows = [[k["key"], str(k["in_use"]), _lim(k["max_concurrency"])] for k in doc["keys"]]
+        table(rows, ["KEY", "IN_USE", "MAX"])
+        if not doc["complete"]:
+            click.echo("note: the scan stopped early; more keys may hold leases", err=True)
+
     @grp.command("delete", help=f"Delete a {kind}'s settings.")
     @click.argument("name")
     @pass_target
@@ -211,6 +305,15 @@ MODE = click.option(
     help="shadow: count and report, never refuse",
 )
 MAX = click.option("--max-concurrency", help="an integer, or 'none' for no limit")
+# keys and rates (issue 14): docs/sdk.md "Keys" and "Rates"
+KEY_MAX = click.option(
+    "--key-max-concurrency", help="the cap of every key (key= of an acquire), or 'none'"
+)
+KEY_OVERRIDES = click.option(
+    "--key-overrides", help="a key's own cap: 'acme=10,tiny=0' or JSON; 'none' clears"
+)
+RATE = click.option("--rate-per-second", help="GCRA rate (grants per second), or 'none'")
+BURST = click.option("--rate-burst", help="grants at once after an idle period, or 'none'")
 groups = _resource(
     "group",
     [
@@ -223,6 +326,10 @@ groups = _resource(
         click.option("--members", help="comma-separated function names"),
         click.option("--selector", help='JSON, e.g. {"tags": {"team": "data"}} (see sync-aws)'),
         MODE,
+        KEY_MAX,
+        KEY_OVERRIDES,
+        RATE,
+        BURST,
     ],
     "no max, reserved 0, no members, no selector, mode enforce",
 )
@@ -241,6 +348,12 @@ functions = _resource(
             help="what the SDK does when the store is out of reach",
         ),
         MODE,
+        KEY_MAX,
+        KEY_OVERRIDES,
+        RATE,
+        BURST,
+        click.option("--key-rate-per-second", help="GCRA rate of each key, or 'none'"),
+        click.option("--key-rate-burst", help="burst of each key's rate, or 'none'"),
     ],
     "no max, lease_ttl_seconds 900, on_unavailable unset, mode enforce",
 )

@@ -19,9 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConflictError, UsageError
-from .model import Config, Function, Group, check_limit, check_name, check_namespace
+from .model import (
+    Config,
+    Function,
+    Group,
+    check_burst,
+    check_limit,
+    check_name,
+    check_namespace,
+    check_rate,
+)
 
 SECTIONS = ("max_concurrency", "rate_per_second", "rate_burst", "groups", "functions")
+NS_RATE = ("rate_per_second", "rate_burst")  # the account rate (issue 14), beside its max
 
 
 def _at(path: str, exc: UsageError | ConflictError) -> UsageError:
@@ -47,8 +57,10 @@ def config_from_doc(doc: Any, path: str = "") -> Config:
             raise UsageError(f"{pre}{k}: unknown field (allowed: {', '.join(SECTIONS)})", pre + k)
     try:
         limit = check_limit(doc.get("max_concurrency"), "max_concurrency")
+        rate = check_rate(doc.get("rate_per_second"), "rate_per_second")
+        burst = check_burst(doc.get("rate_burst"), "rate_burst", rate, "rate_per_second")
     except UsageError as exc:
-        raise _at(path or "max_concurrency", exc) if path else exc from None
+        raise _at(path, exc) if path else exc from None
     groups: dict[str, Group] = {}
     for name, fields in _mapping(doc.get("groups"), pre + "groups").items():
         where = f"{pre}groups.{name}"
@@ -65,7 +77,7 @@ def config_from_doc(doc: Any, path: str = "") -> Config:
             functions[name] = Function.build(**_mapping(fields, where))
         except UsageError as exc:
             raise _at(where, exc) from None
-    cfg = Config(limit, groups, functions, doc.get("rate_per_second"), doc.get("rate_burst"))
+    cfg = Config(limit, groups, functions, rate, burst)
     try:
         cfg.check()
     except UsageError as exc:
@@ -89,10 +101,12 @@ def config_to_doc(cfg: Config) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Limits:
     """One namespace's part of a limits file: its settings, and whether it sets the
-    namespace's ``max_concurrency`` (a file that leaves it out keeps the stored one)."""
+    namespace's ``max_concurrency`` (a file that leaves it out keeps the stored one), and
+    whether it sets the account rate (``rate_per_second``/``rate_burst``; likewise)."""
 
     config: Config
     sets_max: bool
+    sets_rate: bool = False
 
     def applied_to(self, old: Config, prune: bool) -> Config:
         """What the namespace holds after applying the file. Listed groups and functions are
@@ -101,10 +115,13 @@ class Limits:
         if prune:
             return self.config
         new = self.config
+        rates = self.config if self.sets_rate else old
         return Config(
             new.max_concurrency if self.sets_max else old.max_concurrency,
             {**old.groups, **new.groups},
             {**old.functions, **new.functions},
+            rates.rate_per_second,
+            rates.rate_burst,
         )
 
     def unlisted(self, old: Config) -> list[str]:
@@ -123,7 +140,8 @@ def _limits(doc: Any, path: str) -> Limits:
             "rather than read as 'remove every limit'",
             where,
         )
-    return Limits(config_from_doc(body, path), "max_concurrency" in body)
+    sets_rate = any(k in body for k in NS_RATE)
+    return Limits(config_from_doc(body, path), "max_concurrency" in body, sets_rate)
 
 
 def parse_limits(data: Any) -> dict[str, Limits]:
@@ -196,10 +214,9 @@ def diff(old: Config, new: Config) -> list[str]:
     """Human-readable changes from `old` to `new` (empty when equal)."""
     a, b = config_to_doc(old), config_to_doc(new)
     lines = []
-    if a["max_concurrency"] != b["max_concurrency"]:
-        lines.append(
-            f"~ max_concurrency: {_show(a['max_concurrency'])} -> {_show(b['max_concurrency'])}"
-        )
+    for k in ("max_concurrency", *NS_RATE):
+        if a.get(k) != b.get(k):
+            lines.append(f"~ {k}: {_show(a.get(k))} -> {_show(b.get(k))}")
     for kind in ("groups", "functions"):
         what = kind[:-1]
         for name in sorted(set(a[kind]) | set(b[kind])):

@@ -274,11 +274,26 @@ class HttpAdmin:
     def get_namespace(self) -> dict[str, Any]:
         return dict(self.backend.call("GET", self._p))
 
-    def set_namespace(self, *, max_concurrency: int | None) -> dict[str, Any]:
-        return dict(self.backend.call("PUT", self._p, {"max_concurrency": max_concurrency}))
+    def set_namespace(
+        self,
+        *,
+        max_concurrency: int | None,
+        rate_per_second: float | None = None,
+        rate_burst: int | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"max_concurrency": max_concurrency}
+        if rate_per_second is not None or rate_burst is not None:
+            body.update(rate_per_second=rate_per_second, rate_burst=rate_burst)
+        return dict(self.backend.call("PUT", self._p, body))
 
     def usage(self) -> dict[str, Any]:
         return dict(self.backend.call("GET", f"{self._p}/usage"))
+
+    def key_usage(self, kind: str, name: str, top: int = 10) -> dict[str, Any]:
+        from .overrides import check_kind
+
+        path = f"{self._p}/{check_kind(kind)}s/{q(name)}/keys?top={int(top)}"
+        return dict(self.backend.call("GET", path))
 
     def leases(self, function: str | None = None) -> list[LeaseInfo]:
         query = "?" + urlencode({"function": function}) if function else ""

@@ -87,3 +87,10 @@ def rate_key(ns: str, level: str) -> str:
     hash: wire.RATE_STATE_FIELD). Not in KEYS: acquire_lease.lua derives it from the use key
     ("guard:{ns}:" + "r:" + level)."""
     return f"{PREFIX}:{{{ns}}}:r:{level}"
+
+
+# Per-key usage reads (admin; guard.store.RedisStore.scan_use): HSCAN of the use hash, at most
+# SCAN_CALLS calls of SCAN_COUNT fields each, then the answer says it is incomplete.
+SCAN_COUNT = 1000
+SCAN_CALLS = 100
+MAX_TOP_KEYS = 1000  # ?top= of the per-key usage routes: 1 .. MAX_TOP_KEYS

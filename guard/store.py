@@ -449,6 +449,30 @@ class RedisStore:
         kept by name and of ``keys.OTHER`` — a bounded read, never the whole hash."""
         return wire.decode_usage(self._run("read_usage", ns, tuple(fields)))
 
+    def scan_use(self, ns: str, prefix: str) -> tuple[dict[str, int], bool]:
+        """The use-hash fields starting with `prefix` (``k:<fn>|`` or ``kg:<group>|``: in
+        use per key, `guard.wire`), field -> count, and whether the scan was complete. An
+        admin read with a bounded cost: HSCAN with MATCH, at most ``keys.SCAN_CALLS`` calls of
+        ``keys.SCAN_COUNT`` fields each (the whole use hash is walked: its size is the
+        namespace's counters plus one field per key in use now); beyond that it stops and
+        says so. Never on the admission path."""
+        out: dict[str, int] = {}
+        cursor, calls = 0, 0
+        match = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        with wrap_errors("scan use"):
+            while True:
+                cursor, page = self.client.hscan(
+                    keys.lease_keys(ns)[1], cursor, match=match, count=keys.SCAN_COUNT
+                )
+                calls += 1
+                for k, v in page.items():
+                    n = int(v)
+                    if n > 0:
+                        out[_s(k)] = n
+                if cursor == 0 or calls >= keys.SCAN_CALLS:
+                    break
+        return out, cursor == 0
+
     def queued(self, ns: str, functions: Sequence[str]) -> dict[str, int]:
         """Live waiting tickets per function (acquire_lease.lua "Waiting queue"): tickets
         whose deadline is still ahead. `functions` bounds the read (one ZCOUNT each)."""

@@ -146,3 +146,51 @@ def test_every_worker_reports_the_same(live_server: str, redis_server: Any, ns: 
         text = r.read().decode()
     assert "guard_http_request_duration_seconds_bucket" in text
     assert 'route="/metrics"' in text
+
+
+def test_key_and_rate_scopes_without_a_series_per_key(http: Any, ns: str, g: guard.Guard) -> None:
+    """Issue 14's refusal scopes are throttle (and shadow-throttle) series with the group in
+    ``group``; no series, label or value names a key."""
+    a = g.admin
+    a.put_function("kf", key_max_concurrency=1)
+    a.put_group("kg", members=["gf"], key_max_concurrency=1)
+    a.put_function("rf", rate_per_second=0.01, rate_burst=1)
+    a.put_function("rk", key_rate_per_second=0.01, key_rate_burst=1)
+    a.put_group("rg", members=["rgf"], rate_per_second=0.01, rate_burst=1)
+    a.put_group("sg", members=["sf"], key_max_concurrency=0, mode="shadow")
+    key = "tenant-xyz-0042"
+    for fn, scope in [
+        ("kf", "key"),
+        ("gf", "group-key:kg"),
+        ("rf", "rate:function"),
+        ("rk", "rate:key"),
+        ("rgf", "rate:group:rg"),
+    ]:
+        g.acquire(fn, key=key, ttl=30)
+        with pytest.raises(guard.Throttled) as err:
+            g.acquire(fn, key=key, ttl=30)
+        assert err.value.scope == scope
+    assert g.acquire("sf", key=key, ttl=30).shadow_scope == "group-key:sg"
+    a.set_namespace(max_concurrency=None, rate_per_second=0.01, rate_burst=1)
+    g.acquire("af", ttl=30)
+    with pytest.raises(guard.Throttled) as err:
+        g.acquire("af", ttl=30)
+    assert err.value.scope == "rate:account"
+    text = http.get("/metrics").data.decode()
+    m = {"namespace": ns}
+    t = "guard_throttles_total"
+    assert value(text, t, function="kf", scope="key", group="", **m) == 1
+    assert value(text, t, function="gf", scope="group-key", group="kg", **m) == 1
+    assert value(text, t, function="rf", scope="rate:function", group="", **m) == 1
+    assert value(text, t, function="rk", scope="rate:key", group="", **m) == 1
+    assert value(text, t, function="rgf", scope="rate:group", group="rg", **m) == 1
+    assert value(text, t, function="af", scope="rate:account", group="", **m) == 1
+    shadow = "guard_shadow_throttles_total"
+    assert value(text, shadow, function="sf", scope="group-key", group="sg", **m) == 1
+    assert key not in text
+    tool = promtool()
+    if tool is not None:
+        r = subprocess.run(
+            [tool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
+        )
+        assert r.returncode == 0, r.stdout + r.stderr

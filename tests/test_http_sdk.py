@@ -284,3 +284,26 @@ def test_http_connections_are_bounded_and_shared(live_server: str, ns: str) -> N
     seen = set(map(id, backend._idle))
     assert 1 <= len(seen) <= 3 and g.pool_exhausted == 0
     g.close()
+
+
+def test_key_in_http_mode(hg: guard.Guard, admin: Any) -> None:
+    """The SDK's HTTP mode sends the key in the lease body: per-key caps and key rates apply
+    exactly as in Redis mode, with the same scopes."""
+    admin.put_function("f", max_concurrency=3, key_max_concurrency=1)
+    admin.put_function("r", key_rate_per_second=0.5, key_rate_burst=1)
+    held = hg.acquire("f", key="tenant-a", ttl=30)
+    with pytest.raises(guard.Throttled) as ei:
+        hg.acquire("f", key="tenant-a", ttl=30)
+    assert ei.value.scope == "key"
+    other = hg.acquire("f", key="tenant-b", ttl=30)
+    with hg.slot("r", key="api-1"):
+        pass
+    with pytest.raises(guard.Throttled) as ei:
+        hg.acquire("r", key="api-1")
+    assert ei.value.scope == "rate:key" and 0 < ei.value.retry_after <= 2.0
+    assert admin.key_usage("function", "f")["keys"] == [
+        {"key": "tenant-a", "in_use": 1, "max_concurrency": 1},
+        {"key": "tenant-b", "in_use": 1, "max_concurrency": 1},
+    ]
+    held.release()
+    other.release()

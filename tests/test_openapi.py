@@ -17,7 +17,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from guard import keys
-from guard.model import MAX_LIMIT, MAX_MEMBERS
+from guard.model import MAX_BURST, MAX_KEY_OVERRIDES, MAX_LIMIT, MAX_MEMBERS, MAX_RATE, MIN_RATE
 from guard.server.schemas import MAX_WAIT_SECONDS
 
 PYDANTIC_ONLY = {"ge", "le", "gt", "lt", "multiple_of", "max_digits", "decimal_places"}
@@ -79,11 +79,71 @@ def test_every_numeric_bound_is_in_the_document(doc: dict[str, Any]) -> None:
     assert counts == {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 
 
+def test_key_and_rate_bounds_are_in_the_document(doc: dict[str, Any]) -> None:
+    """Issue 14's fields carry their bounds (guard.model) in /openapi.json."""
+    rate = {"type": "number", "minimum": MIN_RATE, "maximum": MAX_RATE}
+    burst = {"type": "integer", "minimum": 1, "maximum": MAX_BURST}
+    levels = {
+        "NamespaceIn": ("rate_per_second", "rate_burst"),
+        "ConfigDoc": ("rate_per_second", "rate_burst"),
+        "GroupIn": ("rate_per_second", "rate_burst", "key_max_concurrency", "key_overrides"),
+        "FunctionIn": (
+            "rate_per_second",
+            "rate_burst",
+            "key_rate_per_second",
+            "key_rate_burst",
+            "key_max_concurrency",
+            "key_overrides",
+        ),
+    }
+    for model, fields in levels.items():
+        for field in fields:
+            p = prop(doc, model, field)
+            if field.endswith("rate_per_second"):
+                assert {k: p[k] for k in rate} == rate, (model, field)
+            elif field.endswith("burst"):
+                assert {k: p[k] for k in burst} == burst, (model, field)
+            elif field == "key_max_concurrency":
+                assert p == {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
+            else:
+                assert p["maxProperties"] == MAX_KEY_OVERRIDES
+                assert p["propertyNames"] == {"pattern": keys.NAME_RE.pattern}
+                (cap,) = p["patternProperties"].values()
+                assert cap == {"type": "integer", "minimum": 0, "maximum": MAX_LIMIT}
+    key = prop(doc, "LeaseIn", "key")
+    assert key["maxLength"] == 128 and key["pattern"] == keys.NAME_RE.pattern
+
+
 # -- a client and the server agree --------------------------------------------------------
 
 NUMBERS_INT = [-1, 0, 1, 2.0, 2.5, MAX_LIMIT, MAX_LIMIT + 1, "3", True, None, [1], {}]
 NUMBERS_TTL = [-1, 0, 0.001, 1, 30, keys.MAX_LEASE_TTL, keys.MAX_LEASE_TTL + 1, "1", False, None]
 NAMES = ["ok", "a.b-c_d", "_x", "-x", ".x", "", "a b", "x" * 128, "x" * 129, 5]
+RATES = [MIN_RATE, MIN_RATE / 2, 0, -1, 0.5, 7, MAX_RATE, MAX_RATE + 1, "5", True, None, [1]]
+BURSTS = [0, 1, 2.0, 2.5, MAX_BURST, MAX_BURST + 1, -1, "3", True, None]
+OVERRIDES: list[Any] = [
+    {},
+    {"acme": 0},
+    {"acme": MAX_LIMIT},
+    {"acme": MAX_LIMIT + 1},
+    {"acme": -1},
+    {"acme": "1"},
+    {"acme": 2.0},
+    {"a b": 1},
+    {"x" * 129: 1},
+    {f"k{i}": 1 for i in range(MAX_KEY_OVERRIDES + 1)},
+    [],
+    None,
+]
+
+
+def rate_variants(base: dict[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """A rate and its burst, each through its bounds; a burst alone (no rate) too."""
+    rate, burst = f"{prefix}rate_per_second", f"{prefix}rate_burst"
+    out = variants(base, rate, RATES)
+    out += variants({**base, rate: 10}, burst, BURSTS)
+    out += [{**base, burst: 5}]  # a burst of no rate: a cross-field 400
+    return out
 
 
 def variants(base: dict[str, Any], field: str, values: list[Any]) -> list[dict[str, Any]]:
@@ -92,7 +152,13 @@ def variants(base: dict[str, Any], field: str, values: list[Any]) -> list[dict[s
 
 def ns_bodies() -> list[dict[str, Any]]:
     base = {"max_concurrency": 10}
-    return [base, {}, {**base, "x": 1}, *variants(base, "max_concurrency", NUMBERS_INT)]
+    out = [base, {}, {**base, "x": 1}, *variants(base, "max_concurrency", NUMBERS_INT)]
+    return out + rate_variants(base)
+
+
+def key_variants(base: dict[str, Any]) -> list[dict[str, Any]]:
+    out = variants(base, "key_max_concurrency", NUMBERS_INT)
+    return out + variants(base, "key_overrides", OVERRIDES)
 
 
 def group_bodies() -> list[dict[str, Any]]:
@@ -115,6 +181,8 @@ def group_bodies() -> list[dict[str, Any]]:
         ],
     )
     out += variants(base, "mode", ["enforce", "shadow", "other", None, 1])
+    out += key_variants(base) + rate_variants(base)
+    out += [{**base, "key_rate_per_second": 1}]  # a function's field only
     out += variants(
         base,
         "selector",
@@ -139,6 +207,7 @@ def function_bodies() -> list[dict[str, Any]]:
     out += variants(base, "lease_ttl_seconds", NUMBERS_TTL)
     out += variants(base, "on_unavailable", ["open", "closed", None, "maybe", 0])
     out += variants(base, "mode", ["shadow", "", None])
+    out += key_variants(base) + rate_variants(base) + rate_variants(base, "key_")
     return out
 
 
@@ -149,6 +218,7 @@ def lease_bodies() -> list[dict[str, Any]]:
     out += variants(base, "ttl_seconds", NUMBERS_TTL)
     out += variants(base, "wait_seconds", [0, 0.01, MAX_WAIT_SECONDS + 1, -0.5, "0", True])
     out += variants(base, "lease_id", ["a" * 32, "A" * 32, "a" * 31, "g" * 32, 5, None])
+    out += variants(base, "key", [*NAMES, None])
     out += variants(
         base,
         "unavailable",
@@ -190,6 +260,7 @@ def override_bodies() -> list[dict[str, Any]]:
 def config_bodies() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{}, {"x": 1}]
     out += variants({}, "max_concurrency", NUMBERS_INT)
+    out += rate_variants({})
     out += [{"groups": {n: {}}} for n in NAMES if isinstance(n, str) and n]
     out += [{"functions": {"f": b}} for b in function_bodies()]
     out += [{"groups": {"g": b}} for b in group_bodies()]
@@ -205,7 +276,7 @@ def schema_ok(doc: dict[str, Any], model: str, body: Any) -> bool:
 # Rules between two fields or against stored settings are beyond what JSON Schema can say;
 # docs/http.md lists them. A body the schema accepts may still be refused by one of these
 # (400 naming the field, or 409), never by anything else.
-CROSS_FIELD_400 = ("must not exceed max_concurrency",)
+CROSS_FIELD_400 = ("must not exceed max_concurrency", "(a burst of no rate)")
 
 
 @pytest.mark.parametrize(

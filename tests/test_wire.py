@@ -148,9 +148,11 @@ def test_lease_documents_roundtrip_through_the_server_schemas() -> None:
     r = Renewal(ID.hex(), 12_345, 4_000)
     assert schemas.RenewalOut.model_validate(r.to_doc()).model_dump() == r.to_doc()
     assert Renewal.from_doc(r.to_doc()) == r
-    info = LeaseInfo(ID.hex(), "f", ("etl",), 9_000, 5_000, 3, 4_000)
-    assert schemas.HeldLease.model_validate(info.to_doc()).model_dump() == info.to_doc()
-    assert LeaseInfo.from_doc(info.to_doc()) == info
+    for key in (None, "tenant-a"):  # the key shows only when set (the route: exclude_unset)
+        info = LeaseInfo(ID.hex(), "f", ("etl",), 9_000, 5_000, 3, 4_000, key)
+        held = schemas.HeldLease.model_validate(info.to_doc())
+        assert held.model_dump(exclude_unset=True) == info.to_doc()
+        assert LeaseInfo.from_doc(info.to_doc()) == info
     refusal = Refusal("account", 1_500, "closed")
     assert Refusal.from_doc(refusal.to_doc()) == refusal
 

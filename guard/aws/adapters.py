@@ -21,9 +21,10 @@ from contextlib import suppress
 from typing import Any, TypeVar, cast
 
 from .. import problems
-from ..client import Guard, remaining_seconds
+from ..client import Guard, KeyArg, remaining_seconds
 from ..errors import GuardError, GuardUnavailable, Throttled, UsageError
 from ..lease import Lease
+from ..model import check_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("guard.aws")
@@ -52,12 +53,42 @@ def bounded_wait(wait: float, context: Any) -> float:
     return max(0.0, min(wait, end - time.monotonic()))
 
 
-def admit(g: Guard, function: str | None, context: Any, wait: float = 0.0) -> Lease:
+def check_key_arg(key: KeyArg) -> KeyArg:
+    """An adapter's `key`: None, a key (checked now, naming ``key``), or a callable of
+    ``(event, context)`` returning the call's key or None (checked at each call)."""
+    if key is not None and not callable(key):
+        check_key(key)
+    return key
+
+
+class BadKey(UsageError):
+    """The key a `key` callable found in a request breaks the name rule (it comes from the
+    caller: a header, a message attribute). The HTTP adapters answer 400 naming ``key``."""
+
+
+def key_of(key: KeyArg, event: Any, context: Any) -> str | None:
+    """The key of one call: `key` itself, or what the callable returns for it (checked:
+    `BadKey` when it breaks the name rule)."""
+    if not callable(key):
+        return key
+    k = key(event, context)
+    if k is not None:
+        try:
+            check_key(k)
+        except UsageError as exc:
+            raise BadKey(str(exc), "key") from None
+    return k
+
+
+def admit(
+    g: Guard, function: str | None, context: Any, wait: float = 0.0, key: str | None = None
+) -> Lease:
     """Take the request's lease, as every HTTP adapter does: the name by `function_name`
     (argument, ``AWS_LAMBDA_FUNCTION_NAME``, ``context.function_name``), the TTL from the
-    context's deadline, a `wait` cut to that deadline. Raises `Throttled` or
-    `GuardUnavailable` (turn either into an answer with `refusal_response`)."""
-    return g.acquire(function, wait=bounded_wait(wait, context), context=context)
+    context's deadline, a `wait` cut to that deadline, `key` for per-key limits and key rates
+    (None: none). Raises `Throttled` or `GuardUnavailable` (turn either into an answer with
+    `refusal_response`)."""
+    return g.acquire(function, wait=bounded_wait(wait, context), context=context, key=key)
 
 
 def release(lease: Lease) -> None:
@@ -110,29 +141,37 @@ def unavailable_response(exc: GuardUnavailable) -> dict[str, Any]:
     )
 
 
-def refusal_response(exc: Throttled | GuardUnavailable) -> dict[str, Any]:
+def refusal_response(exc: Throttled | GuardUnavailable | BadKey) -> dict[str, Any]:
     """The answer to a refused request, in API Gateway's shape (``statusCode``, ``headers``,
-    ``body``): 429 for `Throttled`, 503 for `GuardUnavailable`. The framework integrations
+    ``body``): 429 for `Throttled`, 503 for `GuardUnavailable`, 400 naming ``key`` for a
+    `BadKey` the request carried. The framework integrations
     (`guard.aws.chalice`, `guard.aws.powertools`, `guard.aws.asgi`) translate this one answer
     into their own response objects, so every integration refuses the same way."""
     if isinstance(exc, Throttled):
         return throttled_response(exc)
+    if isinstance(exc, BadKey):
+        return problem_response("bad-request", str(exc), field="key")
     return unavailable_response(exc)
 
 
-def api_gateway(g: Guard, function: str | None = None, *, wait: float = 0.0) -> Callable[[F], F]:
+def api_gateway(
+    g: Guard, function: str | None = None, *, wait: float = 0.0, key: KeyArg = None
+) -> Callable[[F], F]:
     """Decorate ``handler(event, context)`` of an API Gateway (v1 or v2) or function-URL
     integration. A lease is held while the handler runs; its TTL follows the context's
     deadline. `Throttled` becomes a 429 problem response with ``Retry-After``, and
-    `GuardUnavailable` (a function that fails closed) a 503; the handler does not run."""
+    `GuardUnavailable` (a function that fails closed) a 503; the handler does not run.
+    `key`: a key for every request, or ``key(event, context)`` returning the request's key
+    (e.g. its API key header) or None — per-key limits and key rates (docs/aws.md "Keys")."""
+    check_key_arg(key)
 
     def wrap(handler: F) -> F:
         @functools.wraps(handler)
         def guarded(*args: Any, **kw: Any) -> Any:
-            _, context = _split(args, kw)
+            event, context = _split(args, kw)
             try:
-                lease = admit(g, function, context, wait)
-            except (Throttled, GuardUnavailable) as exc:
+                lease = admit(g, function, context, wait, key_of(key, event, context))
+            except (Throttled, GuardUnavailable, BadKey) as exc:
                 return refusal_response(exc)
             return _run(lease, handler, args, kw)
 
@@ -174,8 +213,12 @@ def sqs(
     *,
     client: Any = None,
     rng: random.Random | None = None,
+    key: KeyArg = None,
 ) -> Callable[[F], F]:
     """Decorate an SQS-triggered ``handler(event, context)``; one lease covers the batch.
+    `key`: a key for every batch, or ``key(event, context)`` returning the batch's key (e.g.
+    the tenant of its records: use a batch size of 1, or FIFO message groups per tenant, so
+    a batch holds one tenant) or None — per-key limits and key rates.
 
     When refused (`Throttled`, or `GuardUnavailable` for a function that fails closed):
 
@@ -194,6 +237,7 @@ def sqs(
             "on_throttle",
         )
     backoff = _check_backoff(visibility_backoff)
+    check_key_arg(key)
     clients: dict[str, Any] = {}
 
     def refused(event: Any, context: Any, exc: GuardError) -> Any:
@@ -219,7 +263,7 @@ def sqs(
         def guarded(*args: Any, **kw: Any) -> Any:
             event, context = _split(args, kw)
             try:
-                lease = g.acquire(function, context=context)
+                lease = g.acquire(function, context=context, key=key_of(key, event, context))
             except (Throttled, GuardUnavailable) as exc:
                 return refused(event, context, exc)
             return _run(lease, handler, args, kw)

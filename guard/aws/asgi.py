@@ -22,9 +22,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..client import Guard
+from ..client import Guard, KeyArg
 from ..errors import GuardUnavailable, Throttled
-from .adapters import admit, refusal_response, release
+from .adapters import BadKey, admit, check_key_arg, key_of, refusal_response, release
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -38,12 +38,21 @@ class GuardMiddleware:
 
     Taking and giving back a lease is one Redis round trip each, made on the event loop: on
     Lambda an environment serves one request at a time, so nothing else waits. A `wait` for a
-    slot (seconds, cut to the invocation's deadline) runs in a worker thread (asyncio)."""
+    slot (seconds, cut to the invocation's deadline) runs in a worker thread (asyncio).
+    `key`: a key, or ``key(scope, context)`` (the ASGI scope — headers are
+    ``scope["headers"]`` — and ``aws.context``) returning the request's key or None."""
 
     def __init__(
-        self, app: ASGIApp, g: Guard, function: str | None = None, *, wait: float = 0.0
+        self,
+        app: ASGIApp,
+        g: Guard,
+        function: str | None = None,
+        *,
+        wait: float = 0.0,
+        key: KeyArg = None,
     ) -> None:
         self.app, self.g, self.function, self.wait = app, g, function, wait
+        self.key = check_key_arg(key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,11 +60,12 @@ class GuardMiddleware:
             return
         context = scope.get("aws.context")
         try:
+            k = key_of(self.key, scope, context)
             if self.wait > 0:
-                lease = await asyncio.to_thread(admit, self.g, self.function, context, self.wait)
+                lease = await asyncio.to_thread(admit, self.g, self.function, context, self.wait, k)
             else:
-                lease = admit(self.g, self.function, context)
-        except (Throttled, GuardUnavailable) as exc:
+                lease = admit(self.g, self.function, context, key=k)
+        except (Throttled, GuardUnavailable, BadKey) as exc:
             await _answer(send, refusal_response(exc))
             return
         try:

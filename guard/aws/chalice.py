@@ -20,26 +20,31 @@ from collections.abc import Callable
 
 from chalice.app import Request, Response
 
-from ..client import Guard
+from ..client import Guard, KeyArg
 from ..errors import GuardUnavailable, Throttled
-from .adapters import admit, refusal_response, release
+from .adapters import BadKey, admit, check_key_arg, key_of, refusal_response, release
 
 Middleware = Callable[[Request, Callable[[Request], Response]], Response]
 
 
-def middleware(g: Guard, function: str | None = None, *, wait: float = 0.0) -> Middleware:
+def middleware(
+    g: Guard, function: str | None = None, *, wait: float = 0.0, key: KeyArg = None
+) -> Middleware:
     """A Chalice ``http`` middleware guarding every route of the app with one name:
     `function`, else ``AWS_LAMBDA_FUNCTION_NAME``, else the Lambda context's
     ``function_name``. `wait` seconds are spent waiting for a slot at most (cut to the
-    invocation's deadline). Register it with ``app.register_middleware(mw, "http")`` or
-    ``app.middleware("http")(mw)``."""
+    invocation's deadline). `key`: a key, or ``key(request, context)`` (the Chalice
+    `Request` and the Lambda context) returning the request's key or None. Register it with
+    ``app.register_middleware(mw, "http")`` or ``app.middleware("http")(mw)``."""
+    check_key_arg(key)
 
     def guard_middleware(event: Request, get_response: Callable[[Request], Response]) -> Response:
         if not isinstance(event, Request):  # registered for "all": other events pass
             return get_response(event)
         try:
-            lease = admit(g, function, event.lambda_context, wait)
-        except (Throttled, GuardUnavailable) as exc:
+            ctx = event.lambda_context
+            lease = admit(g, function, ctx, wait, key_of(key, event, ctx))
+        except (Throttled, GuardUnavailable, BadKey) as exc:
             answer = refusal_response(exc)
             return Response(
                 body=answer["body"], status_code=answer["statusCode"], headers=answer["headers"]

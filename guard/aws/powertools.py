@@ -22,25 +22,31 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import Response
 from aws_lambda_powertools.event_handler.middlewares import BaseMiddlewareHandler, NextMiddleware
 
-from ..client import Guard
+from ..client import Guard, KeyArg
 from ..errors import GuardUnavailable, Throttled
-from .adapters import admit, refusal_response, release
+from .adapters import BadKey, admit, check_key_arg, key_of, refusal_response, release
 
 
 class GuardMiddleware(BaseMiddlewareHandler):  # type: ignore[type-arg]
     """Hold a lease while the route (and the middlewares after this one) runs. The name is
     `function`, else ``AWS_LAMBDA_FUNCTION_NAME``, else the Lambda context's
     ``function_name``; `wait` seconds at most are spent waiting for a slot (cut to the
-    invocation's deadline)."""
+    invocation's deadline). `key`: a key, or ``key(event, context)`` (the resolver's
+    ``current_event`` and the Lambda context) returning the request's key or None."""
 
-    def __init__(self, g: Guard, function: str | None = None, *, wait: float = 0.0) -> None:
+    def __init__(
+        self, g: Guard, function: str | None = None, *, wait: float = 0.0, key: KeyArg = None
+    ) -> None:
         super().__init__()
         self.g, self.function, self.wait = g, function, wait
+        self.key = check_key_arg(key)
 
     def handler(self, app: Any, next_middleware: NextMiddleware) -> Response[Any]:
         try:
-            lease = admit(self.g, self.function, app.lambda_context, self.wait)
-        except (Throttled, GuardUnavailable) as exc:
+            ctx = app.lambda_context
+            k = key_of(self.key, app.current_event, ctx)
+            lease = admit(self.g, self.function, ctx, self.wait, k)
+        except (Throttled, GuardUnavailable, BadKey) as exc:
             answer = refusal_response(exc)
             return Response(
                 status_code=answer["statusCode"], body=answer["body"], headers=answer["headers"]

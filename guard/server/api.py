@@ -6,10 +6,11 @@ resource, PATCH merges the fields given, DELETE answers 204 or 404."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from ..config_file import config_from_doc, config_to_doc
-from ..errors import NotFound
+from ..errors import NotFound, UsageError
+from ..keys import MAX_TOP_KEYS
 from ..model import check_name
 from . import schemas as s
 from .auth import visible
@@ -25,14 +26,19 @@ def list_namespaces() -> Response:
 
 @bp.get("/<ns>")
 def get_namespace(ns: str) -> Response:
-    return reply(s.NamespaceOut, admin(ns).get_namespace())
+    return reply(s.NamespaceOut, admin(ns).get_namespace(), exclude_unset=True)
 
 
 @bp.put("/<ns>")
 def put_namespace(ns: str) -> Response:
     a = admin(ns)
     b = body(s.NamespaceIn)
-    return reply(s.NamespaceOut, a.set_namespace(max_concurrency=b.max_concurrency))
+    doc = a.set_namespace(
+        max_concurrency=b.max_concurrency,
+        rate_per_second=b.rate_per_second,
+        rate_burst=b.rate_burst,
+    )
+    return reply(s.NamespaceOut, doc, exclude_unset=True)
 
 
 @bp.get("/<ns>/usage")
@@ -42,7 +48,7 @@ def usage(ns: str) -> Response:
 
 @bp.get("/<ns>/config")
 def get_config(ns: str) -> Response:
-    return reply(s.ConfigDoc, config_to_doc(admin(ns).config()))
+    return reply(s.ConfigDoc, config_to_doc(admin(ns).config()), exclude_unset=True)
 
 
 @bp.put("/<ns>/config")
@@ -50,7 +56,8 @@ def put_config(ns: str) -> Response:
     """Replace the whole settings in one atomic write (what ``guard apply`` does)."""
     a = admin(ns)
     doc = body(s.ConfigDoc).model_dump()
-    return reply(s.ConfigDoc, config_to_doc(a.replace_config(config_from_doc(doc))))
+    out = config_to_doc(a.replace_config(config_from_doc(doc)))
+    return reply(s.ConfigDoc, out, exclude_unset=True)
 
 
 # -- groups ------------------------------------------------------------------------------
@@ -58,7 +65,7 @@ def put_config(ns: str) -> Response:
 
 @bp.get("/<ns>/groups")
 def list_groups(ns: str) -> Response:
-    return reply(s.GroupList, {"groups": admin(ns).list_groups()})
+    return reply(s.GroupList, {"groups": admin(ns).list_groups()}, exclude_unset=True)
 
 
 @bp.get("/<ns>/groups/<name>")
@@ -67,14 +74,14 @@ def get_group(ns: str, name: str) -> Response:
     doc = a.get_group(check_name(name, "group"))
     if doc is None:
         raise NotFound(f"no group {name!r} in namespace {ns!r}", "group")
-    return reply(s.GroupOut, doc)
+    return reply(s.GroupOut, doc, exclude_unset=True)
 
 
 @bp.put("/<ns>/groups/<name>")
 def put_group(ns: str, name: str) -> Response:
     a = admin(ns)
     check_name(name, "group")
-    return reply(s.GroupOut, a.put_group(name, **body(s.GroupIn).model_dump()))
+    return reply(s.GroupOut, a.put_group(name, **body(s.GroupIn).model_dump()), exclude_unset=True)
 
 
 @bp.patch("/<ns>/groups/<name>")
@@ -82,7 +89,7 @@ def patch_group(ns: str, name: str) -> Response:
     a = admin(ns)
     check_name(name, "group")
     fields = body(s.GroupIn).model_dump(exclude_unset=True)
-    return reply(s.GroupOut, a.patch_group(name, **fields))
+    return reply(s.GroupOut, a.patch_group(name, **fields), exclude_unset=True)
 
 
 @bp.delete("/<ns>/groups/<name>")
@@ -97,7 +104,7 @@ def delete_group(ns: str, name: str) -> Response:
 
 @bp.get("/<ns>/functions")
 def list_functions(ns: str) -> Response:
-    return reply(s.FunctionList, {"functions": admin(ns).list_functions()})
+    return reply(s.FunctionList, {"functions": admin(ns).list_functions()}, exclude_unset=True)
 
 
 @bp.get("/<ns>/functions/<name>")
@@ -105,14 +112,16 @@ def get_function(ns: str, name: str) -> Response:
     doc = admin(ns).get_function(check_name(name, "function"))
     if doc is None:
         raise NotFound(f"no function {name!r} in namespace {ns!r}", "function")
-    return reply(s.FunctionOut, doc)
+    return reply(s.FunctionOut, doc, exclude_unset=True)
 
 
 @bp.put("/<ns>/functions/<name>")
 def put_function(ns: str, name: str) -> Response:
     a = admin(ns)
     check_name(name, "function")
-    return reply(s.FunctionOut, a.put_function(name, **body(s.FunctionIn).model_dump()))
+    return reply(
+        s.FunctionOut, a.put_function(name, **body(s.FunctionIn).model_dump()), exclude_unset=True
+    )
 
 
 @bp.patch("/<ns>/functions/<name>")
@@ -120,7 +129,7 @@ def patch_function(ns: str, name: str) -> Response:
     a = admin(ns)
     check_name(name, "function")
     fields = body(s.FunctionIn).model_dump(exclude_unset=True)
-    return reply(s.FunctionOut, a.patch_function(name, **fields))
+    return reply(s.FunctionOut, a.patch_function(name, **fields), exclude_unset=True)
 
 
 @bp.delete("/<ns>/functions/<name>")
@@ -128,3 +137,25 @@ def delete_function(ns: str, name: str) -> Response:
     if not admin(ns).delete_function(check_name(name, "function")):
         raise NotFound(f"no function {name!r} in namespace {ns!r}", "function")
     return Response(status=204)
+
+
+# -- per-key usage (issue 14) --------------------------------------------------------------
+
+
+def _top() -> int:
+    raw = request.args.get("top", "10")
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"top must be an integer from 1 to {MAX_TOP_KEYS}", "top") from None
+
+
+@bp.get("/<ns>/functions/<name>/keys")
+def function_keys(ns: str, name: str) -> Response:
+    """The top keys by in use at a function (a bounded scan: docs/http.md)."""
+    return reply(s.KeyUsageOut, admin(ns).key_usage("function", name, _top()))
+
+
+@bp.get("/<ns>/groups/<name>/keys")
+def group_keys(ns: str, name: str) -> Response:
+    return reply(s.KeyUsageOut, admin(ns).key_usage("group", name, _top()))

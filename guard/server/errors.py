@@ -111,7 +111,9 @@ PATTERN_RULES = {
 def from_validation_error(exc: ValidationError) -> Response:
     err = exc.errors(include_url=False)[0]
     # a union's branch appears in the location under its model's name: not a field
-    field = ".".join(str(p) for p in err["loc"] if not str(p)[:1].isupper()) or None
+    # (a bad key of a map: its loc ends with "[key]"; the field is the map entry)
+    loc = [str(p) for p in err["loc"] if not str(p)[:1].isupper() and p != "[key]"]
+    field = ".".join(loc) or None
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     elif err["type"] == "string_pattern_mismatch":

@@ -48,18 +48,28 @@ def _acquire(ns: str, b: s.LeaseIn, raw: bytes) -> Grant | Refusal:
     ``namespace-not-found`` and writes nothing (the check is inside the script)."""
     ttl_ms = _ttl_ms(b.ttl_seconds)
     st = store()
+    key = b.key
     if not b.wait_seconds:
         return st.acquire_waiting(
-            ns, b.function, raw, ttl_ms, 0, b.unavailable, require_config=True
+            ns, b.function, raw, ttl_ms, 0, b.unavailable, require_config=True, key=key
         )
     waiters: Waiters = current_app.extensions["guard.waiters"]
     with waiters.slot(ns) as admitted:
         if admitted:
             return st.acquire_waiting(
-                ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable, require_config=True
+                ns,
+                b.function,
+                raw,
+                ttl_ms,
+                b.wait_seconds,
+                b.unavailable,
+                require_config=True,
+                key=key,
             )
     # no wait, no queue
-    r = st.acquire_waiting(ns, b.function, raw, ttl_ms, 0, b.unavailable, require_config=True)
+    r = st.acquire_waiting(
+        ns, b.function, raw, ttl_ms, 0, b.unavailable, require_config=True, key=key
+    )
     if isinstance(r, Refusal):
         raise WaitersFull(ns, b.function, r)
     return r
@@ -103,4 +113,4 @@ def release(ns: str, lease_id: str) -> Response:
 def list_leases(ns: str) -> Response:
     function = request.args.get("function")
     out = [info.to_doc() for info in admin(ns).leases(function)]  # expired ones excluded
-    return reply(s.LeaseList, {"leases": out})
+    return reply(s.LeaseList, {"leases": out}, exclude_unset=True)

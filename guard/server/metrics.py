@@ -2,8 +2,10 @@
 collector, so every gunicorn worker — and every Lambda, which is never scraped — shows in
 the same numbers. Families and labels are those of docs/http.md ("Metrics").
 
-Throttle scopes are stored as ``function`` / ``group:<name>`` / ``account``; the exported
-``scope`` label is ``function`` / ``group`` / ``account`` with the group named in ``group``.
+Throttle scopes are stored as ``function`` / ``group:<name>`` / ``account`` (and, for keys
+and rates, ``key`` / ``group-key:<name>`` / ``rate:account`` / ``rate:group:<name>`` /
+``rate:function`` / ``rate:key``); the exported ``scope`` label drops the group name, which
+goes in ``group``: ``group``, ``group-key``, ``rate:group``. No label ever names a key.
 For an ``account`` refusal ``group`` is the function's *reserving* group (the one with
 ``reserved > 0`` it belongs to), else empty: the protected-headroom alert keys on it.
 
@@ -42,9 +44,16 @@ SCOPED = {wire.THROTTLES: "throttles", wire.SHADOW_THROTTLES: "shadow"}
 
 
 def split_scope(scope: str, function: str, cfg: Config) -> tuple[str, str]:
-    """Stored scope -> (scope label, group label)."""
-    if scope.startswith(wire.SCOPE_GROUP):
-        return "group", scope[len(wire.SCOPE_GROUP) :]
+    """Stored scope -> (scope label, group label). Keys and rates (issue 14): ``key``,
+    ``group-key`` (group named), ``rate:account``, ``rate:group`` (group named),
+    ``rate:function``, ``rate:key`` — never the key itself."""
+    for prefix, label in (
+        (wire.SCOPE_GROUP, "group"),
+        (wire.SCOPE_GROUP_KEY, "group-key"),
+        (wire.SCOPE_RATE_GROUP, "rate:group"),
+    ):
+        if scope.startswith(prefix):
+            return label, scope[len(prefix) :]
     if scope == "account":
         reserving = [n for n in cfg.groups_of(function) if cfg.groups[n].reserved > 0]
         return "account", reserving[0] if reserving else ""
@@ -119,6 +128,13 @@ class GuardCollector(Collector):
         fam["dur"].add_metric([], time.perf_counter() - start)
         yield from fam.values()
 
+    def _account_rate(self, ns: str, cfg: Config, counters: dict[str, str]) -> dict[str, str]:
+        fields = _account_rate_fields(cfg, counters)
+        if not fields:
+            return {}
+        more = self.store.usage_fields(ns, fields)
+        return {k: v for k, v in more.items() if k in fields}
+
     def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
         fields = self.store.read_config(ns)
         cfg = Config.from_fields(fields)
@@ -127,6 +143,8 @@ class GuardCollector(Collector):
         now = self.store.server_time_ms()
         overrides = active(fields, now)
         counters = self.store.usage_fields(ns, counter_fields(cfg, overrides))
+        if cfg.rate_per_second is not None:
+            counters.update(self._account_rate(ns, cfg, counters))
         use = usage_of(cfg, counters, overrides, now)
         acct = use["account"]
         rows = [("account", "", "", acct)]
@@ -157,6 +175,25 @@ class GuardCollector(Collector):
             else:
                 label, group = split_scope(scope, fn, cfg)
                 fam[SCOPED[prefix]].add_metric([ns, fn, label, group], value)
+
+
+def _unlisted_names(cfg: Config, counters: dict[str, str]) -> list[str]:
+    """The functions `counters` holds that the config does not name (bounded: the
+    unconfigured names read_usage.lua returns, at most keys.MAX_UNCONFIGURED_NAMES + OTHER)."""
+    names = set(cfg.functions).union(*(g.members for g in cfg.groups.values()))
+    found = {s[1] for f in counters if (s := wire.split_counter(f)) is not None}
+    return sorted(found - names)
+
+
+def _account_rate_fields(cfg: Config, counters: dict[str, str]) -> list[str]:
+    """``rate:account`` throttle counters of the unconfigured functions: read_usage.lua reads
+    only their concurrency scopes, and the account rate applies to every function."""
+    scope = wire.SCOPE_RATE_ACCOUNT
+    return [
+        f"{p}{fn}{wire.SCOPE_SEP}{scope}"
+        for fn in _unlisted_names(cfg, counters)
+        for p in (wire.THROTTLES, wire.SHADOW_THROTTLES)
+    ]
 
 
 def _multiproc() -> bool:

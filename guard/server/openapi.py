@@ -42,6 +42,12 @@ ROUTES: dict[str, dict[str, Op]] = {
         "patch": ("Change some fields", s.FunctionIn, (200, s.FunctionOut), (*ADMIN_W, 404)),
         "delete": ("Delete a function", None, (204, None), (400, 404)),
     },
+    f"{NS}/functions/{{name}}/keys": {
+        "get": ("Top keys by in use at a function", None, (200, s.KeyUsageOut), (400,)),
+    },
+    f"{NS}/groups/{{name}}/keys": {
+        "get": ("Top keys by in use in a group", None, (200, s.KeyUsageOut), (400, 404)),
+    },
     f"{NS}/overrides": {"get": ("Overrides in force", None, (200, s.OverrideList), (400,))},
     f"{NS}/functions/{{name}}/override": {
         "put": (
@@ -93,6 +99,7 @@ MODELS = [
     s.OverrideOut,
     s.OverrideList,
     s.AuditList,
+    s.KeyUsageOut,
 ]
 PARAMS = {
     "ns": keys.NAMESPACE_RE.pattern,
@@ -143,6 +150,15 @@ def _operation(path: str, method: str, op: Op) -> dict[str, Any]:
                 "in": "query",
                 "required": False,
                 "schema": {"type": "string", "pattern": keys.NAME_RE.pattern},
+            }
+        )
+    if path.endswith("/keys"):
+        doc["parameters"].append(
+            {
+                "name": "top",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": keys.MAX_TOP_KEYS},
             }
         )
     if path.endswith("/audit"):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.config import JsonDict
 
 from .. import keys, problems
 from .. import overrides as ov
-from ..model import MAX_LIMIT, MAX_MEMBERS
+from ..model import MAX_BURST, MAX_KEY_OVERRIDES, MAX_LIMIT, MAX_MEMBERS, MAX_RATE, MIN_RATE
 
 MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
 
@@ -39,6 +39,20 @@ Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT), JsonNumber]
 Ttl = Annotated[float, Field(ge=keys.MIN_LEASE_TTL, le=keys.MAX_LEASE_TTL), JsonNumber]
 Count = Annotated[int, Field(ge=1, le=1_000_000), JsonNumber]
 WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), JsonNumber]
+
+
+def _whole(value: float) -> float | int:
+    """A rate of 5 stays 5 (not 5.0) through a request and a reply: what is stored and read
+    back is the same over HTTP as straight to Redis (`guard.model.check_rate` keeps ints)."""
+    return int(value) if float(value).is_integer() else value
+
+
+# Keys and rates (issue 14; guard.model): a rate in grants per second, a burst in grants.
+Whole = PlainSerializer(_whole)
+Rate = Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE), JsonNumber, Whole]
+RateOut = Annotated[float, Whole]
+Burst = Annotated[int, Field(ge=1, le=MAX_BURST), JsonNumber]
+Key = Annotated[str, Field(pattern=keys.NAME_RE.pattern, max_length=128)]
 # A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
 NAME_KEYS: JsonDict = {
     "propertyNames": {"pattern": keys.NAME_RE.pattern},
@@ -62,7 +76,24 @@ class StackSelector(Strict):
 
 
 class NamespaceIn(Strict):
+    """PUT: the namespace's account-level settings; the rate fields left out are unset."""
+
     max_concurrency: Limit | None
+    rate_per_second: Rate | None = Field(
+        default=None, description="account GCRA rate: grants per second (all functions)"
+    )
+    rate_burst: Burst | None = Field(
+        default=None, description="grants at once after an idle period (default: ceil(rate))"
+    )
+
+
+def _key_overrides() -> Any:
+    return Field(
+        default_factory=dict,
+        max_length=MAX_KEY_OVERRIDES,
+        json_schema_extra=NAME_KEYS,
+        description="{key: max}: a key's own cap, instead of key_max_concurrency",
+    )
 
 
 class GroupIn(Strict):
@@ -76,6 +107,12 @@ class GroupIn(Strict):
     )
     selector: TagSelector | StackSelector | None = None
     mode: Mode = "enforce"
+    key_max_concurrency: Limit | None = Field(
+        default=None, description="the cap of every key in the group (key of an acquire)"
+    )
+    key_overrides: dict[Key, Limit] = _key_overrides()
+    rate_per_second: Rate | None = None
+    rate_burst: Burst | None = None
 
 
 class FunctionIn(Strict):
@@ -85,10 +122,23 @@ class FunctionIn(Strict):
     lease_ttl_seconds: Ttl = keys.DEFAULT_LEASE_TTL
     on_unavailable: Literal["open", "closed"] | None = None
     mode: Mode = "enforce"
+    key_max_concurrency: Limit | None = Field(
+        default=None, description="the cap of every key (key of an acquire) at this function"
+    )
+    key_overrides: dict[Key, Limit] = _key_overrides()
+    rate_per_second: Rate | None = None
+    rate_burst: Burst | None = None
+    key_rate_per_second: Rate | None = Field(
+        default=None, description="GCRA rate of each key at this function"
+    )
+    key_rate_burst: Burst | None = None
 
 
 class LeaseIn(Strict):
     function: Name
+    key: Key | None = Field(
+        default=None, description="per tenant, customer, API key: per-key limits and key rate"
+    )
     ttl_seconds: Ttl | None = Field(
         default=None, description="default and upper bound: the function's lease_ttl_seconds"
     )
@@ -115,6 +165,8 @@ class RenewIn(Strict):
 class NamespaceOut(BaseModel):
     name: str
     max_concurrency: int | None
+    rate_per_second: RateOut | None = None  # shown only when set
+    rate_burst: int | None = None
 
 
 class NamespaceList(BaseModel):
@@ -128,6 +180,11 @@ class GroupOut(BaseModel):
     members: list[str]
     selector: dict[str, Any] | None
     mode: Mode
+    # keys and rates: shown only when set
+    key_max_concurrency: int | None = None
+    key_overrides: dict[str, int] | None = None
+    rate_per_second: RateOut | None = None
+    rate_burst: int | None = None
 
 
 class GroupList(BaseModel):
@@ -140,6 +197,13 @@ class FunctionOut(BaseModel):
     lease_ttl_seconds: float
     on_unavailable: Literal["open", "closed"] | None
     mode: Mode
+    # keys and rates: shown only when set
+    key_max_concurrency: int | None = None
+    key_overrides: dict[str, int] | None = None
+    rate_per_second: RateOut | None = None
+    rate_burst: int | None = None
+    key_rate_per_second: RateOut | None = None
+    key_rate_burst: int | None = None
 
 
 class FunctionList(BaseModel):
@@ -201,6 +265,25 @@ class UsageOut(BaseModel):
     functions: dict[str, LevelUse]
 
 
+class KeyUse(BaseModel):
+    key: str
+    in_use: int
+    max_concurrency: int | None = Field(description="the key's cap here (override or default)")
+
+
+class KeyUsageOut(BaseModel):
+    """The top keys by in use at a function or group (``?top=N``, 1..1000)."""
+
+    kind: Literal["function", "group"]
+    name: str
+    in_use: int = Field(description="all leases of the level, keyed or not")
+    max_concurrency: int | None
+    key_max_concurrency: int | None
+    keys_in_use: int = Field(description="keys holding at least one lease here (scanned)")
+    complete: bool = Field(description="false: the bounded scan stopped before the end")
+    keys: list[KeyUse]
+
+
 class LeaseOut(BaseModel):
     lease_id: str
     function: str
@@ -226,6 +309,7 @@ class HeldLease(BaseModel):
     fence: int
     ttl_seconds: float
     granted_at: float
+    key: str | None = Field(default=None, description="the acquire's key, when it was counted")
 
 
 class LeaseList(BaseModel):
@@ -259,5 +343,7 @@ class ConfigDoc(Strict):
     """A namespace's whole settings (``GET``/``PUT …/{ns}/config``; ``guard apply``)."""
 
     max_concurrency: Limit | None = None
+    rate_per_second: Rate | None = None
+    rate_burst: Burst | None = None
     groups: dict[Name, GroupIn] = Field(default_factory=dict, json_schema_extra=NAME_KEYS)
     functions: dict[Name, FunctionIn] = Field(default_factory=dict, json_schema_extra=NAME_KEYS)

@@ -188,3 +188,53 @@ def test_handler_errors_propagate_and_release(g: guard.Guard) -> None:
     with pytest.raises(RuntimeError):
         handler(V1, Ctx())
     assert in_use(g, "orders") == 0
+
+
+def api_key(event: dict[str, Any], context: Any) -> str | None:
+    """The key of a request: its x-api-key header (v1 keeps the client's case)."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    return headers.get("x-api-key")
+
+
+@EVENTS
+def test_key_from_the_event_per_api_key_rate(g: guard.Guard, event: dict[str, Any]) -> None:
+    g.admin.put_function("orders", key_rate_per_second=0.01, key_rate_burst=1)
+
+    @guard.aws.api_gateway(g, "orders", key=api_key)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200}
+
+    def call(key: str | None) -> dict[str, Any]:
+        e = json.loads(json.dumps(event))
+        if key is not None:
+            e["headers"]["X-Api-Key"] = key
+        return dict(handler(e, Ctx()))
+
+    assert call("k1")["statusCode"] == 200
+    out = call("k1")
+    assert out["statusCode"] == 429 and json.loads(out["body"])["scope"] == "rate:key"
+    assert call("k2")["statusCode"] == 200
+    assert call(None)["statusCode"] == 200  # no key: no key rate
+    out = call("k 3")
+    assert out["statusCode"] == 400 and json.loads(out["body"])["field"] == "key"
+
+
+def test_fixed_key_per_key_concurrency(g: guard.Guard) -> None:
+    g.admin.put_function("orders", key_max_concurrency=1)
+    held = g.acquire("orders", key="tenant-a", ttl=30)
+
+    @guard.aws.api_gateway(g, "orders", key="tenant-a")
+    def a(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200}
+
+    @guard.aws.api_gateway(g, "orders", key="tenant-b")
+    def b(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200}
+
+    out = a(V1, Ctx())
+    assert out["statusCode"] == 429 and json.loads(out["body"])["scope"] == "key"
+    assert b(V1, Ctx())["statusCode"] == 200
+    held.release()
+    assert a(V1, Ctx())["statusCode"] == 200
+    with pytest.raises(guard.UsageError):
+        guard.aws.api_gateway(g, "orders", key="x" * 129)

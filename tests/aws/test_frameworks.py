@@ -19,19 +19,19 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 View = Callable[[str], dict[str, Any]]
 
 
-def chalice_app(g: guard.Guard, function: str | None, view: View) -> Handler:
+def chalice_app(g: guard.Guard, function: str | None, view: View, key: Any = None) -> Handler:
     from chalice import Chalice
 
     import guard.aws.chalice
 
     app = Chalice(app_name="orders")
-    app.register_middleware(guard.aws.chalice.middleware(g, function), "http")
+    app.register_middleware(guard.aws.chalice.middleware(g, function, key=key), "http")
     app.route("/orders/{id}", methods=["GET"])(lambda id: view(id))
     return app  # the Chalice app is the Lambda handler
 
 
 def powertools_app(resolver: str) -> Callable[[guard.Guard, str | None, View], Handler]:
-    def build(g: guard.Guard, function: str | None, view: View) -> Handler:
+    def build(g: guard.Guard, function: str | None, view: View, key: Any = None) -> Handler:
         from aws_lambda_powertools.event_handler import (
             APIGatewayHttpResolver,
             APIGatewayRestResolver,
@@ -40,14 +40,14 @@ def powertools_app(resolver: str) -> Callable[[guard.Guard, str | None, View], H
         from guard.aws.powertools import GuardMiddleware
 
         app = {"rest": APIGatewayRestResolver, "http": APIGatewayHttpResolver}[resolver]()
-        app.use(middlewares=[GuardMiddleware(g, function)])
+        app.use(middlewares=[GuardMiddleware(g, function, key=key)])
         app.get("/orders/<id>")(lambda id: view(id))
         return lambda e, c: app.resolve(e, c)
 
     return build
 
 
-def asgi_app(g: guard.Guard, function: str | None, view: View) -> Handler:
+def asgi_app(g: guard.Guard, function: str | None, view: View, key: Any = None) -> Handler:
     from mangum import Mangum
     from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
     from starlette.applications import Starlette
@@ -63,7 +63,7 @@ def asgi_app(g: guard.Guard, function: str | None, view: View) -> Handler:
 
     app = Starlette(
         routes=[Route("/orders/{id}", endpoint)],
-        middleware=[Middleware(GuardMiddleware, g=g, function=function)],
+        middleware=[Middleware(GuardMiddleware, g=g, function=function, key=key)],
     )
     # as docs/aws.md says: Mangum base64-encodes types it does not know as text
     text = [*DEFAULT_TEXT_MIME_TYPES, "application/problem+json"]
@@ -263,3 +263,63 @@ def test_chalice_registered_for_all_guards_only_http(g: guard.Guard) -> None:
     pure = app.lambda_function(name="tick")(lambda event, context: {"ran": True})
     assert pure({"detail": {}}, LambdaContext()) == {"ran": True}
     assert app(event("v1"), LambdaContext())["statusCode"] == 429
+
+
+# -- keys (issue 14): the key from the request, per framework -------------------------------
+
+# What a user writes to key a framework's requests by their API key header (docs/aws.md).
+KEY_FROM_HEADER: dict[str, Callable[[Any, Any], str | None]] = {
+    "chalice": lambda request, context: request.headers.get("x-api-key"),
+    "powertools": lambda event, context: event.headers.get("x-api-key"),
+    "asgi": lambda scope, context: next(
+        (v.decode() for k, v in scope["headers"] if k == b"x-api-key"), None
+    ),
+}
+
+
+def with_header(kind: str, value: str) -> dict[str, Any]:
+    e = event(kind)
+    if kind == "v1":
+        e["headers"]["X-Api-Key"] = value
+        e["multiValueHeaders"]["X-Api-Key"] = [value]
+    else:
+        e["headers"]["x-api-key"] = value
+    return e
+
+
+@FRAMEWORKS
+def test_key_from_the_request_rate_limits_per_api_key(
+    g: guard.Guard, build: Any, kind: str
+) -> None:
+    g.admin.put_function("orders", key_rate_per_second=0.01, key_rate_burst=1)
+    family = build.__name__.split("_")[0] if build.__name__ != "build" else "powertools"
+    handler = build(g, "orders", lambda id: {"id": id}, KEY_FROM_HEADER[family])
+
+    assert handler(with_header(kind, "key-1"), LambdaContext())["statusCode"] == 200
+    out = handler(with_header(kind, "key-1"), LambdaContext())
+    assert out["statusCode"] == 429, out
+    body = json.loads(out["body"])
+    assert body["scope"] == "rate:key" and 0 < body["retry_after"] <= 100
+    assert int(header(out, "Retry-After") or 0) >= 1
+    assert handler(with_header(kind, "key-2"), LambdaContext())["statusCode"] == 200
+    # no header: no key, so no key rate
+    assert handler(event(kind), LambdaContext())["statusCode"] == 200
+    # a key that breaks the name rule is the caller's mistake: 400 naming key
+    out = handler(with_header(kind, "not a key!"), LambdaContext())
+    assert out["statusCode"] == 400 and json.loads(out["body"])["field"] == "key", out
+    assert in_use(g, "orders") == 0
+
+
+def asgi_direct(g: guard.Guard, function: str | None, view: View, key: Any = None) -> Any:
+    from guard.aws.asgi import GuardMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None: ...
+
+    return GuardMiddleware(app, g, function, key=key)  # Starlette builds middleware lazily
+
+
+@pytest.mark.parametrize("make", [chalice_app, powertools_app("http"), asgi_direct])
+def test_a_bad_fixed_key_is_refused_at_setup(g: guard.Guard, make: Any) -> None:
+    with pytest.raises(guard.UsageError) as err:
+        make(g, "orders", lambda id: {}, "bad key")
+    assert err.value.field == "key"

@@ -228,3 +228,50 @@ def test_queue_url_resolved_with_get_queue_url(monkeypatch: pytest.MonkeyPatch, 
     sqs, url, arn = make_queue("resolved")
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", "http://elsewhere.invalid")
     assert queues.queue_url(arn, sqs) == url
+
+
+def tenant(event: dict[str, Any], context: Any) -> str | None:
+    """The batch's tenant: a message attribute of its (first) record."""
+    attrs = event["Records"][0].get("messageAttributes") or {}
+    return attrs.get("tenant", {}).get("stringValue")
+
+
+def record(mid: str, tenant: str) -> dict[str, Any]:
+    attrs = {"tenant": {"stringValue": tenant, "dataType": "String"}}
+    return {"messageId": mid, "messageAttributes": attrs}
+
+
+def test_per_tenant_consumer(g: guard.Guard) -> None:
+    """key_max_concurrency per tenant under the function's total: a tenant at its cap has
+    its batch reported back; other tenants run."""
+    g.admin.put_function("consumer", max_concurrency=3, key_max_concurrency=1)
+    busy = g.acquire("consumer", key="acme", ttl=30)
+    ran: list[str] = []
+
+    @guard.aws.sqs(g, "consumer", on_throttle="report", key=tenant)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        ran.append(event["Records"][0]["messageId"])
+        return {"batchItemFailures": []}
+
+    assert handler({"Records": [record("m1", "acme")]}, None) == {
+        "batchItemFailures": [{"itemIdentifier": "m1"}]
+    }
+    assert handler({"Records": [record("m2", "globex")]}, None) == {"batchItemFailures": []}
+    assert ran == ["m2"]
+    others = [g.acquire("consumer", key=f"t{i}", ttl=30) for i in range(2)]
+    with pytest.raises(guard.Throttled) as err:  # the total: 3 held
+        g.acquire("consumer", key="t9", ttl=30)
+    assert err.value.scope == "function"
+    for lease in [busy, *others]:
+        lease.release()
+    assert handler({"Records": [record("m3", "acme")]}, None) == {"batchItemFailures": []}
+
+
+def test_a_bad_tenant_key_fails_the_batch(g: guard.Guard) -> None:
+    @guard.aws.sqs(g, "consumer", key=tenant)
+    def handler(event: dict[str, Any], context: Any) -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(guard.UsageError) as err:
+        handler({"Records": [record("m1", "bad tenant")]}, None)
+    assert err.value.field == "key"
