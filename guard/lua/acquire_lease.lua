@@ -23,7 +23,12 @@
 -- grant is only for the oldest live tickets: a caller is admitted when fewer live tickets
 -- are ahead of it (all of them, for a caller without one) than the function has free
 -- slots (1 when it has no limit of its own); else it is refused with scope "function".
--- While w:<fn> is past (nobody waits for it) the queue is not touched.
+-- While w:<fn> is past (nobody waits for it) the queue is not touched. Groups likewise
+-- (W:<group>, guard:{ns}:gq:<group> / gqd:<group>): a waiting refusal by a group puts the
+-- caller in that group's queue at its function ticket's score, a waiting refusal at any
+-- other level takes it out of its groups' queues; while W:<group> is in the future a caller
+-- is admitted only when fewer of the group's tickets are ahead of it than the group has
+-- free slots, else refused with scope "group:<name>". The account level has no queue.
 -- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope, cfg_version}
 --      (errors: "CONFLICT ..." lease id held by another function; "PROTOCOL ..." the cfg hash's
 --      pv is not this script's PROTOCOL — checked before anything is written)

@@ -12,6 +12,7 @@
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
 --   (derived) guard:{ns}:q:<fn>, guard:{ns}:qd:<fn> zsets: the function's waiting queue
 --                                   (tickets; see acquire_lease.lua "Waiting queue")
+--   (derived) guard:{ns}:gq:<grp>, guard:{ns}:gqd:<grp> zsets: the group's waiting queue
 --   (derived) guard:{ns}:idle zset: function with no plan -> its cleanup deadline (ms: last
 --                                   acquire + IDLE_MS), for at most MAX_NAMED names (see
 --                                   "Unconfigured functions")
@@ -23,7 +24,10 @@
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
 --   w:<fn>     latest ticket deadline of fn's waiting queue (ms); 0 or past: no queue
+--   W:<grp>    latest ticket deadline of the group's waiting queue (ms); 0 or past: none
 --   o:<fn>     waits that ran out (timed out) for fn
+--   b:<fn>|<le>, b:<fn>|sum  wait-time histogram: waits that ended per bucket (le in s:
+--              0.01 0.05 0.25 1 5 30 +Inf, not cumulative) and their total (ms)
 --   ep, qu, mt failover quarantine (only with it on): server run_id last seen, grants refused
 --              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 --   ""         sentinel (see below)
