@@ -380,13 +380,16 @@ class RedisStore:
         pending: Mapping[str, int] | None = None,
         *,
         require_config: bool = False,
+        more: float = 0.0,
     ) -> Grant | Refusal:
         """`acquire`, waiting up to `wait` seconds for a slot, first come, first served: the
         first refusal queues a ticket under `lease_id`, and freed slots of the function go
         to the oldest live tickets. It subscribes to the release channel first and then
         retries, so no release is missed; each sleep ends at the release that names its
         ticket (or a config write), or after the refusal's retry_after, at most
-        ``keys.WAITER_RETRY`` (each retry keeps the ticket alive)."""
+        ``keys.WAITER_RETRY`` (each retry keeps the ticket alive). `more`: the caller waits
+        that much longer after this call with the same `lease_id` (an HTTP wait longer than
+        one request): the ticket is kept live for it, and not dropped at the end."""
         if wait <= 0:
             return self.acquire(
                 ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config
@@ -395,15 +398,17 @@ class RedisStore:
         rc = require_config
         with call_deadline(deadline):  # pool waits may use the whole wait
             r = self.acquire(
-                ns, function, lease_id, ttl_ms, int(wait * 1000), pending, require_config=rc
-            )
+                ns, function, lease_id, ttl_ms, int((wait + more) * 1000), pending,
+                require_config=rc,
+            )  # fmt: skip
             if isinstance(r, Grant):
                 return r
             with self._waiting(ns, function, min(wait, 1.0), lease_id) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
                     r = self.acquire(
-                        ns, function, lease_id, ttl_ms, int(left * 1000), require_config=rc
-                    )
+                        ns, function, lease_id, ttl_ms, int((left + more) * 1000),
+                        require_config=rc,
+                    )  # fmt: skip
                     if isinstance(r, Grant):
                         return r
                     # Releases wake the waiter; the sleep bound covers lapsed leases (they
@@ -411,6 +416,8 @@ class RedisStore:
                     floor = 0.05 if waiter.subscribed else 0.001
                     nap = min(max(r.retry_after_ms / 1000, floor), keys.WAITER_RETRY)
                     waiter.wait(min(left, nap))
+        if more > 0:  # the caller comes back: a last try that keeps its place
+            return self.acquire(ns, function, lease_id, ttl_ms, int(more * 1000), require_config=rc)
         return self.acquire(ns, function, lease_id, ttl_ms, 0, require_config=rc, last=True)
 
     def _waiting(self, ns: str, function: str, budget: float, lease_id: bytes) -> Any:

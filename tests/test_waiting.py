@@ -364,3 +364,47 @@ def test_http_wait_seconds_uses_the_queue(http, g: guard.Guard, st: RedisStore, 
     t.join(5)
     assert out["status"] == 429  # the freed slot was the older ticket's
     assert isinstance(st.acquire(ns, "f", older, 30_000, wait_ms=10_000), Grant)
+
+
+def test_http_wait_longer_than_a_request_keeps_its_place(
+    live_server: str, redis_server, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTTP-mode wait longer than one request (30 s; 0.4 s here) goes on with the same
+    lease id and ``wait_more_seconds``: its ticket is not dropped at the end of a request, so
+    a waiter that queued after it stays behind it (base: each request rejoined at the back
+    and counted a timed-out wait)."""
+    import guard.http_backend
+    from conftest import CLIENT_TOKEN
+
+    monkeypatch.setattr(guard.http_backend, "REQUEST_WAIT", 0.4)
+    g = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=5.0)
+    hg = guard.Guard.from_url(live_server, namespace=ns, token=CLIENT_TOKEN, timeout=5.0)
+    try:
+        st = g.backend
+        assert isinstance(st, RedisStore)
+        g.admin.put_function("f", max_concurrency=1)
+        held = g.acquire("f", ttl=30)
+        out: dict[str, object] = {}
+
+        def http_wait() -> None:
+            out["lease"] = hg.acquire("f", ttl=30, wait=5.0)
+
+        t = threading.Thread(target=http_wait)
+        t.start()
+        time.sleep(0.2)
+        (late,) = ids(1)
+        assert isinstance(st.acquire(ns, "f", late, 30_000, wait_ms=10_000), Refusal)
+        time.sleep(1.0)  # the HTTP waiter's second and third requests
+        q = st.client.zrange(keys.queue_key(ns, "f"), 0, -1)
+        assert len(q) == 2 and q[1] == late, q  # the HTTP waiter is still first
+        assert st.client.hget(keys.lease_keys(ns)[1], "o:f") is None  # no wait ran out
+        held.release()
+        t.join(5)
+        lease = out["lease"]
+        assert isinstance(lease, guard.Lease) and lease.held
+        assert isinstance(st.acquire(ns, "f", late, 30_000, wait_ms=10_000), Refusal)
+        lease.release()
+        assert isinstance(st.acquire(ns, "f", late, 30_000, wait_ms=10_000), Grant)
+    finally:
+        hg.close()
+        g.close()

@@ -56,7 +56,14 @@ def _acquire(ns: str, b: s.LeaseIn, raw: bytes) -> Grant | Refusal:
     with waiters.slot(ns) as admitted:
         if admitted:
             return st.acquire_waiting(
-                ns, b.function, raw, ttl_ms, b.wait_seconds, b.unavailable, require_config=True
+                ns,
+                b.function,
+                raw,
+                ttl_ms,
+                b.wait_seconds,
+                b.unavailable,
+                require_config=True,
+                more=b.wait_more_seconds,
             )
     # no wait, no queue
     r = st.acquire_waiting(ns, b.function, raw, ttl_ms, 0, b.unavailable, require_config=True)

@@ -17,6 +17,7 @@ from .. import overrides as ov
 from ..model import MAX_LIMIT, MAX_MEMBERS
 
 MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
+MAX_WAIT_MORE_SECONDS = 3600.0  # a longer wait the client goes on with in later requests
 
 
 def _json_number(value: Any) -> Any:
@@ -39,6 +40,7 @@ Limit = Annotated[int, Field(ge=0, le=MAX_LIMIT), JsonNumber]
 Ttl = Annotated[float, Field(ge=keys.MIN_LEASE_TTL, le=keys.MAX_LEASE_TTL), JsonNumber]
 Count = Annotated[int, Field(ge=1, le=1_000_000), JsonNumber]
 WaitSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), JsonNumber]
+WaitMoreSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_MORE_SECONDS), JsonNumber]
 # A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
 NAME_KEYS: JsonDict = {
     "propertyNames": {"pattern": keys.NAME_RE.pattern},
@@ -96,6 +98,12 @@ class LeaseIn(Strict):
         default=None, description="chosen by the client so a retried acquire is one lease"
     )
     wait_seconds: WaitSeconds = Field(default=0.0, description="wait for a slot, at most 30 s")
+    wait_more_seconds: WaitMoreSeconds = Field(
+        default=0.0,
+        description="how much longer the caller waits after this request, coming back with "
+        "the same lease_id: its place in the queue is kept at the end of this request's wait "
+        "(at most 3600 s)",
+    )
     unavailable: dict[Name, Count] = Field(
         default_factory=dict,
         max_length=keys.MAX_PENDING_NAMES,
