@@ -91,6 +91,7 @@ if plan[2] then
     gm, gmd, g, pos = struct.unpack('>iBBc0', plan[2], pos)
     gname[i], gmax[i], gshadow[i], own[g] = g, gm, gmd == 1, true
     fields[BASE + i] = 'g:' .. g
+    fields[BASE + NG + i] = 'W:' .. g  -- the group queue's stamp (see "Waiting queue")
   end
 end
 -- Unused reserve of groups this function is not in is held back from it (S2).
@@ -103,7 +104,7 @@ if plan[1] then
     r, g, pos = struct.unpack('>iBc0', plan[1], pos)
     if not own[g] then
       rres[#rres + 1] = r
-      fields[BASE + NG + #rres] = 'g:' .. g
+      fields[BASE + 2 * NG + #rres] = 'g:' .. g
     end
   end
   -- A temporary override replaces the max of its function or group until its deadline
@@ -123,10 +124,9 @@ if plan[1] then
     for i = 1, NG do gmax[i] = override('\0g' .. gname[i] .. '\0') or gmax[i] end
   end
 end
--- The group queues' stamps W:<group> (the latest ticket deadline of the group's queue), read
--- by the same HMGET at fields[GW + i].
-local GW = #fields
-for i = 1, NG do fields[GW + i] = 'W:' .. gname[i] end
+-- The group queues' stamps W:<group> (the latest ticket deadline of the group's queue) are
+-- read by the same HMGET, at fields[GW + i].
+local GW = BASE + NG
 
 -- Fail-open counts (ARGV[5]): recorded before every reply that is not an error. (Closures
 -- are made only where needed: each one costs on every call of the script.)
@@ -228,7 +228,7 @@ for pass = 1, 2 do
   if not refuse and ns_max >= 0 then
     local used = num(u[3])
     for i = 1, #rres do
-      local unused = rres[i] - num(u[BASE + NG + i])
+      local unused = rres[i] - num(u[GW + NG + i])
       if unused > 0 then used = used + unused end
     end
     if used >= ns_max then
@@ -275,7 +275,7 @@ if num(u[6]) > now then
   end
 end
 for i = 1, NG do
-  if num(u[GW + i]) > now then
+  if u[GW + i] and tonumber(u[GW + i]) > now then
     -- The group's queue holds the waiters whose last refusal was at this group (its limit or
     -- its queue): a free slot of the group goes to the oldest of them first.
     QP = QP or string.sub(USE, 1, -4)

@@ -119,9 +119,14 @@ local function apply_delta(delta)
   end
 end
 
--- Who freed slots wake (docs/protocol.md "Pub/sub wake-up"), for a release and for a reap
--- alike, called while some waiter is registered (wu in the future): after slots of the
--- function `fn` (counter name `cn`, groups `gs`) were freed, publish on guard:{ns}:released
+-- Reap every lease whose expiry has passed (bounded batches), clean idle names and store the
+-- new reap bound: the earliest lease expiry or idle deadline. (Helpers used off the hot path
+-- are written inline where they are used: creating a closure costs on every script call.)
+-- reap(now, fn, cn, gs) does not reap: it wakes (a branch of reap, not a function of its
+-- own: each closure made costs on every call of every script). Who freed slots wake
+-- (docs/protocol.md "Pub/sub wake-up"), for a release and for a reap alike, called while
+-- some waiter is registered (wu in the future): after slots of the function `fn` (counter
+-- name `cn`, groups `gs`) were freed, publish on guard:{ns}:released
 -- the oldest live tickets of the function's queue (w:<cn> live), as many as it has free
 -- slots now (1 without a limit of its own), and of each of its groups' queues (W:<group>
 -- live), as many as the group has free slots: "<fn>|<id><id>..." (16-byte lease ids, at
@@ -129,57 +134,54 @@ end
 -- waiter of fn, or all when none of fn waits). A ticket named by an earlier wake-up may
 -- not have taken its slot yet: naming as many as are free covers it. Limits are the
 -- configured ones (a temporary override is not looked at: the retry bound covers it).
-local function wake(fn, cn, gs, now)
-  local QP = string.sub(USE, 1, -4)
-  local f, gn = {'w:' .. cn, 'f:' .. cn}, {}
-  for g in string.gmatch(gs, '[^,]+') do
-    gn[#gn + 1] = g
-    f[#f + 1] = 'W:' .. g
-    f[#f + 1] = 'g:' .. g
-  end
-  local s = redis.call('HMGET', USE, unpack(f))
-  local lim, plan = {}, redis.call('HGET', CFG, 'p:f:' .. cn)
-  if plan then
-    local fmax, _, _, _, n, pos = struct.unpack('>iiBBB', plan)
-    lim[1] = fmax
-    for _ = 1, n do
-      local gm, g
-      gm, _, g, pos = struct.unpack('>iBBc0', plan, pos)
-      lim['g' .. g] = gm
+local function reap(now, fn, cn, gs)
+  if fn then
+    local QP = string.sub(USE, 1, -4)
+    local f, gn = {'w:' .. cn, 'f:' .. cn}, {}
+    for g in string.gmatch(gs, '[^,]+') do
+      gn[#gn + 1] = g
+      f[#f + 1] = 'W:' .. g
+      f[#f + 1] = 'g:' .. g
     end
-  end
-  local named, seen = {}, {}
-  local function heads(Q, QD, max, used)
-    local free = 1
-    if max and max >= 0 then free = max - used end
-    if free <= 0 then return end
-    local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
-    if #dead > 0 then
-      redis.call('ZREM', Q, unpack(dead))
-      redis.call('ZREM', QD, unpack(dead))
-    end
-    for _, m in ipairs(redis.call('ZRANGE', Q, 0, math.min(free, 16) - 1)) do
-      if not seen[m] then
-        seen[m] = true
-        named[#named + 1] = m
+    local s = redis.call('HMGET', USE, unpack(f))
+    local lim, plan = {}, redis.call('HGET', CFG, 'p:f:' .. cn)
+    if plan then
+      local fmax, _, _, _, n, pos = struct.unpack('>iiBBB', plan)
+      lim[1] = fmax
+      for _ = 1, n do
+        local gm, g
+        gm, _, g, pos = struct.unpack('>iBBc0', plan, pos)
+        lim['g' .. g] = gm
       end
     end
-  end
-  if num(s[1]) > now then heads(QP .. 'q:' .. cn, QP .. 'qd:' .. cn, lim[1], num(s[2])) end
-  for i, g in ipairs(gn) do
-    if num(s[1 + 2 * i]) > now then
-      heads(QP .. 'gq:' .. g, QP .. 'gqd:' .. g, lim['g' .. g], num(s[2 + 2 * i]))
+    local named, seen = {}, {}
+    local function heads(Q, QD, max, used)
+      local free = 1
+      if max and max >= 0 then free = max - used end
+      if free <= 0 then return end
+      local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
+      if #dead > 0 then
+        redis.call('ZREM', Q, unpack(dead))
+        redis.call('ZREM', QD, unpack(dead))
+      end
+      for _, m in ipairs(redis.call('ZRANGE', Q, 0, math.min(free, 16) - 1)) do
+        if not seen[m] then
+          seen[m] = true
+          named[#named + 1] = m
+        end
+      end
     end
+    if num(s[1]) > now then heads(QP .. 'q:' .. cn, QP .. 'qd:' .. cn, lim[1], num(s[2])) end
+    for i, g in ipairs(gn) do
+      if num(s[1 + 2 * i]) > now then
+        heads(QP .. 'gq:' .. g, QP .. 'gqd:' .. g, lim['g' .. g], num(s[2 + 2 * i]))
+      end
+    end
+    local msg = fn
+    if #named > 0 then msg = fn .. '|' .. table.concat(named) end
+    redis.call('PUBLISH', QP .. 'released', msg)
+    return
   end
-  local msg = fn
-  if #named > 0 then msg = fn .. '|' .. table.concat(named) end
-  redis.call('PUBLISH', QP .. 'released', msg)
-end
-
--- Reap every lease whose expiry has passed (bounded batches), clean idle names and store the
--- new reap bound: the earliest lease expiry or idle deadline. (Helpers used off the hot path
--- are written inline where they are used: creating a closure costs on every script call.)
-local function reap(now)
   local waking, freed = nil, {}
   for _ = 1, 8 do
     local ids = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, REAP_BATCH)
@@ -199,7 +201,7 @@ local function reap(now)
     end
     if #ids < REAP_BATCH then break end
   end
-  for cn, v in pairs(freed) do wake(v[1], cn, v[2], now) end
+  for c, v in pairs(freed) do reap(now, v[1], c, v[2]) end
   -- Delete the counters of listed names past their idle deadline (one batch per pass). A
   -- name that still holds a lease (renewed all along) is looked at again in an hour; one
   -- configured since is only unlisted.

@@ -4,7 +4,7 @@
 -- ARGV[1] lease id
 -- returns 1 when the lease was held, 0 otherwise
 -- Publishes on guard:{ns}:released while someone waits (wu in the future), also for an
--- expired lease reaped here: the tickets the freed slots go to (common.lua `wake`).
+-- expired lease reaped here: the tickets the freed slots go to (common.lua `reap`, its wake branch).
 local id = ARGV[1]
 local m = redis.call('HGET', LEASE, id)
 if not m then return 0 end
@@ -13,7 +13,7 @@ if expires <= now then
   local delta = {}
   drop_leases({id}, {m}, delta, true)
   apply_delta(delta)
-  if num(redis.call('HGET', USE, 'wu')) > now then wake(fn, cn, gs, now) end
+  if num(redis.call('HGET', USE, 'wu')) > now then reap(now, fn, cn, gs) end
   return 0
 end
 redis.call('HDEL', LEASE, id)
@@ -31,6 +31,6 @@ for i = 3, #fields do
   set[2 * i - 2] = v > 0 and v or 0
 end
 redis.call('HSET', USE, unpack(set))
--- While a waiter is registered: wake the tickets the freed slots go to (common.lua `wake`).
-if u[2] and tonumber(u[2]) > now then wake(fn, cn, gs, now) end
+-- While a waiter is registered: wake the tickets the freed slots go to (common.lua `reap`, its wake branch).
+if u[2] and tonumber(u[2]) > now then reap(now, fn, cn, gs) end
 return 1
