@@ -373,7 +373,7 @@ def test_http_wait_longer_than_a_request_keeps_its_place(
     lease id and ``wait_more_seconds``: its ticket is not dropped at the end of a request, so
     a waiter that queued after it stays behind it (base: each request rejoined at the back
     and counted a timed-out wait)."""
-    from conftest import CLIENT_TOKEN
+    from live import CLIENT_TOKEN
 
     import guard.http_backend
 
