@@ -470,7 +470,13 @@ if QP then  -- granted while the function or a group of it has a queue: drop the
   elseif f_max < 0 or num(u[4]) + 1 < f_max then
     -- room is left: wake the next ticket (a release woke this one for one freed slot; two
     -- releases in a row may have named the same oldest ticket)
-    local nxt = redis.call('ZRANGE', QP .. 'q:' .. cname, 0, 0)[1]
+    local full = false  -- a group this grant filled would only refuse it
+    for i = 1, NG do
+      if gmax[i] >= 0 and not (f_shadow or gshadow[i]) and num(u[BASE + i]) + 1 >= gmax[i] then
+        full = true
+      end
+    end
+    local nxt = not full and redis.call('ZRANGE', QP .. 'q:' .. cname, 0, 0)[1]
     if nxt then redis.call('PUBLISH', QP .. 'released', fn .. '|' .. nxt) end
   end
   for _, e in ipairs(gq or {}) do  -- the same for each group queue

@@ -146,18 +146,20 @@ local function reap(now, fn, cn, gs)
     local s = redis.call('HMGET', USE, unpack(f))
     local lim, plan = {}, redis.call('HGET', CFG, 'p:f:' .. cn)
     if plan then
-      local fmax, _, _, _, n, pos = struct.unpack('>iiBBB', plan)
+      local fmax, _, md, _, n, pos = struct.unpack('>iiBBB', plan)
       lim[1] = fmax
       for _ = 1, n do
-        local gm, g
-        gm, _, g, pos = struct.unpack('>iBBc0', plan, pos)
-        lim['g' .. g] = gm
+        local gm, gmd, g
+        gm, gmd, g, pos = struct.unpack('>iBBc0', plan, pos)
+        if md ~= 1 and gmd ~= 1 then lim['g' .. g] = gm end  -- a shadow level never refuses
       end
     end
     local named, seen = {}, {}
-    local function heads(Q, QD, max, used)
-      local free = 1
-      if max and max >= 0 then free = max - used end
+    local function room(max, used)
+      if max and max >= 0 then return max - used end
+      return 1
+    end
+    local function heads(Q, QD, free)
       if free <= 0 then return end
       local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
       if #dead > 0 then
@@ -171,12 +173,15 @@ local function reap(now, fn, cn, gs)
         end
       end
     end
-    if num(s[1]) > now then heads(QP .. 'q:' .. cn, QP .. 'qd:' .. cn, lim[1], num(s[2])) end
+    -- the function's tickets: no more than its groups have room for either (a group that
+    -- is full would only refuse them)
+    local ffree = room(lim[1], num(s[2]))
     for i, g in ipairs(gn) do
-      if num(s[1 + 2 * i]) > now then
-        heads(QP .. 'gq:' .. g, QP .. 'gqd:' .. g, lim['g' .. g], num(s[2 + 2 * i]))
-      end
+      local gfree = room(lim['g' .. g], num(s[2 + 2 * i]))
+      if lim['g' .. g] and lim['g' .. g] >= 0 and gfree < ffree then ffree = gfree end
+      if num(s[1 + 2 * i]) > now then heads(QP .. 'gq:' .. g, QP .. 'gqd:' .. g, gfree) end
     end
+    if num(s[1]) > now then heads(QP .. 'q:' .. cn, QP .. 'qd:' .. cn, ffree) end
     local msg = fn
     if #named > 0 then msg = fn .. '|' .. table.concat(named) end
     redis.call('PUBLISH', QP .. 'released', msg)
