@@ -128,7 +128,8 @@ end
 -- some waiter is registered (wu in the future): after slots of the function `fn` (counter
 -- name `cn`, groups `gs`) were freed, publish on guard:{ns}:released
 -- the oldest live tickets of the function's queue (w:<cn> live), as many as it has free
--- slots now (1 without a limit of its own), and of each of its groups' queues (W:<group>
+-- slots now (1 without a limit of its own) and no more than any of its enforcing groups has
+-- (a full group would only refuse them), and of each of its groups' queues (W:<group>
 -- live), as many as the group has free slots: "<fn>|<id><id>..." (16-byte lease ids, at
 -- most 16 per queue, each id once), or "<fn>" when none is named (a listener then wakes a
 -- waiter of fn, or all when none of fn waits). A ticket named by an earlier wake-up may
