@@ -2,6 +2,7 @@
 
     python bench/run_all.py --quick     # ~2-3 minutes
     python bench/run_all.py             # full: longer runs, more rounds (~10-15 minutes on 2 cores)
+    python bench/run_all.py --waiting   # only the contended waiting workload (bench/waiting.py)
 
 Measurements are interleaved: each round runs every configuration once (starting at a
 different one each round), and the tables quote the median over rounds, so machine noise
@@ -318,7 +319,18 @@ def main(argv: list[str] | None = None) -> int:
         help="only guard SDK: 1 process x 256 threads on one Guard beside 16 "
         "processes (prints, writes no docs)",
     )
+    ap.add_argument(
+        "--waiting",
+        action="store_true",
+        help="only the contended waiting workload (bench/waiting.py): guard wait= beside "
+        "guard polling, redis-semaphore and bottleneck (prints, writes no docs)",
+    )
     opts = ap.parse_args(argv)
+    if opts.waiting:
+        import waiting
+
+        waiting.run(waiting.QUICK if opts.quick else waiting.FULL)
+        return 0
     if opts.many_callers:
         return many_callers(QUICK if opts.quick else FULL)
     if opts.report_only:

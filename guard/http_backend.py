@@ -34,6 +34,11 @@ from .errors import (
 )
 from .wire import Grant, LeaseInfo, Refusal, Renewal
 
+# The server's bounds on a lease request (guard.server.schemas: MAX_WAIT_SECONDS,
+# MAX_WAIT_MORE_SECONDS; not imported: that module needs pydantic)
+REQUEST_WAIT = 30.0  # s a request waits at most; a longer wait is several requests
+MAX_WAIT_MORE = 3600.0
+
 if TYPE_CHECKING:
     from .model import Config
 
@@ -169,8 +174,11 @@ class HttpBackend:
         pending: Mapping[str, int] | None = None,
         *,
         key: str | None = None,
+        more: float = 0.0,
     ) -> Grant | Refusal:
-        wait = min(wait_ms / 1000, 30.0)  # the server's bound (guard.server.schemas)
+        """One lease request. `more` (s): the caller waits that much longer after this
+        request with the same lease id (``wait_more_seconds``: the server keeps its ticket)."""
+        wait = min(wait_ms / 1000, REQUEST_WAIT)
         body: dict[str, Any] = {"function": function, "lease_id": lease_id.hex()}
         if key is not None:
             body["key"] = key
@@ -178,6 +186,8 @@ class HttpBackend:
             body["ttl_seconds"] = ttl_ms / 1000
         if wait > 0:
             body["wait_seconds"] = wait
+            if more > 0:
+                body["wait_more_seconds"] = round(min(more, MAX_WAIT_MORE), 3)
         if pending:
             body["unavailable"] = dict(pending)
         status, doc = self.request(
@@ -200,11 +210,17 @@ class HttpBackend:
         *,
         key: str | None = None,
     ) -> Grant | Refusal:
-        """The server waits (woken by releases, at most 30 s a request); longer waits loop."""
+        """The server waits (woken by releases, at most `REQUEST_WAIT` s a request); longer
+        waits loop with the same lease id, each request saying how much longer the caller
+        waits after it (``wait_more_seconds``), so the ticket keeps its place in the queue."""
         deadline = time.monotonic() + wait
-        r = self.acquire(ns, function, lease_id, ttl_ms, int(wait * 1000), pending, key=key)
+        more = max(wait - REQUEST_WAIT, 0.0)
+        r = self.acquire(
+            ns, function, lease_id, ttl_ms, int(wait * 1000), pending, key=key, more=more
+        )
         while isinstance(r, Refusal) and (left := deadline - time.monotonic()) > 0:
-            r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000), key=key)
+            more = max(left - REQUEST_WAIT, 0.0)
+            r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000), key=key, more=more)
         return r
 
     def renew(self, ns: str, lease_id: bytes, ttl_ms: int = 0) -> Renewal | None:

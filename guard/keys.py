@@ -64,6 +64,19 @@ def queue_deadline_key(ns: str, function: str) -> str:
     return f"{PREFIX}:{{{ns}}}:qd:{function}"
 
 
+def group_queue_key(ns: str, group: str) -> str:
+    """zset: lease id -> when its waiter first queued (µs, the score of its function
+    ticket): the waiters whose last refusal was at `group` (its limit or its queue), in
+    arrival order. Beside it ``group_queue_deadline_key``. Derived in Lua as "guard:{ns}:" +
+    "gq:" + group."""
+    return f"{PREFIX}:{{{ns}}}:gq:{group}"
+
+
+def group_queue_deadline_key(ns: str, group: str) -> str:
+    """zset: lease id -> when its group ticket lapses (ms), as ``queue_deadline_key``."""
+    return f"{PREFIX}:{{{ns}}}:gqd:{group}"
+
+
 def config_key(ns: str) -> str:
     return f"{PREFIX}:{{{ns}}}:cfg"
 

@@ -399,6 +399,10 @@ class Config:
         scoped = (wire.THROTTLES, wire.SHADOW_THROTTLES)
         for fn in sorted(names):
             out += [p + fn for p in per_function]
+            out += [
+                f"{wire.WAIT_TIME}{fn}{wire.SCOPE_SEP}{b}"
+                for b in (*wire.WAIT_BUCKETS, wire.WAIT_SUM)
+            ]
             scopes = [
                 "function",
                 "account",

@@ -73,11 +73,12 @@ class _Sleeper:
 
 
 class _Channel:
-    __slots__ = ("ready", "waiters")
+    __slots__ = ("by_id", "ready", "waiters")
 
     def __init__(self) -> None:
         self.ready = threading.Event()  # the subscription is confirmed by Redis
         self.waiters: dict[str, list[_Waiter]] = {}
+        self.by_id: dict[bytes, _Waiter] = {}  # lease id (ticket) -> its waiter
 
 
 class ReleaseListener:
@@ -86,8 +87,9 @@ class ReleaseListener:
     A waiter holds no connection while it sleeps (a subscription per waiter would take one
     pooled connection each, and with more waiters than connections nobody could release).
     A release message ``<fn>|<lease ids>`` names the oldest live tickets of the function
-    whose lease was released, as many as it has free slots (first come, first served): only
-    the listener holding such a waiter wakes it, so a release wakes as many waiters as there
+    whose lease was released and of its groups' queues, as many as each has free slots
+    (first come, first served): only the listener holding such a waiter wakes it, whatever
+    function it waits for, so a release wakes as many waiters as there
     are free slots across every process, not every waiter. A message naming only
     the function (it has no queue) wakes one waiter of that function, or every waiter of the
     namespace when none of that function waits; a config write (``*``) wakes them all.
@@ -117,6 +119,8 @@ class ReleaseListener:
             if state is None:
                 state = self._channels[ch] = _Channel()
             state.waiters.setdefault(function, []).append(w)
+            if lease_id:
+                state.by_id[lease_id] = w
             subscribe = not state.ready.is_set()
         try:
             if subscribe and self._subscribe(ch):
@@ -129,6 +133,8 @@ class ReleaseListener:
                     ws.remove(w)
                 if not ws:
                     state.waiters.pop(function, None)
+                if state.by_id.get(lease_id) is w:
+                    del state.by_id[lease_id]
 
     @property
     def subscribed(self) -> bool:
@@ -184,13 +190,14 @@ class ReleaseListener:
                 return
             data = msg["data"] if isinstance(msg["data"], bytes) else str(msg["data"]).encode()
             fn, bar, ticket = data.partition(b"|")
-            same = state.waiters.get(fn.decode(errors="replace"), ())
-            if bar:  # tickets are named (16-byte ids): their owners, wherever they wait
-                named = {ticket[i : i + 16] for i in range(0, len(ticket), 16)}
-                for w in same:
-                    if w.lease_id in named:
-                        w.event.set()
+            if bar:  # tickets are named (16-byte ids): their owners, of any function (a
+                # group's queue holds waiters of its member functions)
+                for i in range(0, len(ticket), 16):
+                    named = state.by_id.get(ticket[i : i + 16])
+                    if named is not None:
+                        named.event.set()
                 return
+            same = state.waiters.get(fn.decode(errors="replace"), ())
             for w in same:
                 if not w.event.is_set():
                     w.event.set()
@@ -376,13 +383,16 @@ class RedisStore:
         *,
         require_config: bool = False,
         key: str | None = None,
+        more: float = 0.0,
     ) -> Grant | Refusal:
         """`acquire`, waiting up to `wait` seconds for a slot, first come, first served: the
         first refusal queues a ticket under `lease_id`, and freed slots of the function go
         to the oldest live tickets. It subscribes to the release channel first and then
         retries, so no release is missed; each sleep ends at the release that names its
         ticket (or a config write), or after the refusal's retry_after, at most
-        ``keys.WAITER_RETRY`` (each retry keeps the ticket alive)."""
+        ``keys.WAITER_RETRY`` (each retry keeps the ticket alive). `more`: the caller waits
+        that much longer after this call with the same `lease_id` (an HTTP wait longer than
+        one request): the ticket is kept live for it, and not dropped at the end."""
         if wait <= 0:
             return self.acquire(
                 ns, function, lease_id, ttl_ms, 0, pending, require_config=require_config, key=key
@@ -391,29 +401,28 @@ class RedisStore:
         rc = require_config
         with call_deadline(deadline):  # pool waits may use the whole wait
             r = self.acquire(
-                ns,
-                function,
-                lease_id,
-                ttl_ms,
-                int(wait * 1000),
-                pending,
-                require_config=rc,
-                key=key,
-            )
+                ns, function, lease_id, ttl_ms, int((wait + more) * 1000), pending,
+                require_config=rc, key=key,
+            )  # fmt: skip
             if isinstance(r, Grant):
                 return r
             with self._waiting(ns, function, min(wait, 1.0), lease_id) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
                     r = self.acquire(
-                        ns, function, lease_id, ttl_ms, int(left * 1000), require_config=rc, key=key
-                    )
+                        ns, function, lease_id, ttl_ms, int((left + more) * 1000),
+                        require_config=rc, key=key,
+                    )  # fmt: skip
                     if isinstance(r, Grant):
                         return r
-                    # Releases wake the waiter; the sleep bound covers lapsed leases (they
-                    # publish nothing), so it need not be short while subscribed.
+                    # Releases and reap passes wake the waiter; the sleep bound covers a
+                    # missed message, so it need not be short while subscribed.
                     floor = 0.05 if waiter.subscribed else 0.001
                     nap = min(max(r.retry_after_ms / 1000, floor), keys.WAITER_RETRY)
                     waiter.wait(min(left, nap))
+        if more > 0:  # the caller comes back: a last try that keeps its place
+            return self.acquire(
+                ns, function, lease_id, ttl_ms, int(more * 1000), require_config=rc, key=key
+            )
         return self.acquire(
             ns, function, lease_id, ttl_ms, 0, require_config=rc, last=True, key=key
         )

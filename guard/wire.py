@@ -57,6 +57,12 @@ REAP = "reap"  # lower bound of the earliest lease expiry (ms)
 WAITERS_UNTIL = "wu"  # releases publish while now < wu (ms)
 QUEUE_UNTIL = "w:"  # w:<fn> latest ticket deadline of fn's waiting queue (ms); past: no queue
 TIMED_OUT = "o:"  # o:<fn> waits that ran out (the last try of a wait was refused)
+GROUP_QUEUE_UNTIL = "W:"  # W:<grp> latest ticket deadline of the group's waiting queue (ms)
+# b:<fn>|<le> waited acquires that ended (granted or timed out) with a wait <= le seconds and
+# above the bucket before (one count per bucket, not cumulative); b:<fn>|sum: their waits (ms)
+WAIT_TIME = "b:"
+WAIT_BUCKETS = ("0.01", "0.05", "0.25", "1", "5", "30", "+Inf")
+WAIT_SUM = "sum"
 EPOCH = "ep"  # quarantine: server run_id last seen
 QUARANTINE_UNTIL = "qu"  # quarantine: grants refused until (ms)
 MAX_TTL = "mt"  # quarantine: longest TTL granted (ms)

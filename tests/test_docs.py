@@ -80,7 +80,9 @@ def test_architecture_use_hash_fields_are_the_wire_fields_the_scripts_write() ->
         wire.QUARANTINE_UNTIL,
         wire.MAX_TTL,
         wire.QUEUE_UNTIL,
+        wire.GROUP_QUEUE_UNTIL,
         wire.TIMED_OUT,
+        wire.WAIT_TIME,
     }
     assert listed == use_fields, listed ^ use_fields
     lua = "".join(p.read_text() for p in (ROOT / "guard" / "lua").glob("*.lua"))

@@ -2,8 +2,9 @@
 shorter TTL / expire / retried acquire by lease id / set-limit / set-key-limit against a real
 redis-server, checked step by step
 against a plain Python model of the admission rule (`guard.model.admits`, the rule of
-docs/guarantees.md written out in Python). A second machine checks the waiting queue's
-tickets; a third keys and rates (GCRA) on a controlled server clock."""
+docs/guarantees.md written out in Python). Two more machines check the waiting queues'
+tickets: one function's, and two functions' in a group (the group's queue); another keys and
+rates (GCRA) on a controlled server clock."""
 
 from __future__ import annotations
 
@@ -560,3 +561,157 @@ def test_keys_and_rates_match_the_models(redis_server, monkeypatch: pytest.Monke
     want = {"grant", "rate:group:grp", "refused key", "refused function"}
     want |= {f"refused rate:{s}" for s in ("account", "group:grp", "function", "key")}
     assert want <= set(SEEN), sorted(SEEN.items())
+
+
+GIDS = st.sampled_from([i.to_bytes(16, "big") for i in range(1, 5)])  # few: they meet
+
+
+class GroupTicketMachine(RuleBasedStateMachine):
+    """The waiting queues of two functions in a group against a model. Order is by when a
+    waiter first queued (its function ticket). A caller is refused by its function's limit,
+    then the group's limit, then its function's queue (fewer live tickets ahead of it than
+    free slots; one slot without a limit of its own), then the group's queue (fewer tickets
+    ahead than the group's free slots). A waiting refusal queues it in its function's queue,
+    and in the group's queue when the group refused it (at its first-queued place), out of it
+    otherwise. A grant or a given-up wait drops both tickets; a lapse drops both."""
+
+    url = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ns = f"gt{next(_ns)}"
+        self.g = guard.Guard.from_url(self.url, namespace=self.ns, timeout=5)
+        self.st = self.g.backend
+        assert isinstance(self.st, guard.store.RedisStore)
+        self.r = redis.Redis.from_url(self.url)
+        self.fmax: dict[str, int | None] = {"a": 2, "b": None}
+        self.gmax = 2
+        self.g.admin.put_function("a", max_concurrency=2)
+        self.g.admin.put_function("b")
+        self.g.admin.put_group("g", max_concurrency=self.gmax, members=["a", "b"])
+        self.fq: dict[str, list[bytes]] = {"a": [], "b": []}  # live tickets, oldest first
+        self.gq: list[bytes] = []
+        self.first: dict[bytes, int] = {}  # when a ticket first queued (model clock)
+        self.clock = 0
+        self.holders: dict[bytes, str] = {}
+
+    def teardown(self) -> None:
+        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
+        if ks:
+            self.r.delete(*ks)
+        self.r.srem(keys.NAMESPACES, self.ns)
+        self.g.close()
+        self.r.close()
+
+    def decide(self, lid: bytes, fn: str) -> str:
+        """ "" for a grant, else the refusing scope."""
+        in_f = sum(1 for f in self.holders.values() if f == fn)
+        in_g = len(self.holders)
+        fmax = self.fmax[fn]
+        if fmax is not None and in_f >= fmax:
+            return "function"
+        if in_g >= self.gmax:
+            return "group:g"
+        q = self.fq[fn]
+        free = (fmax if fmax is not None else in_f + 1) - in_f
+        if (q.index(lid) if lid in q else len(q)) >= free:
+            return "function"
+        if (self.gq.index(lid) if lid in self.gq else len(self.gq)) >= self.gmax - in_g:
+            return "group:g"
+        return ""
+
+    def drop(self, lid: bytes) -> None:
+        for q in (*self.fq.values(), self.gq):
+            if lid in q:
+                q.remove(lid)
+
+    @rule(lid=GIDS, fn=st.sampled_from(["a", "b"]), wait=st.booleans())
+    def acquire(self, lid: bytes, fn: str, wait: bool) -> None:
+        if lid in self.holders or any(lid in q for f, q in self.fq.items() if f != fn):
+            return  # a lease id waits for one function
+        want = self.decide(lid, fn)
+        r = self.st.acquire(self.ns, fn, lid, 60_000, wait_ms=60_000 if wait else 0)
+        assert isinstance(r, guard.store.Grant) is (want == ""), (want, r, self.fq, self.gq)
+        if want == "":
+            self.holders[lid] = fn
+            self.drop(lid)
+            return
+        assert isinstance(r, guard.store.Refusal) and r.scope == want
+        if not wait:
+            return
+        if lid not in self.fq[fn]:
+            self.clock += 1
+            self.first[lid] = self.clock
+            self.fq[fn].append(lid)
+        if want == "group:g":
+            if lid not in self.gq:
+                self.gq.append(lid)
+                self.gq.sort(key=self.first.__getitem__)
+        elif lid in self.gq:
+            self.gq.remove(lid)
+
+    @rule(lid=GIDS, fn=st.sampled_from(["a", "b"]))
+    def give_up(self, lid: bytes, fn: str) -> None:
+        if lid in self.holders or any(lid in q for f, q in self.fq.items() if f != fn):
+            return
+        want = self.decide(lid, fn)
+        r = self.st.acquire(self.ns, fn, lid, 60_000, 0, last=True)
+        assert isinstance(r, guard.store.Grant) is (want == "")
+        self.drop(lid)
+        if want == "":
+            self.holders[lid] = fn
+
+    @rule(lid=GIDS)
+    def release(self, lid: bytes) -> None:
+        assert self.st.release(self.ns, lid) is (lid in self.holders)
+        self.holders.pop(lid, None)
+
+    @rule(lid=GIDS)
+    def lapse(self, lid: bytes) -> None:
+        """The ticket's deadline passes (its waiter stopped retrying)."""
+        for fn, q in self.fq.items():
+            if lid in q:
+                self.r.zadd(keys.queue_deadline_key(self.ns, fn), {lid: 1})
+        if lid in self.gq:
+            self.r.zadd(keys.group_queue_deadline_key(self.ns, "g"), {lid: 1})
+        self.drop(lid)
+
+    @rule(value=st.integers(0, 3))
+    def set_group_max(self, value: int) -> None:
+        self.g.admin.put_group("g", max_concurrency=value, members=["a", "b"])
+        self.gmax = value
+
+    @rule(value=st.one_of(st.none(), st.integers(0, 3)))
+    def set_a_max(self, value: int | None) -> None:
+        self.g.admin.put_function("a", max_concurrency=value)
+        self.fmax["a"] = value
+
+    def live(self, qkey: str, dkey: str) -> list[bytes]:
+        sec, usec = self.r.time()
+        now = sec * 1000 + usec // 1000
+        alive = {m for m, s in self.r.zrange(dkey, 0, -1, withscores=True) if s > now}
+        return [m for m in self.r.zrange(qkey, 0, -1) if m in alive]
+
+    @invariant()
+    def queues_match_model(self) -> None:
+        for fn, q in self.fq.items():
+            k, d = keys.queue_key(self.ns, fn), keys.queue_deadline_key(self.ns, fn)
+            assert self.live(k, d) == q
+        k, d = keys.group_queue_key(self.ns, "g"), keys.group_queue_deadline_key(self.ns, "g")
+        assert self.live(k, d) == self.gq
+        use = keys.lease_keys(self.ns)[1]
+        assert int(self.r.hget(use, "g:g") or 0) == len(self.holders)
+
+
+def test_group_tickets_match_the_model(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(scripts.CONSTANTS, "TICKET_MS", 600_000)  # lapse only by `lapse`
+    GroupTicketMachine.url = redis_server.url
+    run_state_machine_as_test(
+        GroupTicketMachine,
+        settings=settings(
+            max_examples=150,
+            stateful_step_count=60,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )

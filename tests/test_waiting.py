@@ -176,6 +176,159 @@ def test_waiting_at_scale(redis_server, ns: str, procs: int, threads: int) -> No
     assert r["worst_overtake_s"] < 0.5, r
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("procs", "threads"), [(1, 200), (4, 50)])
+def test_group_waiting_at_scale(redis_server, ns: str, procs: int, threads: int) -> None:
+    """Two functions (max 5 each) in a group of max 5, half the waiters on each: the group's
+    queue orders them together, so the order check holds across the two functions (base,
+    with per-function queues only: ~400 of ~1000 grants overtaken, worst 0.9 s)."""
+    from waiting_worker import measure
+
+    r = measure(redis_server.url, ns, procs, threads, seconds=5.0, group=True)
+    print(r)
+    assert r["errors"] == []
+    assert r["grants"] > 100
+    assert r["peak_holders"] == 5
+    assert r["timeouts"] == 0
+    assert r["order_violations_50ms"] <= r["grants"] // 100, r
+    assert r["worst_overtake_s"] < 0.5, r
+
+
+def group_of_two(g: guard.Guard, gmax: int = 1) -> None:
+    g.admin.put_function("a")
+    g.admin.put_function("b")
+    g.admin.put_group("g", max_concurrency=gmax, members=["a", "b"])
+
+
+def test_freed_group_slot_goes_to_the_oldest_ticket_of_any_member(
+    g: guard.Guard, st: RedisStore, ns: str
+) -> None:
+    """Refused at the group: the group's queue orders the waiters of its functions."""
+    group_of_two(g)
+    holder, old_b, new_a, late = ids(4)
+    assert isinstance(st.acquire(ns, "a", holder, 30_000), Grant)
+    r = st.acquire(ns, "b", old_b, 30_000, wait_ms=5000)
+    assert isinstance(r, Refusal) and r.scope == "group:g"
+    assert isinstance(st.acquire(ns, "a", new_a, 30_000, wait_ms=5000), Refusal)
+    assert st.release(ns, holder)
+    r = st.acquire(ns, "a", new_a, 30_000, wait_ms=5000)  # a's own queue: it is first there
+    assert isinstance(r, Refusal) and r.scope == "group:g"  # but b's waiter is older
+    assert isinstance(st.acquire(ns, "a", late, 30_000), Refusal)  # a newcomer too
+    assert isinstance(st.acquire(ns, "b", old_b, 30_000, wait_ms=5000), Grant)
+    assert st.release(ns, old_b)
+    assert isinstance(st.acquire(ns, "a", new_a, 30_000, wait_ms=5000), Grant)
+    assert st.release(ns, new_a)
+    use = keys.lease_keys(ns)[1]
+    assert st.client.hget(use, "W:g") == b"0"  # the group's queue emptied: plain path again
+    assert isinstance(st.acquire(ns, "a", late, 30_000), Grant)
+
+
+def test_waiter_refused_by_its_function_holds_no_group_slot(
+    g: guard.Guard, st: RedisStore, ns: str
+) -> None:
+    """A waiter whose own function is full leaves the group's queue: it could not use a group
+    slot, so it does not hold one back from the other members' waiters."""
+    g.admin.put_function("a", max_concurrency=1)
+    g.admin.put_function("b")
+    g.admin.put_group("g", max_concurrency=2, members=["a", "b"])
+    ha, hb, wa, wb = ids(4)
+    assert isinstance(st.acquire(ns, "a", ha, 30_000), Grant)
+    assert isinstance(st.acquire(ns, "b", hb, 30_000), Grant)
+    assert st.acquire(ns, "a", wa, 30_000, wait_ms=5000).scope == "function"  # type: ignore[union-attr]
+    assert st.acquire(ns, "b", wb, 30_000, wait_ms=5000).scope == "group:g"  # type: ignore[union-attr]
+    assert st.release(ns, hb)  # a group slot frees; a is still full
+    assert st.acquire(ns, "a", wa, 30_000, wait_ms=5000).scope == "function"  # type: ignore[union-attr]
+    assert isinstance(st.acquire(ns, "b", wb, 30_000, wait_ms=5000), Grant)
+
+
+def test_release_names_the_oldest_group_ticket(g: guard.Guard, st: RedisStore, ns: str) -> None:
+    """A release of a's lease names b's ticket, the oldest in the group's queue."""
+    group_of_two(g)
+    h, wb = ids(2)
+    st.acquire(ns, "a", h, 30_000)
+    st.acquire(ns, "b", wb, 30_000, wait_ms=5000)
+    ps = st.client.pubsub()
+    ps.subscribe(keys.release_channel(ns))
+    assert ps.get_message(timeout=2)["type"] == "subscribe"
+    st.release(ns, h)
+    msg = ps.get_message(timeout=2)
+    ps.close()
+    assert msg is not None and msg["data"] == b"a|" + wb
+
+
+def test_expired_lease_wakes_the_oldest_ticket(
+    g: guard.Guard, st: RedisStore, ns: str, rclient: redis.Redis
+) -> None:
+    """The reap pass that frees an expired lease's slot names the tickets it goes to, like a
+    release (here run by a newcomer's acquire, which the queue refuses)."""
+    g.admin.put_function("f", max_concurrency=1)
+    h, a, late = ids(3)
+    assert isinstance(st.acquire(ns, "f", h, 100), Grant)
+    st.acquire(ns, "f", a, 30_000, wait_ms=5000)
+    ps = st.client.pubsub()
+    ps.subscribe(keys.release_channel(ns))
+    assert ps.get_message(timeout=2)["type"] == "subscribe"
+    time.sleep(0.15)
+    r = st.acquire(ns, "f", late, 30_000)
+    assert isinstance(r, Refusal) and r.scope == "function"  # the slot is a's
+    msg = ps.get_message(timeout=2)
+    ps.close()
+    assert msg is not None and msg["data"] == b"f|" + a
+    assert rclient.hget(keys.lease_keys(ns)[1], "x:f") == b"1"
+
+
+def test_listener_wakes_a_named_ticket_of_another_function(g: guard.Guard) -> None:
+    """A group wake-up names tickets of other functions than the released one's: the
+    listener wakes them by lease id, and no other waiter."""
+    from guard.store import ReleaseListener
+
+    lst = ReleaseListener(None)
+    lst._subscribe = lambda ch: False  # type: ignore[method-assign]
+    mine, other = ids(2)
+    ch = keys.release_channel("n").encode()
+    with lst.waiting("n", "b", 0, mine) as wb, lst.waiting("n", "a", 0, other) as wa:
+        lst._dispatch({"channel": ch, "type": "message", "data": b"a|" + mine})
+        assert wb.event.is_set() and not wa.event.is_set()
+
+
+def test_wait_time_histogram(http, g: guard.Guard, st: RedisStore, ns: str) -> None:
+    """guard_wait_seconds: the waits that ended (granted or timed out), from the first refused
+    try, server time; promtool-clean."""
+    import subprocess
+
+    from prometheus_client.parser import text_string_to_metric_families
+    from test_http_metrics import promtool, value
+
+    g.admin.put_function("f", max_concurrency=1)
+    h, a = ids(2)
+    st.acquire(ns, "f", h, 30_000)
+    st.acquire(ns, "f", a, 30_000, wait_ms=5000)
+    time.sleep(0.1)
+    st.release(ns, h)
+    assert isinstance(st.acquire(ns, "f", a, 30_000, wait_ms=5000), Grant)  # waited ~0.1 s
+    with pytest.raises(guard.Throttled):
+        g.acquire("f", wait=0.3)  # waited ~0.3 s, ran out
+    st.acquire(ns, "f", h, 30_000)  # no wait: not observed
+    text = http.get("/metrics").data.decode()
+    lab = {"namespace": ns, "function": "f"}
+    assert value(text, "guard_wait_seconds_count", **lab) == 2
+    assert 0.35 < (value(text, "guard_wait_seconds_sum", **lab) or 0) < 2.0
+    buckets = {
+        s.labels["le"]: s.value
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "guard_wait_seconds"
+        for s in fam.samples
+        if s.name.endswith("_bucket") and s.labels["namespace"] == ns
+    }
+    assert buckets == {"0.01": 0, "0.05": 0, "0.25": 1, "1.0": 2, "5.0": 2, "30.0": 2, "+Inf": 2}
+    tool = promtool()
+    if tool is not None:
+        r = subprocess.run(
+            [tool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_metrics_waiting_and_timed_out(http, g: guard.Guard, st: RedisStore, ns: str) -> None:
     from test_http_metrics import value
 
@@ -211,3 +364,48 @@ def test_http_wait_seconds_uses_the_queue(http, g: guard.Guard, st: RedisStore, 
     t.join(5)
     assert out["status"] == 429  # the freed slot was the older ticket's
     assert isinstance(st.acquire(ns, "f", older, 30_000, wait_ms=10_000), Grant)
+
+
+def test_http_wait_longer_than_a_request_keeps_its_place(
+    live_server: str, redis_server, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTTP-mode wait longer than one request (30 s; 0.4 s here) goes on with the same
+    lease id and ``wait_more_seconds``: its ticket is not dropped at the end of a request, so
+    a waiter that queued after it stays behind it (base: each request rejoined at the back
+    and counted a timed-out wait)."""
+    from live import CLIENT_TOKEN
+
+    import guard.http_backend
+
+    monkeypatch.setattr(guard.http_backend, "REQUEST_WAIT", 0.4)
+    g = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=5.0)
+    hg = guard.Guard.from_url(live_server, namespace=ns, token=CLIENT_TOKEN, timeout=5.0)
+    try:
+        st = g.backend
+        assert isinstance(st, RedisStore)
+        g.admin.put_function("f", max_concurrency=1)
+        held = g.acquire("f", ttl=30)
+        out: dict[str, object] = {}
+
+        def http_wait() -> None:
+            out["lease"] = hg.acquire("f", ttl=30, wait=5.0)
+
+        t = threading.Thread(target=http_wait)
+        t.start()
+        time.sleep(0.2)
+        (late,) = ids(1)
+        assert isinstance(st.acquire(ns, "f", late, 30_000, wait_ms=10_000), Refusal)
+        time.sleep(1.0)  # the HTTP waiter's second and third requests
+        q = st.client.zrange(keys.queue_key(ns, "f"), 0, -1)
+        assert len(q) == 2 and q[1] == late, q  # the HTTP waiter is still first
+        assert st.client.hget(keys.lease_keys(ns)[1], "o:f") is None  # no wait ran out
+        held.release()
+        t.join(5)
+        lease = out["lease"]
+        assert isinstance(lease, guard.Lease) and lease.held
+        assert isinstance(st.acquire(ns, "f", late, 30_000, wait_ms=10_000), Refusal)
+        lease.release()
+        assert isinstance(st.acquire(ns, "f", late, 30_000, wait_ms=10_000), Grant)
+    finally:
+        hg.close()
+        g.close()

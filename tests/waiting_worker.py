@@ -2,7 +2,7 @@
 slot a fixed time and count holders *outside* the SDK (INCR/DECR on a side connection, as
 contention_worker does). Used by test_waiting_scale and, run as a script, to measure:
 
-    .venv/bin/python tests/waiting_worker.py [--procs 4] [--threads 50] [--seconds 10]
+    .venv/bin/python tests/waiting_worker.py [--procs 4] [--threads 50] [--seconds 10] [--group]
 
 It starts its own redis-server. Reports grants/s (against max / hold), peak holders, errors,
 timed-out waits and the order check: a waiter that started waiting more than `eps` before
@@ -25,11 +25,12 @@ import guard
 
 
 def run(
-    url: str, ns: str, threads: int, seconds: float, hold: float, wait: float, start_at: float
-) -> dict[str, Any]:
+    url: str, ns: str, threads: int, seconds: float, hold: float, wait: float, start_at: float,
+    functions: tuple[str, ...] = ("f",),
+) -> dict[str, Any]:  # fmt: skip
     """One process: `threads` threads share one Guard (one subscription) until `seconds`
-    after `start_at` (wall clock, shared by the processes). Records (start, granted) wall
-    times of every grant."""
+    after `start_at` (wall clock, shared by the processes); thread i waits for
+    ``functions[i % len(functions)]``. Records (start, granted) wall times of every grant."""
     g = guard.Guard.from_url(url, namespace=ns, timeout=5.0)
     side = redis.Redis(
         connection_pool=redis.BlockingConnectionPool.from_url(url, max_connections=16)
@@ -39,14 +40,14 @@ def run(
     out: dict[str, Any] = {"grants": [], "timeouts": 0, "errors": [], "peak": 0}
     end = start_at + seconds
 
-    def loop() -> None:
+    def loop(fn: str) -> None:
         grants: list[tuple[float, float]] = []
         timeouts, peak, errors = 0, 0, []
         while time.time() < start_at:
             time.sleep(0.005)
         while (t0 := time.time()) < end:
             try:
-                lease = g.acquire("f", ttl=30, wait=wait)
+                lease = g.acquire(fn, ttl=30, wait=wait)
             except guard.Throttled:
                 timeouts += 1
                 continue
@@ -66,7 +67,9 @@ def run(
             out["errors"] += errors
             out["peak"] = max(out["peak"], peak)
 
-    ts = [threading.Thread(target=loop) for _ in range(threads)]
+    ts = [
+        threading.Thread(target=loop, args=(functions[i % len(functions)],)) for i in range(threads)
+    ]
     for t in ts:
         t.start()
     for t in ts:
@@ -93,13 +96,22 @@ def order_violations(grants: list[tuple[float, float]], eps: float) -> tuple[int
 
 def measure(
     url: str, ns: str, procs: int, threads: int, seconds: float, hold: float = 0.02,
-    wait: float = 10.0, max_concurrency: int = 5,
+    wait: float = 10.0, max_concurrency: int = 5, group: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
+    """`group`: two functions f1 and f2 (each max `max_concurrency`) in a group "g" of max
+    `max_concurrency`, half the threads on each: the group's queue orders them together."""
     g = guard.Guard.from_url(url, namespace=ns, timeout=5.0)
-    g.admin.put_function("f", max_concurrency=max_concurrency)
+    functions: tuple[str, ...] = ("f",)
+    if group:
+        functions = ("f1", "f2")
+        for fn in functions:
+            g.admin.put_function(fn, max_concurrency=max_concurrency)
+        g.admin.put_group("g", max_concurrency=max_concurrency, members=list(functions))
+    else:
+        g.admin.put_function("f", max_concurrency=max_concurrency)
     g.close()
     start_at = time.time() + 1.5 + 0.5 * procs  # every process has started by then
-    args = (url, ns, threads, seconds, hold, wait, start_at)
+    args = (url, ns, threads, seconds, hold, wait, start_at, functions)
     if procs == 1:
         results = [run(*args)]
     else:
@@ -117,6 +129,7 @@ def measure(
     bad_all, _ = order_violations(grants, 0.05)
     waits = sorted(gr - s for s, gr in grants)
     return {
+        "functions": len(functions),
         "procs": procs,
         "threads": threads,
         "seconds": seconds,
@@ -143,11 +156,14 @@ def main() -> None:
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--threads", type=int, nargs="+", default=[200, 50])
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--group", action="store_true", help="two functions in a max-5 group")
     a = ap.parse_args()
     server = RedisProcess().start()
     try:
         for i, (p, t) in enumerate(zip(a.procs, a.threads, strict=True)):
-            print(json.dumps(measure(server.url, f"w{i}", p, t, a.seconds)), flush=True)
+            print(
+                json.dumps(measure(server.url, f"w{i}", p, t, a.seconds, group=a.group)), flush=True
+            )
     finally:
         server.cleanup()
 

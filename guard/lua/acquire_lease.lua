@@ -25,7 +25,12 @@
 -- grant is only for the oldest live tickets: a caller is admitted when fewer live tickets
 -- are ahead of it (all of them, for a caller without one) than the function has free
 -- slots (1 when it has no limit of its own); else it is refused with scope "function".
--- While w:<fn> is past (nobody waits for it) the queue is not touched.
+-- While w:<fn> is past (nobody waits for it) the queue is not touched. Groups likewise
+-- (W:<group>, guard:{ns}:gq:<group> / gqd:<group>): a waiting refusal by a group puts the
+-- caller in that group's queue at its function ticket's score, a waiting refusal at any
+-- other level takes it out of its groups' queues; while W:<group> is in the future a caller
+-- is admitted only when fewer of the group's tickets are ahead of it than the group has
+-- free slots, else refused with scope "group:<name>". The account level has no queue.
 -- returns {fence, expires_ms, ttl_ms, groups_csv, on_unavailable, shadow_scope, cfg_version}
 --      (errors: "CONFLICT ..." lease id held by another function; "PROTOCOL ..." the cfg hash's
 --      pv is not this script's PROTOCOL — checked before anything is written)
@@ -105,6 +110,7 @@ if plan[2] then
     gm, gmd, g, pos = struct.unpack('>iBBc0', plan[2], pos)
     gname[i], gmax[i], gshadow[i], own[g] = g, gm, gmd == 1, true
     fields[BASE + i] = 'g:' .. g
+    fields[BASE + NG + i] = 'W:' .. g  -- the group queue's stamp (see "Waiting queue")
   end
   if pos <= #plan[2] then
     KR = {gk = {}, gko = {}, gT = {}, gTol = {}}
@@ -126,7 +132,7 @@ if plan[1] then
     r, g, pos = struct.unpack('>iBc0', plan[1], pos)
     if not own[g] then
       rres[#rres + 1] = r
-      fields[BASE + NG + #rres] = 'g:' .. g
+      fields[BASE + 2 * NG + #rres] = 'g:' .. g
     end
   end
   -- A temporary override replaces the max of its function or group until its deadline
@@ -151,6 +157,9 @@ if plan[1] then
     for i = 1, NG do gmax[i] = override('\0g' .. gname[i] .. '\0') or gmax[i] end
   end
 end
+-- The group queues' stamps W:<group> (the latest ticket deadline of the group's queue) are
+-- read by the same HMGET, at fields[GW + i].
+local GW = BASE + NG
 
 -- Keys and rates. A key is counted at each level with a key limit (key max >= 0 or
 -- key_overrides): its field is read with the level counters (KF, GKF[i]: its index in
@@ -341,7 +350,7 @@ for pass = 1, 2 do
   if not refuse and ns_max >= 0 then
     local used = num(u[3])
     for i = 1, #rres do
-      local unused = rres[i] - num(u[BASE + NG + i])
+      local unused = rres[i] - num(u[GW + NG + i])
       if unused > 0 then used = used + unused end
     end
     if used >= ns_max then
@@ -376,11 +385,16 @@ for pass = 1, 2 do
   u = redis.call('HMGET', USE, unpack(fields))
 end
 
--- The waiting queue, only while this function has live tickets (w:<fn> in the future).
-local QP, mine, left  -- key prefix "guard:{ns}:"; the caller's rank; live tickets left
+-- The waiting queues, only while this function (w:<fn>) or one of its groups (W:<group>)
+-- has live tickets: gq lists the groups with a queue, {index, caller's rank, tickets left}.
+local QP, mine, left, gq  -- key prefix "guard:{ns}:"; the caller's rank; live tickets left
+local ahead  -- tickets ahead of the caller at the queue that refused it
+local last = opt and ARGV[8] == '1'
+local first  -- the last try of a wait: when its ticket first queued (µs; read before purging)
 if num(u[6]) > now then
   QP = string.sub(USE, 1, -4)
   local Q, QD = QP .. 'q:' .. cname, QP .. 'qd:' .. cname
+  if last then first = redis.call('ZSCORE', Q, id) end
   local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
   if #dead > 0 then
     redis.call('ZREM', Q, unpack(dead))
@@ -388,14 +402,52 @@ if num(u[6]) > now then
   end
   mine = redis.call('ZRANK', Q, id)
   left = redis.call('ZCARD', Q)
+  ahead = mine or left
   if not refuse then
     local cap = f_max >= 0 and f_max or num(u[4]) + 1
     local free = cap - num(u[4])
-    if (mine or left) >= free then  -- older tickets take the free slots first
-      refuse, in_level, level_max = 0, num(u[4]) + (mine or left) - free + cap, cap
+    if ahead >= free then  -- older tickets take the free slots first
+      refuse, in_level, level_max = 0, num(u[4]) + ahead - free + cap, cap
     end
   end
 end
+for i = 1, NG do
+  if u[GW + i] and tonumber(u[GW + i]) > now then
+    -- The group's queue holds the waiters whose last refusal was at this group (its limit or
+    -- its queue): a free slot of the group goes to the oldest of them first.
+    QP = QP or string.sub(USE, 1, -4)
+    local G, GD = QP .. 'gq:' .. gname[i], QP .. 'gqd:' .. gname[i]
+    local dead = redis.call('ZRANGEBYSCORE', GD, '-inf', now, 'LIMIT', 0, 128)
+    if #dead > 0 then
+      redis.call('ZREM', G, unpack(dead))
+      redis.call('ZREM', GD, unpack(dead))
+    end
+    local r, n = redis.call('ZRANK', G, id), redis.call('ZCARD', G)
+    gq = gq or {}
+    gq[#gq + 1] = {i, r, n}
+    if not refuse and gmax[i] >= 0 and not (f_shadow or gshadow[i]) then
+      local free = gmax[i] - num(u[BASE + i])
+      if (r or n) >= free then
+        refuse, in_level, level_max, ahead = i, gmax[i] + (r or n) - free, gmax[i], r or n
+      end
+    end
+  end
+end
+
+-- A waited acquire that ends (granted, or its last try refused): its wait, from when its
+-- ticket was first queued (µs, server time) to now, into the wait-time histogram
+-- b:<fn>|<le> (one count per bucket, not cumulative; le in seconds) and b:<fn>|sum (ms).
+-- Made only while a queue is live (a closure costs on every call).
+local observe
+if QP or last then observe = function(first)
+  local ms = now - math.floor(tonumber(first) / 1000)
+  local le = '+Inf'
+  if ms <= 10 then le = '0.01' elseif ms <= 50 then le = '0.05' elseif ms <= 250 then
+    le = '0.25' elseif ms <= 1000 then le = '1' elseif ms <= 5000 then le = '5' elseif
+    ms <= 30000 then le = '30' end
+  redis.call('HINCRBY', USE, 'b:' .. cname .. '|' .. le, 1)
+  redis.call('HINCRBY', USE, 'b:' .. cname .. '|sum', ms)
+end end
 
 local function scope_of(i)
   if type(i) == 'string' then return i end
@@ -452,9 +504,9 @@ if refuse then
   end
   -- A queued waiter's turn: the tickets ahead of it, served by the function's slots at its
   -- usual hold (a release that frees its slot wakes it before that by naming its ticket).
-  local ahead = mine or left
-  if ahead and hold and f_max > 0 then
-    local turn = hold * (ahead + 1) / f_max
+  local lmax = refuse == 0 and f_max or level_max
+  if ahead and hold and lmax > 0 then
+    local turn = hold * (ahead + 1) / lmax
     if turn > retry then retry = turn end
   end
   retry = math.floor(math.min(math.max(retry, 10), 60000))
@@ -473,12 +525,41 @@ if refuse then
       redis.call('PEXPIRE', Q, TICKET_MS + 1000)
       redis.call('PEXPIRE', QD, TICKET_MS + 1000)
       if num(u[6]) < due then redis.call('HSET', USE, f_wait, due) end
+      -- Group queues: the caller is in the queue of the group that refused it, at the place
+      -- its function ticket holds (when it first queued), and in no other group's queue (a
+      -- waiter refused elsewhere cannot use a slot of that group: it must not hold one back).
+      if gq then
+        for _, e in ipairs(gq) do
+          if e[2] and e[1] ~= refuse then
+            redis.call('ZREM', QP .. 'gq:' .. gname[e[1]], id)
+            redis.call('ZREM', QP .. 'gqd:' .. gname[e[1]], id)
+          end
+        end
+      end
+      if refuse > 0 then
+        local G, GD = QP .. 'gq:' .. gname[refuse], QP .. 'gqd:' .. gname[refuse]
+        redis.call('ZADD', G, 'NX', redis.call('ZSCORE', Q, id), id)
+        redis.call('ZADD', GD, due, id)
+        redis.call('PEXPIRE', G, TICKET_MS + 1000)
+        redis.call('PEXPIRE', GD, TICKET_MS + 1000)
+        if num(u[GW + refuse]) < due then redis.call('HSET', USE, fields[GW + refuse], due) end
+      end
     end
-  elseif ARGV[8] == '1' then  -- the wait ran out: drop the ticket, count a timed-out wait
+  elseif last then  -- the wait ran out: drop the tickets, count a timed-out wait
     QP = QP or string.sub(USE, 1, -4)
+    first = first or redis.call('ZSCORE', QP .. 'q:' .. cname, id)
     redis.call('ZREM', QP .. 'q:' .. cname, id)
     redis.call('ZREM', QP .. 'qd:' .. cname, id)
+    if gq then
+      for _, e in ipairs(gq) do
+        if e[2] then
+          redis.call('ZREM', QP .. 'gq:' .. gname[e[1]], id)
+          redis.call('ZREM', QP .. 'gqd:' .. gname[e[1]], id)
+        end
+      end
+    end
     redis.call('HINCRBY', USE, 'o:' .. cname, 1)
+    if first then observe(first) end
   end
   if count_pending then count_pending() end
   return {0, scope, retry, onu, cfgv}
@@ -528,21 +609,47 @@ if not u[2] or expires < tonumber(u[2]) then
   set[#set + 1] = 'reap'
   set[#set + 1] = expires
 end
-if QP then  -- granted while the function has a queue: drop the caller's ticket
+if QP then  -- granted while the function or a group of it has a queue: drop the tickets
+  first = nil  -- when the caller first queued (µs), for the wait-time histogram
   if mine then
+    first = redis.call('ZSCORE', QP .. 'q:' .. cname, id)
     redis.call('ZREM', QP .. 'q:' .. cname, id)
     redis.call('ZREM', QP .. 'qd:' .. cname, id)
     left = left - 1
   end
-  if left == 0 then  -- nobody waits for this function now: back to the plain path
+  if not left then  -- no queue of the function's own
+  elseif left == 0 then  -- nobody waits for this function now: back to the plain path
     set[#set + 1] = f_wait
     set[#set + 1] = 0
   elseif f_max < 0 or num(u[4]) + 1 < f_max then
     -- room is left: wake the next ticket (a release woke this one for one freed slot; two
     -- releases in a row may have named the same oldest ticket)
-    local nxt = redis.call('ZRANGE', QP .. 'q:' .. cname, 0, 0)[1]
+    local full = false  -- a group this grant filled would only refuse it
+    for i = 1, NG do
+      if gmax[i] >= 0 and not (f_shadow or gshadow[i]) and num(u[BASE + i]) + 1 >= gmax[i] then
+        full = true
+      end
+    end
+    local nxt = not full and redis.call('ZRANGE', QP .. 'q:' .. cname, 0, 0)[1]
     if nxt then redis.call('PUBLISH', QP .. 'released', fn .. '|' .. nxt) end
   end
+  for _, e in ipairs(gq or {}) do  -- the same for each group queue
+    local i, G, GD = e[1], QP .. 'gq:' .. gname[e[1]], QP .. 'gqd:' .. gname[e[1]]
+    if e[2] then
+      first = first or redis.call('ZSCORE', G, id)
+      redis.call('ZREM', G, id)
+      redis.call('ZREM', GD, id)
+      e[3] = e[3] - 1
+    end
+    if e[3] == 0 then
+      set[#set + 1] = fields[GW + i]
+      set[#set + 1] = 0
+    elseif gmax[i] < 0 or num(u[BASE + i]) + 1 < gmax[i] then
+      local nxt = redis.call('ZRANGE', G, 0, 0)[1]
+      if nxt then redis.call('PUBLISH', QP .. 'released', fn .. '|' .. nxt) end
+    end
+  end
+  if first then observe(first) end
 end
 if KF then
   set[#set + 1] = fields[KF]

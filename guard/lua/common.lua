@@ -15,6 +15,7 @@
 --   (derived) guard:{ns}:r:k:<fn>|<key> string: GCRA state of a key's rate (its theoretical
 --                                   arrival time, µs, struct '>d'), expiring at that time (then
 --                                   the key is back to its full burst; keys.rate_key)
+--   (derived) guard:{ns}:gq:<grp>, guard:{ns}:gqd:<grp> zsets: the group's waiting queue
 --   (derived) guard:{ns}:idle zset: function with no plan -> its cleanup deadline (ms: last
 --                                   acquire + IDLE_MS), for at most MAX_NAMED names (see
 --                                   "Unconfigured functions")
@@ -29,7 +30,10 @@
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
 --   w:<fn>     latest ticket deadline of fn's waiting queue (ms); 0 or past: no queue
+--   W:<grp>    latest ticket deadline of the group's waiting queue (ms); 0 or past: none
 --   o:<fn>     waits that ran out (timed out) for fn
+--   b:<fn>|<le>, b:<fn>|sum  wait-time histogram: waits that ended per bucket (le in s:
+--              0.01 0.05 0.25 1 5 30 +Inf, not cumulative) and their total (ms)
 --   ep, qu, mt failover quarantine (only with it on): server run_id last seen, grants refused
 --              until qu (ms), longest TTL granted (ms) — see acquire_lease.lua
 --   ""         sentinel (see below)
@@ -151,15 +155,92 @@ end
 -- Reap every lease whose expiry has passed (bounded batches), clean idle names and store the
 -- new reap bound: the earliest lease expiry or idle deadline. (Helpers used off the hot path
 -- are written inline where they are used: creating a closure costs on every script call.)
-local function reap(now)
+-- reap(now, fn, cn, gs) does not reap: it wakes (a branch of reap, not a function of its
+-- own: each closure made costs on every call of every script). Who freed slots wake
+-- (docs/protocol.md "Pub/sub wake-up"), for a release and for a reap alike, called while
+-- some waiter is registered (wu in the future): after slots of the function `fn` (counter
+-- name `cn`, groups `gs`) were freed, publish on guard:{ns}:released
+-- the oldest live tickets of the function's queue (w:<cn> live), as many as it has free
+-- slots now (1 without a limit of its own) and no more than any of its enforcing groups has
+-- (a full group would only refuse them), and of each of its groups' queues (W:<group>
+-- live), as many as the group has free slots: "<fn>|<id><id>..." (16-byte lease ids, at
+-- most 16 per queue, each id once), or "<fn>" when none is named (a listener then wakes a
+-- waiter of fn, or all when none of fn waits). A ticket named by an earlier wake-up may
+-- not have taken its slot yet: naming as many as are free covers it. Limits are the
+-- configured ones (a temporary override is not looked at: the retry bound covers it).
+local function reap(now, fn, cn, gs)
+  if fn then
+    local QP = string.sub(USE, 1, -4)
+    local f, gn = {'w:' .. cn, 'f:' .. cn}, {}
+    for g in string.gmatch(gs, '[^,]+') do
+      gn[#gn + 1] = g
+      f[#f + 1] = 'W:' .. g
+      f[#f + 1] = 'g:' .. g
+    end
+    local s = redis.call('HMGET', USE, unpack(f))
+    local lim, plan = {}, redis.call('HGET', CFG, 'p:f:' .. cn)
+    if plan then
+      local fmax, _, md, _, n, pos = struct.unpack('>iiBBB', plan)
+      lim[1] = fmax
+      for _ = 1, n do
+        local gm, gmd, g
+        gm, gmd, g, pos = struct.unpack('>iBBc0', plan, pos)
+        if md ~= 1 and gmd ~= 1 then lim['g' .. g] = gm end  -- a shadow level never refuses
+      end
+    end
+    local named, seen = {}, {}
+    local function room(max, used)
+      if max and max >= 0 then return max - used end
+      return 1
+    end
+    local function heads(Q, QD, free)
+      if free <= 0 then return end
+      local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
+      if #dead > 0 then
+        redis.call('ZREM', Q, unpack(dead))
+        redis.call('ZREM', QD, unpack(dead))
+      end
+      for _, m in ipairs(redis.call('ZRANGE', Q, 0, math.min(free, 16) - 1)) do
+        if not seen[m] then
+          seen[m] = true
+          named[#named + 1] = m
+        end
+      end
+    end
+    -- the function's tickets: no more than its groups have room for either (a group that
+    -- is full would only refuse them)
+    local ffree = room(lim[1], num(s[2]))
+    for i, g in ipairs(gn) do
+      local gfree = room(lim['g' .. g], num(s[2 + 2 * i]))
+      if lim['g' .. g] and lim['g' .. g] >= 0 and gfree < ffree then ffree = gfree end
+      if num(s[1 + 2 * i]) > now then heads(QP .. 'gq:' .. g, QP .. 'gqd:' .. g, gfree) end
+    end
+    if num(s[1]) > now then heads(QP .. 'q:' .. cn, QP .. 'qd:' .. cn, ffree) end
+    local msg = fn
+    if #named > 0 then msg = fn .. '|' .. table.concat(named) end
+    redis.call('PUBLISH', QP .. 'released', msg)
+    return
+  end
+  local waking, freed = nil, {}
   for _ = 1, 8 do
     local ids = redis.call('ZRANGEBYSCORE', EXP, '-inf', now, 'LIMIT', 0, REAP_BATCH)
     if #ids == 0 then break end
-    local delta = {}
-    drop_leases(ids, redis.call('HMGET', LEASE, unpack(ids)), delta, true)
+    local delta, metas = {}, redis.call('HMGET', LEASE, unpack(ids))
+    drop_leases(ids, metas, delta, true)
     apply_delta(delta)
+    -- While a waiter is registered, the freed slots wake tickets as a release's do.
+    if waking == nil then waking = num(redis.call('HGET', USE, 'wu')) > now end
+    if waking then
+      for i = 1, #ids do
+        if metas[i] then
+          local lfn, _, _, _, gs, _, cn = meta_of(metas[i])
+          freed[cn] = {lfn, gs}
+        end
+      end
+    end
     if #ids < REAP_BATCH then break end
   end
+  for c, v in pairs(freed) do reap(now, v[1], c, v[2]) end
   -- Delete the counters of listed names past their idle deadline (one batch per pass). A
   -- name that still holds a lease (renewed all along) is looked at again in an hour; one
   -- configured since is only unlisted.
@@ -174,7 +255,9 @@ local function reap(now)
         -- the same list as in read_usage.lua
         redis.call('HDEL', USE, 'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n,
                    'w:' .. n, 'o:' .. n, 't:' .. n .. '|account', 't:' .. n .. '|quarantine',
-                   't:' .. n .. '|function')
+                   't:' .. n .. '|function', 'b:' .. n .. '|0.01', 'b:' .. n .. '|0.05',
+                   'b:' .. n .. '|0.25', 'b:' .. n .. '|1', 'b:' .. n .. '|5', 'b:' .. n .. '|30',
+                   'b:' .. n .. '|+Inf', 'b:' .. n .. '|sum')
       end
       redis.call('ZREM', idle, n)
     end

@@ -14,7 +14,9 @@ names[#names + 1] = OTHER
 for _, n in ipairs(names) do  -- the counters an unconfigured function can have (common.lua)
   for _, f in ipairs({'f:' .. n, 'n:' .. n, 'x:' .. n, 'u:' .. n, 'h:' .. n, 'o:' .. n,
                       't:' .. n .. '|account', 't:' .. n .. '|quarantine',
-                      't:' .. n .. '|function'}) do
+                      't:' .. n .. '|function', 'b:' .. n .. '|0.01', 'b:' .. n .. '|0.05',
+                      'b:' .. n .. '|0.25', 'b:' .. n .. '|1', 'b:' .. n .. '|5',
+                      'b:' .. n .. '|30', 'b:' .. n .. '|+Inf', 'b:' .. n .. '|sum'}) do
     want[#want + 1] = f
   end
 end

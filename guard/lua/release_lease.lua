@@ -3,10 +3,8 @@
 -- KEYS[1..4] cfg, use, exp, lease (see common.lua; guard:{ns}:idle is derived)
 -- ARGV[1] lease id
 -- returns 1 when the lease was held, 0 otherwise
--- Publishes on guard:{ns}:released while someone waits (wu in the future):
--- "<fn>|<id><id>..." naming the oldest live tickets of the function (16-byte lease ids, as
--- many as it has free slots now, at most 16; acquire_lease.lua "Waiting queue") while it
--- has a queue, else "<fn>" (a listener then wakes a waiter of fn, or all when none waits).
+-- Publishes on guard:{ns}:released while someone waits (wu in the future), also for an
+-- expired lease reaped here: the tickets the freed slots go to (common.lua `reap`, its wake branch).
 local id = ARGV[1]
 local m = redis.call('HGET', LEASE, id)
 if not m then return 0 end
@@ -15,6 +13,7 @@ if expires <= now then
   local delta = {}
   drop_leases({id}, {m}, delta, true)
   apply_delta(delta)
+  if num(redis.call('HGET', USE, 'wu')) > now then reap(now, fn, cn, gs) end
   return 0
 end
 redis.call('HDEL', LEASE, id)
@@ -53,29 +52,6 @@ for i = nlevels + 1, #fields do
   end
 end
 redis.call('HSET', USE, unpack(set))
-if u[2] and tonumber(u[2]) > now then
-  local QP, msg = string.sub(USE, 1, -4), fn
-  -- the function has tickets (w:<fn>, read only here: off the uncontended path): wake the
-  -- oldest live ones
-  if num(redis.call('HGET', USE, 'w:' .. cn)) > now then
-    local Q, QD = QP .. 'q:' .. cn, QP .. 'qd:' .. cn
-    local dead = redis.call('ZRANGEBYSCORE', QD, '-inf', now, 'LIMIT', 0, 128)
-    if #dead > 0 then
-      redis.call('ZREM', Q, unpack(dead))
-      redis.call('ZREM', QD, unpack(dead))
-    end
-    -- as many as the function has free slots now (1 without a limit of its own), at most
-    -- 16: a ticket named by an earlier release may not have taken its slot yet
-    local free, plan = 1, redis.call('HGET', KEYS[1], 'p:f:' .. cn)
-    if plan then
-      local fmax = struct.unpack('>i', plan)
-      if fmax >= 0 then free = fmax - (num(u[4]) - 1) end
-    end
-    if free > 0 then
-      local heads = redis.call('ZRANGE', Q, 0, math.min(free, 16) - 1)
-      if #heads > 0 then msg = fn .. '|' .. table.concat(heads) end
-    end
-  end
-  redis.call('PUBLISH', QP .. 'released', msg)
-end
+-- While a waiter is registered: wake the tickets the freed slots go to (common.lua `reap`, its wake branch).
+if u[2] and tonumber(u[2]) > now then reap(now, fn, cn, gs) end
 return 1

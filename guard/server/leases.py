@@ -65,6 +65,7 @@ def _acquire(ns: str, b: s.LeaseIn, raw: bytes) -> Grant | Refusal:
                 b.unavailable,
                 require_config=True,
                 key=key,
+                more=b.wait_more_seconds,
             )
     # no wait, no queue
     r = st.acquire_waiting(

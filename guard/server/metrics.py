@@ -19,7 +19,12 @@ import time
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .. import wire
@@ -70,6 +75,15 @@ class GuardCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         # Static descriptions: registering must not touch Redis.
         yield from self._families().values()
+        yield self._waits()
+
+    def _waits(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            "guard_wait_seconds",
+            "Waits of waiting acquires that ended (granted or timed out), from the first "
+            "refused try (server time).",
+            labels=["namespace", "function"],
+        )
 
     def _families(self) -> dict[str, Family]:
         f: dict[str, Family] = {
@@ -116,17 +130,18 @@ class GuardCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         start = time.perf_counter()
-        fam = self._families()
+        fam, waits = self._families(), self._waits()
         up = 1.0
         try:
             for ns in sorted(set(self.store.namespaces()) | set(self.extra)):
-                self._namespace(ns, fam)
+                self._namespace(ns, fam, waits)
         except GuardError:
             up = 0.0
-            fam = self._families()  # no half-read namespaces: all or nothing
+            fam, waits = self._families(), self._waits()  # no half-read namespaces
         fam["up"].add_metric([], up)
         fam["dur"].add_metric([], time.perf_counter() - start)
         yield from fam.values()
+        yield waits
 
     def _account_rate(self, ns: str, cfg: Config, counters: dict[str, str]) -> dict[str, str]:
         fields = _account_rate_fields(cfg, counters)
@@ -135,7 +150,7 @@ class GuardCollector(Collector):
         more = self.store.usage_fields(ns, fields)
         return {k: v for k, v in more.items() if k in fields}
 
-    def _namespace(self, ns: str, fam: dict[str, Family]) -> None:
+    def _namespace(self, ns: str, fam: dict[str, Family], hist: HistogramMetricFamily) -> None:
         fields = self.store.read_config(ns)
         cfg = Config.from_fields(fields)
         # Reaps expired leases first; a bounded read (docs/guarantees.md "Bounds"): the
@@ -164,7 +179,12 @@ class GuardCollector(Collector):
         # keys.MAX_UNCONFIGURED_NAMES others and keys.OTHER.
         for fn, n in self.store.queued(ns, sorted(use["functions"])).items():
             fam["waiting"].add_metric([ns, fn], n)
+        waits: dict[str, dict[str, float]] = {}
         for field in sorted(counters):
+            if field.startswith(wire.WAIT_TIME) and wire.SCOPE_SEP in field:
+                fn, b = field[len(wire.WAIT_TIME) :].rsplit(wire.SCOPE_SEP, 1)
+                waits.setdefault(fn, {})[b] = float(counters[field] or 0)
+                continue
             split = wire.split_counter(field)
             if split is None:
                 continue
@@ -175,6 +195,13 @@ class GuardCollector(Collector):
             else:
                 label, group = split_scope(scope, fn, cfg)
                 fam[SCOPED[prefix]].add_metric([ns, fn, label, group], value)
+        for fn, per in sorted(waits.items()):
+            # stored one count per bucket: Prometheus buckets are cumulative
+            total, buckets = 0.0, []
+            for b in wire.WAIT_BUCKETS:
+                total += per.get(b, 0.0)
+                buckets.append((b if b == "+Inf" else repr(float(b)), total))
+            hist.add_metric([ns, fn], buckets, sum_value=per.get(wire.WAIT_SUM, 0.0) / 1000)
 
 
 def _unlisted_names(cfg: Config, counters: dict[str, str]) -> list[str]:

@@ -17,6 +17,7 @@ from .. import overrides as ov
 from ..model import MAX_BURST, MAX_KEY_OVERRIDES, MAX_LIMIT, MAX_MEMBERS, MAX_RATE, MIN_RATE
 
 MAX_WAIT_SECONDS = 30.0  # a lease request holds a server thread while it waits; bound it
+MAX_WAIT_MORE_SECONDS = 3600.0  # a longer wait the client goes on with in later requests
 
 
 def _json_number(value: Any) -> Any:
@@ -53,6 +54,7 @@ Rate = Annotated[float, Field(ge=MIN_RATE, le=MAX_RATE), JsonNumber, Whole]
 RateOut = Annotated[float, Whole]
 Burst = Annotated[int, Field(ge=1, le=MAX_BURST), JsonNumber]
 Key = Annotated[str, Field(pattern=keys.NAME_RE.pattern, max_length=128)]
+WaitMoreSeconds = Annotated[float, Field(ge=0, le=MAX_WAIT_MORE_SECONDS), JsonNumber]
 # A map keyed by names: say so in the schema too (pydantic emits patternProperties only).
 NAME_KEYS: JsonDict = {
     "propertyNames": {"pattern": keys.NAME_RE.pattern},
@@ -146,6 +148,12 @@ class LeaseIn(Strict):
         default=None, description="chosen by the client so a retried acquire is one lease"
     )
     wait_seconds: WaitSeconds = Field(default=0.0, description="wait for a slot, at most 30 s")
+    wait_more_seconds: WaitMoreSeconds = Field(
+        default=0.0,
+        description="how much longer the caller waits after this request, coming back with "
+        "the same lease_id: its place in the queue is kept at the end of this request's wait "
+        "(at most 3600 s)",
+    )
     unavailable: dict[Name, Count] = Field(
         default_factory=dict,
         max_length=keys.MAX_PENDING_NAMES,

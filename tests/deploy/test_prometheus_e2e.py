@@ -175,6 +175,10 @@ def test_prometheus_scrapes_guard_and_evaluates_the_rules(
             f"guard_waits_timed_out_total{{{n}}}",
             [{"namespace": ns, "function": "capped"}],
         ),
+        "guard_wait_seconds": (
+            f"guard_wait_seconds_count{{{n}}}",
+            [{"namespace": ns, "function": "capped"}],
+        ),
         "guard_override_limit": (
             f"guard_override_limit{{{n}}}",
             [{"namespace": ns, "scope": "group", "group": "etl"}],

@@ -84,6 +84,10 @@ export class HttpBackend implements Backend {
     if (key) body.key = key;
     if (ttlMs) body.ttl_seconds = ttlMs / 1000;
     if (wait > 0) body.wait_seconds = wait / 1000;
+    // the wait left after this request (it comes back with the same lease id): the server
+    // keeps the ticket, so the caller keeps its place in the queue (docs/http.md)
+    const more = Math.min(waitMs - wait, 3_600_000);
+    if (wait > 0 && more > 0) body.wait_more_seconds = Math.round(more) / 1000;
     if (pending && pending.size > 0) body.unavailable = Object.fromEntries(pending);
     const [status, doc] = await this.request("POST", `/v1/namespaces/${q(ns)}/leases`, body, wait);
     if (status === 201 && doc) {
@@ -108,7 +112,8 @@ export class HttpBackend implements Backend {
     throw errorFor(status, doc);
   }
 
-  /** The server waits (woken by releases, at most 30 s a request); longer waits loop. */
+  /** The server waits (woken by releases, at most 30 s a request); longer waits loop with the
+   * same lease id, each request sending the wait left after it (`wait_more_seconds`). */
   async acquireWaiting(
     ns: string,
     fn: string,

@@ -125,13 +125,23 @@ export class RedisStore implements Backend {
     waitMs = 0,
     pending?: Map<string, number>,
     key?: string | null,
+    last = false,
   ): Promise<Grant | Refusal> {
     let args: (string | Buffer | number)[] = [fn, leaseId, ttlMs];
-    if (waitMs > 0 || (pending && pending.size > 0) || this.quarantine || key) {
-      // the optional ARGV[4..7] as guard/store.py sends them (ARGV[7], require_config: off)
-      args = [fn, leaseId, ttlMs, Math.floor(waitMs), pendingArg(pending), this.quarantine ? "1" : "", ""];
-      // ARGV[9]: the key (ARGV[8], the last-try flag, off)
-      if (key) args.push("", key);
+    if (waitMs > 0 || (pending && pending.size > 0) || this.quarantine || last || key) {
+      // the optional ARGV[4..8] as guard/store.py sends them (ARGV[7], require_config: off;
+      // ARGV[8]: the last try of a wait that ran out drops its tickets and counts it)
+      args = [
+        fn,
+        leaseId,
+        ttlMs,
+        Math.floor(waitMs),
+        pendingArg(pending),
+        this.quarantine ? "1" : "",
+        "",
+        last ? "1" : "",
+      ];
+      if (key) args.push(key); // ARGV[9]: the key
     }
     const r = (await this.run("acquire_lease", ns, args)) as Reply;
     const granted = Number(r[0]) > 0;
@@ -155,9 +165,11 @@ export class RedisStore implements Backend {
   }
 
   /**
-   * `acquire`, waiting up to `waitMs` for a slot. The wait subscribes to the release channel
-   * first and then retries, so no release is missed; each sleep ends at the next release or
-   * config write, or after the refusal's retry_after at most.
+   * `acquire`, waiting up to `waitMs` for a slot, first come, first served (a ticket in
+   * Redis, docs/protocol.md "Waiting queues"). The wait registers with the Guard's one
+   * subscription first and then retries, so no wake-up is missed; each sleep ends when a
+   * release names this ticket (or its function with no queue, or a config write), or after
+   * the refusal's retry_after, at most WAITER_RETRY_MS.
    */
   async acquireWaiting(
     ns: string,
@@ -172,16 +184,20 @@ export class RedisStore implements Backend {
     let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending, key);
     if (r.granted || waitMs <= 0) return r;
     const waiter = await this.releaseWaiter(ns);
-    let left: number;
-    while ((left = deadline - Date.now()) > 0) {
-      const seen = waiter.generation;
-      r = await this.acquire(ns, fn, leaseId, ttlMs, left, undefined, key);
-      if (r.granted) return r;
-      // at most WAITER_RETRY_MS: each retry keeps this waiter's ticket (its place) live
-      const nap = Math.min(Math.max(r.retryAfterMs, 1), WAITER_RETRY_MS);
-      await waiter.wait(seen, Math.min(deadline - Date.now(), nap));
+    const me = waiter.register(releaseChannel(ns), fn, leaseId);
+    try {
+      let left: number;
+      while ((left = deadline - Date.now()) > 0) {
+        r = await this.acquire(ns, fn, leaseId, ttlMs, left, undefined, key);
+        if (r.granted) return r;
+        // at most WAITER_RETRY_MS: each retry keeps this waiter's ticket (its place) live
+        const nap = Math.min(Math.max(r.retryAfterMs, 1), WAITER_RETRY_MS);
+        await me.wait(Math.min(deadline - Date.now(), nap));
+      }
+    } finally {
+      waiter.unregister(me);
     }
-    return await this.acquire(ns, fn, leaseId, ttlMs, 0, undefined, key);
+    return await this.acquire(ns, fn, leaseId, ttlMs, 0, undefined, key, true);
   }
 
   private async checkReset(ns: string, leaseId: Buffer | null): Promise<void> {
@@ -251,23 +267,111 @@ function whenReady(client: Client, timeoutMs: number): Promise<void> {
   });
 }
 
+/** One waiting acquire: woken when a message names its ticket (its lease id). */
+export class Sleeper {
+  /** A wake-up came while it was not sleeping: its next wait returns at once. */
+  woken = false;
+  private resolve: ((woke: boolean) => void) | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    readonly channel: string,
+    readonly fn: string,
+    readonly id: string, // the lease id as binary (latin1) text
+  ) {}
+
+  wake(): void {
+    if (this.resolve === null) {
+      this.woken = true;
+      return;
+    }
+    const r = this.resolve;
+    this.resolve = null;
+    if (this.timer !== null) clearTimeout(this.timer);
+    r(true);
+  }
+
+  /** True when woken (now or since the last wait), false after `ms`. */
+  wait(ms: number): Promise<boolean> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      this.resolve = resolve;
+      this.timer = setTimeout(() => {
+        this.resolve = null;
+        resolve(false);
+      }, Math.max(ms, 0));
+    });
+  }
+}
+
 /**
- * Wakes waiting acquires when a release (or a config write) is published in a namespace.
- * `generation` counts messages: a waiter that read it before its acquire and finds it changed
- * returns at once, so a release between the refusal and the sleep is never missed.
+ * The Guard's one subscription, dispatching release messages to its waiting acquires as
+ * guard/store.py's ReleaseListener does (docs/protocol.md "Pub/sub wake-up"): `<fn>|<ids>`
+ * wakes the waiters holding the named 16-byte lease ids, whatever function they wait for;
+ * `<fn>` wakes one waiter of that function, or every waiter of the channel when none of
+ * `fn` waits; `*` wakes all. A waiter is registered before its first retry, so a message
+ * between a refusal and the sleep is never missed (it wakes the next sleep at once).
  */
-class ReleaseWaiter {
-  generation = 0;
+export class ReleaseWaiter {
   private readonly channels = new Map<string, Promise<unknown>>();
-  private readonly sleepers = new Set<() => void>();
+  private readonly waiters = new Map<string, { byFn: Map<string, Set<Sleeper>>; byId: Map<string, Sleeper> }>();
 
   constructor(private readonly sub: Client) {
     sub.on("error", () => {});
-    sub.on("message", () => {
-      this.generation++;
-      for (const wake of this.sleepers) wake();
-      this.sleepers.clear();
-    });
+    sub.on("messageBuffer", (channel: Buffer, data: Buffer) => this.dispatch(channel.toString(), data));
+  }
+
+  register(channel: string, fn: string, leaseId: Buffer): Sleeper {
+    const s = new Sleeper(channel, fn, leaseId.toString("latin1"));
+    let ch = this.waiters.get(channel);
+    if (ch === undefined) {
+      ch = { byFn: new Map(), byId: new Map() };
+      this.waiters.set(channel, ch);
+    }
+    let set = ch.byFn.get(fn);
+    if (set === undefined) {
+      set = new Set();
+      ch.byFn.set(fn, set);
+    }
+    set.add(s);
+    ch.byId.set(s.id, s);
+    return s;
+  }
+
+  unregister(s: Sleeper): void {
+    const ch = this.waiters.get(s.channel);
+    if (ch === undefined) return;
+    const set = ch.byFn.get(s.fn);
+    set?.delete(s);
+    if (set !== undefined && set.size === 0) ch.byFn.delete(s.fn);
+    if (ch.byId.get(s.id) === s) ch.byId.delete(s.id);
+  }
+
+  dispatch(channel: string, data: Buffer): void {
+    const ch = this.waiters.get(channel);
+    if (ch === undefined) return;
+    const bar = data.indexOf(0x7c); // "|"
+    if (bar >= 0) {
+      // named tickets: 16-byte lease ids after the bar
+      for (let i = bar + 1; i + 16 <= data.length; i += 16) {
+        ch.byId.get(data.toString("latin1", i, i + 16))?.wake();
+      }
+      return;
+    }
+    const fn = data.toString();
+    const same = fn === "*" ? undefined : ch.byFn.get(fn);
+    if (same !== undefined) {
+      for (const s of same) {
+        if (!s.woken) {
+          s.wake();
+          return;
+        }
+      }
+    }
+    for (const set of ch.byFn.values()) for (const s of set) s.wake();
   }
 
   async subscribe(channel: string, o: ConnectOptions): Promise<void> {
@@ -278,22 +382,6 @@ class ReleaseWaiter {
       p.catch(() => this.channels.delete(channel));
     }
     await withTimeout(p, o.connectTimeoutMs + o.timeoutMs, "subscribe");
-  }
-
-  /** True when woken by a publish (or one came since `seen`), false after `ms`. */
-  wait(seen: number, ms: number): Promise<boolean> {
-    if (this.generation !== seen) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.sleepers.delete(wake);
-        resolve(false);
-      }, Math.max(ms, 0));
-      this.sleepers.add(wake);
-    });
   }
 
   close(): void {
