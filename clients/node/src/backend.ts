@@ -2,6 +2,7 @@
  * What a `Guard` needs from a store — the Redis backend (`store.ts`) or the HTTP client
  * (`http.ts`) — and the results both return. Times are milliseconds, server time.
  */
+import type { ThrottleScope } from "./errors";
 
 export interface Grant {
   granted: true;
@@ -17,7 +18,7 @@ export interface Grant {
 
 export interface Refusal {
   granted: false;
-  scope: string;
+  scope: ThrottleScope;
   retryAfterMs: number;
   onUnavailable: string;
 }
@@ -28,7 +29,8 @@ export interface Renewal {
 }
 
 export interface Backend {
-  /** Take a slot, waiting up to `waitMs` for one (woken by releases). */
+  /** Take a slot, waiting up to `waitMs` for one (woken by releases; a rate refusal by a
+   * sleep of its retry_after). `key`: the acquire's key (per-key limits and key rate). */
   acquireWaiting(
     ns: string,
     fn: string,
@@ -36,6 +38,7 @@ export interface Backend {
     ttlMs: number,
     waitMs: number,
     pending?: Map<string, number>,
+    key?: string,
   ): Promise<Grant | Refusal>;
   /** The new expiry, or null when the lease is not held any more (expired or released). */
   renew(ns: string, leaseId: Buffer, ttlMs?: number): Promise<Renewal | null>;

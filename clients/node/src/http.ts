@@ -8,7 +8,16 @@
  * mistakes (a bad GUARD_TOKEN), raised as UsageError rather than failing open.
  */
 import type { Backend, Grant, Refusal, Renewal } from "./backend";
-import { ConflictError, type GuardError, GuardUnavailable, NotFound, StoreReset, UsageError } from "./errors";
+import {
+  ConflictError,
+  type GuardError,
+  GuardUnavailable,
+  isRateScope,
+  NotFound,
+  StoreReset,
+  type ThrottleScope,
+  UsageError,
+} from "./errors";
 
 /** The server's bound on one request's wait (`guard.server.schemas`), ms. */
 export const SERVER_MAX_WAIT_MS = 30_000;
@@ -77,9 +86,11 @@ export class HttpBackend implements Backend {
     ttlMs: number,
     waitMs = 0,
     pending?: Map<string, number>,
+    key?: string,
   ): Promise<Grant | Refusal> {
     const wait = Math.min(waitMs, SERVER_MAX_WAIT_MS);
     const body: Record<string, unknown> = { function: fn, lease_id: leaseId.toString("hex") };
+    if (key !== undefined) body.key = key;
     if (ttlMs) body.ttl_seconds = ttlMs / 1000;
     if (wait > 0) body.wait_seconds = wait / 1000;
     if (pending && pending.size > 0) body.unavailable = Object.fromEntries(pending);
@@ -98,7 +109,7 @@ export class HttpBackend implements Backend {
     if (status === 429 && doc) {
       return {
         granted: false,
-        scope: String(doc.scope ?? "account"),
+        scope: String(doc.scope ?? "account") as ThrottleScope,
         retryAfterMs: Math.round(Number(doc.retry_after ?? 1) * 1000),
         onUnavailable: String(doc.on_unavailable ?? ""),
       };
@@ -106,7 +117,9 @@ export class HttpBackend implements Backend {
     throw errorFor(status, doc);
   }
 
-  /** The server waits (woken by releases, at most 30 s a request); longer waits loop. */
+  /** The server waits (woken by releases, at most 30 s a request); longer waits loop. A
+   * rate refusal answered before the wait ran out is retried after its retry_after (no
+   * release frees a token), or returned when that is beyond the wait. */
   async acquireWaiting(
     ns: string,
     fn: string,
@@ -114,12 +127,19 @@ export class HttpBackend implements Backend {
     ttlMs: number,
     waitMs: number,
     pending?: Map<string, number>,
+    key?: string,
   ): Promise<Grant | Refusal> {
     const deadline = Date.now() + waitMs;
-    let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending);
+    let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending, key);
     let left: number;
     while (!r.granted && (left = deadline - Date.now()) > 0) {
-      r = await this.acquire(ns, fn, leaseId, ttlMs, left);
+      if (isRateScope(r.scope)) {
+        const ms = r.retryAfterMs;
+        if (ms > left) break;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(ms, 1)));
+        if ((left = deadline - Date.now()) <= 0) break;
+      }
+      r = await this.acquire(ns, fn, leaseId, ttlMs, left, undefined, key);
     }
     return r;
   }
