@@ -79,6 +79,21 @@ def measure(subject: str, pairs: int, keep: str | None = None) -> float:
 
                 def pair() -> None:
                     g.acquire("ingest", ttl=30).release()
+            elif subject == "guard-keyed":  # a per-key cap and a key rate (issue 14)
+                g = guard.Guard.from_url(f"redis://127.0.0.1:{port}/0", namespace="b", timeout=30)
+                g.admin.set_namespace(max_concurrency=1000)
+                g.admin.put_group("etl", max_concurrency=500, members=["ingest"])
+                g.admin.put_group("api", reserved=100, members=["login"])
+                g.admin.put_function(
+                    "ingest",
+                    max_concurrency=400,
+                    key_max_concurrency=10,
+                    key_rate_per_second=1_000_000,
+                    key_rate_burst=1_000_000,
+                )
+
+                def pair() -> None:
+                    g.acquire("ingest", ttl=30, key="tenant-a").release()
             else:
                 ref = Reference(redis.Redis(port=port, socket_timeout=30))
                 pair = ref.pair
@@ -112,9 +127,15 @@ def measure(subject: str, pairs: int, keep: str | None = None) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=2000)
+    ap.add_argument(
+        "--subjects",
+        default="guard,reference",
+        help="comma-separated: guard, reference, guard-keyed (a key cap and a key rate)",
+    )
     a = ap.parse_args()
-    res = {s: measure(s, a.pairs) for s in ("guard", "reference")}
-    res["ratio"] = res["guard"] / res["reference"]
+    res = {s: measure(s, a.pairs) for s in a.subjects.split(",")}
+    if "guard" in res and "reference" in res:
+        res["ratio"] = res["guard"] / res["reference"]
     print(json.dumps({"instructions_per_pair": res, "pairs": a.pairs}, indent=2))
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from .errors import ConflictError, UsageError
 from .model import Config, Function, Group, check_limit, check_name, check_namespace
 
-SECTIONS = ("max_concurrency", "groups", "functions")
+SECTIONS = ("max_concurrency", "rate_per_second", "rate_burst", "groups", "functions")
 
 
 def _at(path: str, exc: UsageError | ConflictError) -> UsageError:
@@ -65,9 +65,11 @@ def config_from_doc(doc: Any, path: str = "") -> Config:
             functions[name] = Function.build(**_mapping(fields, where))
         except UsageError as exc:
             raise _at(where, exc) from None
-    cfg = Config(limit, groups, functions)
+    cfg = Config(limit, groups, functions, doc.get("rate_per_second"), doc.get("rate_burst"))
     try:
         cfg.check()
+    except UsageError as exc:
+        raise _at(path, exc) if path else exc from None
     except ConflictError as exc:
         raise ConflictError(f"{pre}{exc}", pre + (exc.field or "")) from None
     return cfg
@@ -78,7 +80,7 @@ def config_to_doc(cfg: Config) -> dict[str, Any]:
         return {k: v for k, v in d.items() if k != "name"}
 
     return {
-        "max_concurrency": cfg.max_concurrency,
+        **cfg.ns_doc(),
         "groups": {n: strip(cfg.groups[n].doc(n)) for n in sorted(cfg.groups)},
         "functions": {n: strip(cfg.functions[n].doc(n)) for n in sorted(cfg.functions)},
     }

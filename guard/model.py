@@ -404,8 +404,27 @@ class Config:
                 "account",
                 "quarantine",
                 *(wire.SCOPE_GROUP + g for g in self.groups_of(fn)),
+                *self._key_rate_scopes(fn),
             ]
             out += [f"{p}{fn}{wire.SCOPE_SEP}{sc}" for p in scoped for sc in scopes]
+        return out
+
+    def _key_rate_scopes(self, fn: str) -> list[str]:
+        """The key and rate scopes `fn` can be refused (or shadow-refused) with."""
+        f = self.functions.get(fn, Function())
+        out = [wire.SCOPE_KEY] if f.keyed else []
+        if self.rate_per_second is not None:
+            out.append(wire.SCOPE_RATE_ACCOUNT)
+        for gn in self.groups_of(fn):
+            g = self.groups[gn]
+            if g.keyed:
+                out.append(wire.group_key_scope(gn))
+            if g.rate_per_second is not None:
+                out.append(wire.rate_group_scope(gn))
+        if f.rate_per_second is not None:
+            out.append(wire.SCOPE_RATE_FUNCTION)
+        if f.key_rate_per_second is not None:
+            out.append(wire.SCOPE_RATE_KEY)
         return out
 
     # -- storage ------------------------------------------------------------------------

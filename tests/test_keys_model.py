@@ -187,3 +187,25 @@ def test_sdk_key_argument_is_validated_and_passed_down() -> None:
     with pytest.raises(UsageError):
         g.limit("f", key="bad key")
     assert store.keys == ["tenant-a", "tenant-b", "tenant-c"]
+
+
+def test_counter_fields_name_the_key_and_rate_scopes_configured() -> None:
+    c = Config(
+        rate_per_second=5,
+        groups={"g": Group.build(members=["f"], key_max_concurrency=1, rate_per_second=1)},
+        functions={
+            "f": Function.build(key_overrides={"a": 1}, rate_per_second=2, key_rate_per_second=1)
+        },
+    )
+    fields = set(c.counter_fields())
+    for scope in (
+        "key",
+        "group-key:g",
+        "rate:account",
+        "rate:group:g",
+        "rate:function",
+        "rate:key",
+    ):
+        assert f"t:f|{scope}" in fields and f"s:f|{scope}" in fields, scope
+    plain = set(Config(functions={"f": Function()}).counter_fields())
+    assert not any("key" in x or "rate:" in x for x in plain)

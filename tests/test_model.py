@@ -1,5 +1,6 @@
-"""A hypothesis state machine: acquire / release / renew / renew to a shorter TTL / expire /
-retried acquire by lease id / set-limit against a real redis-server, checked step by step
+"""A hypothesis state machine: acquire (with or without a key) / release / renew / renew to a
+shorter TTL / expire / retried acquire by lease id / set-limit / set-key-limit against a real
+redis-server, checked step by step
 against a plain Python model of the admission rule (`guard.model.admits`, the rule of
 docs/guarantees.md written out in Python). A second machine checks the waiting queue's
 tickets."""
@@ -31,6 +32,7 @@ from guard.model import Config, Function, Group
 pytestmark = pytest.mark.slow
 
 FUNCTIONS = ["f1", "f2", "f3", "f4"]
+KEYS = [None, "k1", "k2"]
 LIMIT = st.one_of(st.none(), st.integers(0, 3))
 _ns = itertools.count()
 
@@ -53,6 +55,9 @@ class AdmissionMachine(RuleBasedStateMachine):
         )
         self.g.admin.replace_config(self.cfg)
         self.live: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # lease id -> the use-hash key fields its grant counted (k:<fn>|<key>, kg:<g>|<key>)
+        self.key_counts: dict[str, list[str]] = {}
+        self.keys: dict[str, str | None] = {}  # lease id -> the key it was acquired with
         self.fences: dict[str, int] = {}  # lease id -> fence of its current grant
 
     def teardown(self) -> None:
@@ -65,16 +70,24 @@ class AdmissionMachine(RuleBasedStateMachine):
 
     def in_use(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for fn, groups in self.live.values():
-            for k in ("a", f"f:{fn}", *(f"g:{g}" for g in groups)):
+        for lid, (fn, groups) in self.live.items():
+            for k in ("a", f"f:{fn}", *(f"g:{g}" for g in groups), *self.key_counts[lid]):
                 counts[k] = counts.get(k, 0) + 1
         return counts
 
-    @rule(target=leases, fn=st.sampled_from(FUNCTIONS))
-    def acquire(self, fn: str) -> guard.Lease | None:
-        ok, scope = guard.model.admits(self.cfg, fn, self.in_use())
+    def counted(self, fn: str, key: str | None) -> list[str]:
+        """The key fields a grant of `fn` with `key` counts under the current config."""
+        if key is None:
+            return []
+        out = [wire.key_field(fn, key)] if self.cfg.functions.get(fn, Function()).keyed else []
+        own = self.cfg.groups_of(fn)
+        return out + [wire.group_key_field(g, key) for g in own if self.cfg.groups[g].keyed]
+
+    @rule(target=leases, fn=st.sampled_from(FUNCTIONS), key=st.sampled_from(KEYS))
+    def acquire(self, fn: str, key: str | None) -> guard.Lease | None:
+        ok, scope = guard.model.admits(self.cfg, fn, self.in_use(), key)
         try:
-            lease = self.g.acquire(fn, ttl=60)
+            lease = self.g.acquire(fn, ttl=60, key=key)
         except guard.Throttled as t:
             assert not ok, f"refused by {t.scope}, model grants"
             assert t.scope == scope
@@ -84,6 +97,8 @@ class AdmissionMachine(RuleBasedStateMachine):
         assert set(lease.groups) == set(self.cfg.groups_of(fn))
         assert lease.fence > max(self.fences.values(), default=0)  # fences only increase
         self.live[lease.lease_id] = (fn, lease.groups)
+        self.key_counts[lease.lease_id] = self.counted(fn, key)
+        self.keys[lease.lease_id] = key
         self.fences[lease.lease_id] = lease.fence
         return lease
 
@@ -119,14 +134,14 @@ class AdmissionMachine(RuleBasedStateMachine):
         held; once released or expired, a new admission that the model decides."""
         if lease is None:
             return
-        fn = lease.function
+        fn, key = lease.function, self.keys.get(lease.lease_id)
         if lease.lease_id in self.live:
-            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id)
+            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id, key=key)
             assert again.fence == self.fences[lease.lease_id]
             return
-        ok, scope = guard.model.admits(self.cfg, fn, self.in_use())
+        ok, scope = guard.model.admits(self.cfg, fn, self.in_use(), key)
         try:
-            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id)
+            again = self.g.acquire(fn, ttl=60, lease_id=lease.lease_id, key=key)
         except guard.Throttled as t:
             assert not ok, f"refused by {t.scope}, model grants"
             assert t.scope == scope
@@ -136,6 +151,7 @@ class AdmissionMachine(RuleBasedStateMachine):
         assert again.expires_at > sec  # live when returned
         assert again.fence > max(self.fences.values(), default=0)
         self.live[lease.lease_id] = (fn, again.groups)
+        self.key_counts[lease.lease_id] = self.counted(fn, key)
         self.fences[lease.lease_id] = again.fence
         lease.held, lease.lost, lease.expires_at = True, False, again.expires_at  # same handle
 
@@ -183,6 +199,27 @@ class AdmissionMachine(RuleBasedStateMachine):
         self.g.admin.replace_config(new)
         self.cfg = new
 
+    @rule(
+        which=st.sampled_from(["g1", "g2", "f1", "f2"]),
+        cap=LIMIT,
+        k1=st.none() | st.integers(0, 3),
+    )
+    def set_key_limit(self, which: str, cap: int | None, k1: int | None) -> None:
+        """A key cap for every key (or none) and an override for k1 (or none)."""
+        over = {} if k1 is None else {"k1": k1}
+        if which.startswith("g"):
+            grp = replace(self.cfg.groups[which], key_max_concurrency=cap, key_overrides=over)
+            new = replace(self.cfg, groups={**self.cfg.groups, which: grp})
+        else:
+            f = replace(
+                self.cfg.functions.get(which, Function()),
+                key_max_concurrency=cap,
+                key_overrides=over,
+            )
+            new = replace(self.cfg, functions={**self.cfg.functions, which: f})
+        self.g.admin.replace_config(new)
+        self.cfg = new
+
     @precondition(lambda self: True)
     @invariant()
     def usage_matches_model(self) -> None:
@@ -194,6 +231,10 @@ class AdmissionMachine(RuleBasedStateMachine):
         for fn in FUNCTIONS:
             got = u["functions"].get(fn, {"in_use": 0})["in_use"]
             assert got == counts.get(f"f:{fn}", 0), fn
+        # the key counters: exactly the model's, none left at 0
+        raw = self.r.hgetall(keys.lease_keys(self.ns)[1])
+        keyed = {k.decode(): int(v) for k, v in raw.items() if k.startswith((b"k:", b"kg:"))}
+        assert keyed == {k: n for k, n in counts.items() if k.startswith(("k:", "kg:"))}
 
 
 def test_admission_matches_the_model(redis_server) -> None:

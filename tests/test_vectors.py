@@ -71,9 +71,9 @@ class Runner:
         args = (self.ns, step["function"], bytes.fromhex(step["lease"]), step.get("ttl_ms", 0))
         if "error" in expect:
             with pytest.raises(ERRORS[expect["error"]]):
-                self.store.acquire(*args)
+                self.store.acquire(*args, key=step.get("key"))
             return
-        r = self.store.acquire(*args)
+        r = self.store.acquire(*args, key=step.get("key"))
         assert isinstance(r, Grant) == expect["granted"], f"{where}: {r}"
         if isinstance(r, Grant):
             if self.base is None:
@@ -134,6 +134,13 @@ def test_vectors_cover_the_contract() -> None:
         "scope:account",
         "shadow:function",
         "shadow:group:g",
+        "scope:key",
+        "scope:group-key:grp",
+        "shadow:key",
+        "scope:rate:key",
+        "scope:rate:function",
+        "scope:rate:account",
+        "shadow:rate:group:grp",
         "error:CONFLICT",
         "error:PROTOCOL",
         "sleep",

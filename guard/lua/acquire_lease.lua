@@ -12,6 +12,8 @@
 -- ARGV[7] optional: "1" refuses a namespace with no config: returns {-1}, writes nothing
 -- ARGV[8] optional: "1" marks the last attempt of a wait that ran out: a refusal drops the
 --         caller's ticket and counts a timed-out wait (o:<fn>)
+-- ARGV[9] optional: the key (per tenant, customer, API key; the name rule): checked against
+--         the key limits and key rate of the function and its groups ("Keys and rates")
 -- Waiting queue (first come, first served; docs/ARCHITECTURE.md "Waiting queue"): a refused
 -- acquire with ARGV[4] > 0 takes (or refreshes) a ticket under its lease id in
 --   guard:{ns}:q:<fn>  zset: lease id -> when it first queued (µs, server time): the order
@@ -32,9 +34,13 @@
 --   reaped yet is reaped here, and the acquire is a new admission.
 --   cfg_version: the config's version, "" when the namespace has no config at all (never
 --   configured, or the store was reset: the client tells the two apart)
---   scope: "function" | "group:<name>" | "account" | "quarantine"
+--   scope: "function" | "group:<name>" | "account" | "quarantine" | "key" |
+--          "group-key:<name>" | "rate:account" | "rate:group:<name>" | "rate:function" |
+--          "rate:key" (a rate refusal's retry_after_ms is exact: server time until a token)
 --   on_unavailable: "open" | "closed" | ""
 local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV are there
+local key = ARGV[9]  -- nil or "": no key
+if key == '' then key = nil end
 
 -- The compiled plans (written by write_config.lua, packed by guard/wire.py), in
 -- struct.pack formats because unpacking them is far cheaper than Lua patterns + tonumber:
@@ -42,9 +48,19 @@ local fn, id, opt = ARGV[1], ARGV[2], ARGV[4] ~= nil  -- opt: the optional ARGV 
 --            then the temporary overrides (wire.OVERRIDE_ENTRY; none: nothing more), each
 --            "\0" kind ("f" | "g") name "\0" max ":" until_ms ";" in text
 --   p:f:fn = '>iiBBB' max, ttl_ms, shadow, on_unavailable (0 unset, 1 open, 2 closed), n;
---            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to)
+--            then n x '>iBBc0' group max, group shadow, name  (the groups fn belongs to);
+--            then, only when fn or one of its groups has a key limit or a rate, the tail
+--            '>BiBdddd' 1, key max, has key_overrides, rate interval µs, rate tolerance µs,
+--            key rate interval µs, key rate tolerance µs; and n x '>iBdd' group key max, has
+--            key_overrides, group rate interval µs, tolerance µs (interval 0: no rate)
+--   p:k:fn|key = '>i' that key's cap at fn (key_overrides), read only with a key
 -- A max of -1 means unlimited. A function with no plan has no limit of its own.
-local plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v', 'pv')
+local plan
+if key then
+  plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v', 'pv', 'p:k:' .. fn .. '|' .. key)
+else
+  plan = redis.call('HMGET', CFG, 'p:ns', 'p:f:' .. fn, 'v', 'pv')
+end
 -- pv: the protocol major of the stored formats (docs/protocol.md "Versioning"); absent means 1
 if plan[4] and plan[4] ~= PROTOCOL then
   return redis.error_reply('PROTOCOL namespace holds protocol ' .. plan[4] ..
@@ -76,6 +92,9 @@ local f_wait = 'w:' .. cname
 local fields = {'fence', 'reap', 'a', f_use, f_grants, f_wait}
 local BASE = 6
 local gname, gmax, gshadow, own, NG = {}, {}, {}, {}, 0
+-- Keys and rates: KR holds the plan's tail (nil: no key limit and no rate at fn or its groups,
+-- and nothing below is read); RL the rate levels this acquire passes (nil: none).
+local KR, RL
 if plan[2] then
   local md, ou, pos
   f_max, ttl_cap, md, ou, NG, pos = struct.unpack('>iiBBB', plan[2])
@@ -86,6 +105,15 @@ if plan[2] then
     gm, gmd, g, pos = struct.unpack('>iBBc0', plan[2], pos)
     gname[i], gmax[i], gshadow[i], own[g] = g, gm, gmd == 1, true
     fields[BASE + i] = 'g:' .. g
+  end
+  if pos <= #plan[2] then
+    KR = {gk = {}, gko = {}, gT = {}, gTol = {}}
+    local _
+    _, KR.kmax, KR.kov, KR.fT, KR.fTol, KR.kT, KR.kTol, pos =
+      struct.unpack('>BiBdddd', plan[2], pos)
+    for i = 1, NG do
+      KR.gk[i], KR.gko[i], KR.gT[i], KR.gTol[i], pos = struct.unpack('>iBdd', plan[2], pos)
+    end
   end
 end
 -- Unused reserve of groups this function is not in is held back from it (S2).
@@ -101,12 +129,18 @@ if plan[1] then
       fields[BASE + NG + #rres] = 'g:' .. g
     end
   end
+
   -- A temporary override replaces the max of its function or group until its deadline
   -- (server time: nothing has to run when it ends). The mode (enforce/shadow) stays. Only
   -- this function's and its groups' entries are looked up (plain find: C speed), so the
   -- cost does not grow with the number of overrides in force.
   local p = plan[1]
   if pos <= #p then
+    -- the account rate, when set, is the first entry here: "\0r" interval ":" tolerance ";"
+    if string.byte(p, pos + 1) == 114 then
+      local aT, aTol = string.match(p, '^r([^:]*):([^;]*);', pos + 1)
+      RL = {{'a', tonumber(aT), tonumber(aTol), 'rate:account', false}}
+    end
     local function override(key)
       local _, e = string.find(p, key, pos, true)
       if not e then return nil end
@@ -116,6 +150,68 @@ if plan[1] then
     end
     f_max = override('\0f' .. fn .. '\0') or f_max
     for i = 1, NG do gmax[i] = override('\0g' .. gname[i] .. '\0') or gmax[i] end
+  end
+end
+
+-- Keys and rates. A key is counted at each level with a key limit (key max >= 0 or
+-- key_overrides): its field is read with the level counters (KF, GKF[i]: its index in
+-- `fields`) and capped by its override (p:k:, p:kg:) or the level's key max (-1: no cap). The
+-- rate levels (account, groups, function, key) are GCRA states, read with one MGET.
+local KF, KCAP, GKF, GKCAP
+if KR then
+  if key then
+    if KR.kmax >= 0 or KR.kov == 1 then
+      KF, KCAP = #fields + 1, KR.kmax
+      fields[KF] = 'k:' .. cname .. '|' .. key
+      if KR.kov == 1 and plan[5] then KCAP = struct.unpack('>i', plan[5]) end
+    end
+    local ov = {}
+    for i = 1, NG do
+      if KR.gk[i] >= 0 or KR.gko[i] == 1 then
+        GKF, GKCAP = GKF or {}, GKCAP or {}
+        GKF[i], GKCAP[i] = #fields + 1, KR.gk[i]
+        fields[GKF[i]] = 'kg:' .. gname[i] .. '|' .. key
+        if KR.gko[i] == 1 then ov[#ov + 1] = i end
+      end
+    end
+    if #ov > 0 then
+      local names = {}
+      for j = 1, #ov do names[j] = 'p:kg:' .. gname[ov[j]] .. '|' .. key end
+      local caps = redis.call('HMGET', CFG, unpack(names))
+      for j = 1, #ov do
+        if caps[j] then GKCAP[ov[j]] = struct.unpack('>i', caps[j]) end
+      end
+    end
+  end
+  for i = 1, NG do
+    if KR.gT[i] > 0 then
+      RL = RL or {}
+      RL[#RL + 1] = {'g:' .. gname[i], KR.gT[i], KR.gTol[i], 'rate:group:' .. gname[i],
+                     gshadow[i]}
+    end
+  end
+  if KR.fT > 0 then
+    RL = RL or {}
+    RL[#RL + 1] = {'f:' .. cname, KR.fT, KR.fTol, 'rate:function', false}
+  end
+  if key and KR.kT > 0 then
+    RL = RL or {}
+    RL[#RL + 1] = {'k:' .. cname .. '|' .. key, KR.kT, KR.kTol, 'rate:key', false}
+  end
+end
+local now_us
+if RL then
+  now_us = t[1] * 1000000 + t[2]
+  local rk = {}
+  local RP = string.sub(USE, 1, -4) .. 'r:'
+  for j = 1, #RL do
+    RL[j][1] = RP .. RL[j][1]
+    rk[j] = RL[j][1]
+  end
+  local st = redis.call('MGET', unpack(rk))
+  for j = 1, #RL do  -- [6]: the level's theoretical arrival time (µs), at least now
+    local tat = st[j] and struct.unpack('>d', st[j]) or now_us
+    RL[j][6] = tat > now_us and tat or now_us
   end
 end
 
@@ -199,12 +295,23 @@ end
 -- A refusal records the level's index (0 function, 1..NG groups, -1 account). A second pass
 -- only when a refusal finds an expired lease under this id that no reap pass removed yet:
 -- it is reaped (its slot is free) and this acquire is decided as a new one.
-local refuse, shadow, in_level, level_max
+-- Keys: "key" checks with the function level (refuse 0 for the retry hint), "group-key:<g>"
+-- with group i; rscope names the scope then. A rate refusal (checked only when every
+-- concurrency level has room) sets rwait, the exact wait in ms, and the scope of the level
+-- needing the longest; a shadow level that would refuse consumes no token (RL[j][7]).
+local refuse, shadow, in_level, level_max, rscope, rwait
 for pass = 1, 2 do
-  refuse, shadow, in_level, level_max = nil, nil, 0, 0
+  refuse, shadow, in_level, level_max, rscope, rwait = nil, nil, 0, 0, nil, nil
   local in_f = num(u[4])
   if f_max >= 0 and in_f >= f_max then
     if f_shadow then shadow = 0 else refuse, in_level, level_max = 0, in_f, f_max end
+  end
+  if KF and not refuse and KCAP >= 0 and num(u[KF]) >= KCAP then
+    if f_shadow then
+      shadow = shadow or 'key'
+    else
+      refuse, in_level, level_max, rscope = 0, num(u[KF]), KCAP, 'key'
+    end
   end
   for i = 1, NG do
     local used = num(u[BASE + i])
@@ -213,6 +320,13 @@ for pass = 1, 2 do
         shadow = shadow or i
       else
         refuse, in_level, level_max = i, used, gmax[i]
+      end
+    end
+    if GKF and GKF[i] and not refuse and GKCAP[i] >= 0 and num(u[GKF[i]]) >= GKCAP[i] then
+      if f_shadow or gshadow[i] then
+        shadow = shadow or 'group-key:' .. gname[i]
+      else
+        refuse, in_level, level_max, rscope = i, num(u[GKF[i]]), GKCAP[i], 'group-key:' .. gname[i]
       end
     end
   end
@@ -225,6 +339,21 @@ for pass = 1, 2 do
     if used >= ns_max then
       if f_shadow then shadow = shadow or -1 else refuse, in_level, level_max = -1, used, ns_max end
     end
+  end
+  if RL and not refuse then
+    for j = 1, #RL do  -- GCRA: room while the arrival time is at most the tolerance ahead
+      local lv = RL[j]
+      local over = lv[6] - now_us - lv[3]
+      lv[7] = over > 0
+      if over > 0 then
+        if f_shadow or lv[5] then
+          shadow = shadow or lv[4]
+        elseif not rwait or over > rwait then
+          rwait, rscope = over, lv[4]
+        end
+      end
+    end
+    if rwait then refuse = -9 end
   end
   if not refuse or pass == 2 then break end
   local again, stale = held_reply()
@@ -261,12 +390,13 @@ if num(u[6]) > now then
 end
 
 local function scope_of(i)
+  if type(i) == 'string' then return i end
   if i == 0 then return 'function' elseif i == -1 then return 'account' end
   return 'group:' .. gname[i]
 end
 
 if refuse then
-  local scope = scope_of(refuse)
+  local scope = rscope or scope_of(refuse)
   local r = redis.call('HMGET', USE, 'h:' .. cname, 'wu')
   redis.call('HINCRBY', USE, 't:' .. cname .. '|' .. scope, 1)
   if new_name and now + IDLE_MS < num(u[2]) then redis.call('HSET', USE, 'reap', now + IDLE_MS) end
@@ -280,7 +410,9 @@ if refuse then
   -- operator: 5 s. Clamped to [10 ms, 60 s].
   local hold, retry = tonumber(r[1]), nil
   local k = in_level - level_max + 1
-  if level_max == 0 then
+  if rwait then
+    retry = -1  -- a rate refusal: exact, set below
+  elseif level_max == 0 then
     retry = 5000
   else
     local ex = redis.call('ZRANGE', EXP, 0, 15, 'WITHSCORES')
@@ -318,6 +450,7 @@ if refuse then
     if turn > retry then retry = turn end
   end
   retry = math.floor(math.min(math.max(retry, 10), 60000))
+  if rwait then retry = math.max(1, math.ceil(rwait / 1000)) end
   local wait = tonumber(ARGV[4] or 0)
   if wait > 0 then
     if num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
@@ -347,6 +480,15 @@ local fence = u[1] and num(u[1]) + 1 or num(redis.call('HGET', CFG, 'fh')) + 1
 local expires = now + ttl
 local gcsv = table.concat(gname, ',')
 local meta = struct.pack(META, expires, now, fence, ttl, #sfn, sfn) .. gcsv
+if KF or GKF then  -- the key part (common.lua META): where the key is counted
+  local kp = {',\0', KF and '1' or '0', key}
+  if GKF then
+    for i = 1, NG do
+      if GKF[i] then kp[#kp + 1] = '\0' .. gname[i] end
+    end
+  end
+  meta = meta .. table.concat(kp)
+end
 if redis.call('HSETNX', LEASE, id, meta) == 0 then
   -- Retry of an acquire that was granted: the same lease, if it is still live.
   local old = redis.call('HGET', LEASE, id)
@@ -388,6 +530,27 @@ if QP then  -- granted while the function has a queue: drop the caller's ticket
     -- releases in a row may have named the same oldest ticket)
     local nxt = redis.call('ZRANGE', QP .. 'q:' .. cname, 0, 0)[1]
     if nxt then redis.call('PUBLISH', QP .. 'released', fn .. '|' .. nxt) end
+  end
+end
+if KF then
+  set[#set + 1] = fields[KF]
+  set[#set + 1] = num(u[KF]) + 1
+end
+if GKF then
+  for i = 1, NG do
+    if GKF[i] then
+      set[#set + 1] = fields[GKF[i]]
+      set[#set + 1] = num(u[GKF[i]]) + 1
+    end
+  end
+end
+if RL then  -- one token at every rate level passed: the arrival time moves one interval on
+  for j = 1, #RL do
+    local lv = RL[j]
+    if not lv[7] then
+      local tat = lv[6] + lv[2]
+      redis.call('SET', lv[1], struct.pack('>d', tat), 'PXAT', math.ceil(tat / 1000))
+    end
   end
 end
 if q_mt and ttl > q_mt then  -- quarantine: the longest TTL granted (see above)

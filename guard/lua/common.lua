@@ -12,6 +12,10 @@
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
 --   (derived) guard:{ns}:q:<fn>, guard:{ns}:qd:<fn> zsets: the function's waiting queue
 --                                   (tickets; see acquire_lease.lua "Waiting queue")
+--   (derived) guard:{ns}:r:<level> string: GCRA state of one rate level (its theoretical
+--                                   arrival time, µs, struct '>d'), expiring at that time (then
+--                                   the level is back to its full burst); level "a",
+--                                   "g:<grp>", "f:<fn>" or "k:<fn>|<key>" (keys.rate_key)
 --   (derived) guard:{ns}:idle zset: function with no plan -> its cleanup deadline (ms: last
 --                                   acquire + IDLE_MS), for at most MAX_NAMED names (see
 --                                   "Unconfigured functions")
@@ -20,6 +24,8 @@
 --   n:<fn>     grants                  x:<fn>   expired (reaped)    u:<fn>   fail-open runs
 --   t:<fn>|<scope>  throttles          s:<fn>|<scope>  shadow throttles
 --   h:<fn>     EWMA of hold time (ms)  fence    last fence issued (floor: cfg field fh)
+--   k:<fn>|<key>, kg:<grp>|<key>  in use of a key at a function / in a group (only where a
+--              key limit applies; deleted at 0)
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
 --   w:<fn>     latest ticket deadline of fn's waiting queue (ms); 0 or past: no queue
@@ -64,17 +70,39 @@ local function num(v)
 end
 
 -- Lease meta: struct.pack(META, expires_ms, granted_ms, fence, ttl_ms, #fn, fn) .. groups_csv
--- (binary: packing and unpacking numbers this way skips Lua's slow number<->text paths).
--- fn is '~' .. function for a lease counted under OTHER.
+-- .. key part (binary: packing and unpacking numbers this way skips Lua's slow number<->text
+-- paths). fn is '~' .. function for a lease counted under OTHER. The key part (only for a
+-- lease whose key was counted at some level) is ",\0", "1" or "0" (counted at the function:
+-- k:<fn>|<key>), the key, then "\0" .. group for each group it was counted in
+-- (kg:<group>|<key>); wire.META_KEY_MARK.
 local META = '>ddiiBc0'
 
--- fn, expires, fence, ttl, groups_csv, granted, counter name (fn or OTHER), stored name
+-- fn, expires, fence, ttl, groups_csv, granted, counter name (fn or OTHER), stored name, key
+-- part ("" when none)
 local function meta_of(m)
   local e, gr, f, t, sfn, pos = struct.unpack(META, m)
+  local gs, kt = string.sub(m, pos), ''
+  local cut = string.find(gs, ',\0', 1, true)
+  if cut then gs, kt = string.sub(gs, 1, cut - 1), string.sub(gs, cut) end
   if string.byte(sfn, 1) == 126 then  -- '~': counted under OTHER (literal: no upvalue)
-    return string.sub(sfn, 2), e, f, t, string.sub(m, pos), gr, '~other', sfn
+    return string.sub(sfn, 2), e, f, t, gs, gr, '~other', sfn, kt
   end
-  return sfn, e, f, t, string.sub(m, pos), gr, sfn, sfn
+  return sfn, e, f, t, gs, gr, sfn, sfn, kt
+end
+
+-- The use-hash fields a lease's key part (kt, see meta_of) was counted in, added to `out`.
+-- Those fields are deleted when they reach 0 (an idle key leaves nothing).
+local function key_fields(kt, cn, out)
+  local key
+  for part in string.gmatch(string.sub(kt, 3), '[^%z]+') do
+    if not key then
+      key = string.sub(part, 2)
+      if string.byte(part) == 49 then out[#out + 1] = 'k:' .. cn .. '|' .. key end
+    else
+      out[#out + 1] = 'kg:' .. part .. '|' .. key
+    end
+  end
+  return out
 end
 
 -- Plant the sentinels (idempotent) and refresh the backstop TTLs. Runs on every reap pass
@@ -97,10 +125,13 @@ local function drop_leases(ids, metas, delta, expired)
   for i = 1, #ids do
     local m = metas[i]
     if m then
-      local _, _, _, _, gs, _, cn = meta_of(m)
+      local _, _, _, _, gs, _, cn, _, kt = meta_of(m)
       delta['a'] = (delta['a'] or 0) - 1
       delta['f:' .. cn] = (delta['f:' .. cn] or 0) - 1
       for g in string.gmatch(gs, '[^,]+') do delta['g:' .. g] = (delta['g:' .. g] or 0) - 1 end
+      if kt ~= '' then
+        for _, k in ipairs(key_fields(kt, cn, {})) do delta[k] = (delta[k] or 0) - 1 end
+      end
       if expired then delta['x:' .. cn] = (delta['x:' .. cn] or 0) + 1 end
     end
   end
@@ -109,9 +140,11 @@ local function drop_leases(ids, metas, delta, expired)
 end
 
 -- A counter below 0 was missing (a cleaned name): missing means 0, so it is not re-created.
+-- A key's counter (k:/kg:, first byte 'k') is deleted at 0.
 local function apply_delta(delta)
   for k, d in pairs(delta) do
-    if redis.call('HINCRBY', USE, k, d) < 0 then redis.call('HDEL', USE, k) end
+    local v = redis.call('HINCRBY', USE, k, d)
+    if v < 0 or (v == 0 and string.byte(k) == 107) then redis.call('HDEL', USE, k) end
   end
 end
 

@@ -10,7 +10,7 @@
 local id = ARGV[1]
 local m = redis.call('HGET', LEASE, id)
 if not m then return 0 end
-local fn, expires, _, _, gs, granted, cn = meta_of(m)
+local fn, expires, _, _, gs, granted, cn, _, kt = meta_of(m)
 if expires <= now then
   local delta = {}
   drop_leases({id}, {m}, delta, true)
@@ -22,14 +22,25 @@ redis.call('ZREM', EXP, id)
 -- One HMGET and one HSET: the level counters, the hold-time EWMA and the waiter stamp.
 local fields = {'h:' .. cn, 'wu', 'a', 'f:' .. cn}
 for g in string.gmatch(gs, '[^,]+') do fields[#fields + 1] = 'g:' .. g end
+local nlevels = #fields
+if kt ~= '' then key_fields(kt, cn, fields) end  -- a key's counters: deleted at 0
 local u = redis.call('HMGET', USE, unpack(fields))
 -- EWMA of this function's hold time (weight 1/8), behind acquire's retry_after.
 local hold, old = now - granted, tonumber(u[1])
 local set = {fields[1], old and math.floor(old + (hold - old) / 8) or hold}
-for i = 3, #fields do
+for i = 3, nlevels do
   local v = num(u[i]) - 1
   set[2 * i - 3] = fields[i]
   set[2 * i - 2] = v > 0 and v or 0
+end
+for i = nlevels + 1, #fields do
+  local v = num(u[i]) - 1
+  if v > 0 then
+    set[#set + 1] = fields[i]
+    set[#set + 1] = v
+  else
+    redis.call('HDEL', USE, fields[i])
+  end
 end
 redis.call('HSET', USE, unpack(set))
 if u[2] and tonumber(u[2]) > now then

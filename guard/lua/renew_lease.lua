@@ -7,7 +7,7 @@
 local id = ARGV[1]
 local m = redis.call('HGET', LEASE, id)
 if not m then return {0} end
-local fn, expires, fence, ttl, gs, granted, _, sfn = meta_of(m)
+local fn, expires, fence, ttl, gs, granted, _, sfn, kt = meta_of(m)
 if expires <= now then
   local delta = {}
   drop_leases({id}, {m}, delta, true)
@@ -22,7 +22,7 @@ if want > 0 then
   ttl = math.min(want, cap)
 end
 local new_expires = now + ttl
-redis.call('HSET', LEASE, id, struct.pack(META, new_expires, granted, fence, ttl, #sfn, sfn) .. gs)
+redis.call('HSET', LEASE, id, struct.pack(META, new_expires, granted, fence, ttl, #sfn, sfn) .. gs .. kt)
 redis.call('ZADD', EXP, 'XX', new_expires, id)
 -- A renew to a shorter TTL can make this the earliest expiry: lower the reap bound with it,
 -- or the slot would stay counted until the bound's (the old) expiry.

@@ -38,7 +38,7 @@ export interface Backend {
     ttlMs: number,
     waitMs: number,
     pending?: Map<string, number>,
-    key?: string,
+    key?: string | null,
   ): Promise<Grant | Refusal>;
   /** The new expiry, or null when the lease is not held any more (expired or released). */
   renew(ns: string, leaseId: Buffer, ttlMs?: number): Promise<Renewal | null>;

@@ -86,11 +86,11 @@ export class HttpBackend implements Backend {
     ttlMs: number,
     waitMs = 0,
     pending?: Map<string, number>,
-    key?: string,
+    key?: string | null,
   ): Promise<Grant | Refusal> {
     const wait = Math.min(waitMs, SERVER_MAX_WAIT_MS);
     const body: Record<string, unknown> = { function: fn, lease_id: leaseId.toString("hex") };
-    if (key !== undefined) body.key = key;
+    if (key) body.key = key;
     if (ttlMs) body.ttl_seconds = ttlMs / 1000;
     if (wait > 0) body.wait_seconds = wait / 1000;
     if (pending && pending.size > 0) body.unavailable = Object.fromEntries(pending);
@@ -127,7 +127,7 @@ export class HttpBackend implements Backend {
     ttlMs: number,
     waitMs: number,
     pending?: Map<string, number>,
-    key?: string,
+    key?: string | null,
   ): Promise<Grant | Refusal> {
     const deadline = Date.now() + waitMs;
     let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending, key);

@@ -137,7 +137,7 @@ export class RedisStore implements Backend {
     ttlMs: number,
     waitMs = 0,
     pending?: Map<string, number>,
-    key?: string,
+    key?: string | null,
     last = false,
   ): Promise<Grant | Refusal> {
     let args: (string | Buffer | number)[] = [fn, leaseId, ttlMs];
@@ -183,7 +183,7 @@ export class RedisStore implements Backend {
     ttlMs: number,
     waitMs: number,
     pending?: Map<string, number>,
-    key?: string,
+    key?: string | null,
   ): Promise<Grant | Refusal> {
     const deadline = Date.now() + waitMs;
     let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending, key);

@@ -367,3 +367,26 @@ test("fail-open counts of more than 32 functions are reported 32 names per acqui
   const fields = await store.usageFields(ns);
   assert.equal(fields["u:~other"], "40");
 });
+
+test("keys: acquire({key}) and limit({key: (event) => ...}) meet the per-key cap and key rate", async () => {
+  const ns = newNs();
+  await admin.call(ns, "put_function", ["f"], { key_max_concurrency: 1, key_overrides: { vip: 2 } });
+  await admin.call(ns, "put_function", ["r"], { key_rate_per_second: 2, key_rate_burst: 1 });
+  const g = guard(ns);
+  const a = await g.acquire("f", { key: "tenant-a" });
+  await assert.rejects(g.acquire("f", { key: "tenant-a" }), (e) => e instanceof Throttled && e.scope === "key");
+  const v = [await g.acquire("f", { key: "vip" }), await g.acquire("f", { key: "vip" })];
+  assert.ok((await g.acquire("f")).held, "no key: no key level");
+  await assert.rejects(g.acquire("f", { key: "bad key" }), (e) => e instanceof UsageError && e.field === "key");
+  await a.release();
+  for (const l of v) await l.release();
+  const handler = g.limit(async (event) => event.n, { function: "r", key: (event) => event.tenant });
+  assert.equal(await handler({ tenant: "t1", n: 1 }), 1);
+  assert.equal(await handler({ tenant: "t2", n: 2 }), 2);
+  await assert.rejects(handler({ tenant: "t1", n: 3 }), (e) => {
+    assert.ok(e instanceof Throttled && e.scope === "rate:key", e.scope);
+    assert.ok(e.retryAfterMs >= 1 && e.retryAfterMs <= 500, String(e.retryAfterMs));
+    return true;
+  });
+  assert.equal(await handler({ n: 4 }), 4, "no key from the event: no key rate");
+});

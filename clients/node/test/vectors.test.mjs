@@ -88,7 +88,8 @@ class Runner {
   }
 
   async acquire(where, step, expect) {
-    const call = () => store.acquire(this.ns, step.function, Buffer.from(step.lease, "hex"), step.ttl_ms ?? 0);
+    const call = () =>
+      store.acquire(this.ns, step.function, Buffer.from(step.lease, "hex"), step.ttl_ms ?? 0, 0, undefined, step.key);
     if ("error" in expect) {
       const cls = ERRORS[expect.error];
       assert.ok(cls, `${where}: unknown error ${expect.error}`);
