@@ -348,6 +348,13 @@ def keyed_rate(plan: Plan) -> int:
     print(keyed_header())
     for i, c in enumerate(cs):
         print(keyed_line(c.label, c.workers, aggregate(got[i], c.subject.top_level)))
+    import callgrind_keyed
+
+    if callgrind_keyed.available():
+        instr = callgrind_keyed.measure_all(plan.callgrind_pairs)
+        print(f"\nRedis instructions per decision (callgrind, {plan.callgrind_pairs} serial):")
+        for name, v in instr.items():
+            print(f"{name:24} {v:12,.0f}")
     return 0
 
 
@@ -466,6 +473,12 @@ def main(argv: list[str] | None = None) -> int:
 
     instructions = {s: callgrind_measure(s, plan.callgrind_pairs) for s in ("guard", "reference")}
     print(f"callgrind instructions per pair: {instructions}", flush=True)
+    import callgrind_keyed
+
+    keyed_instructions: dict[str, float] = {}
+    if callgrind_keyed.available():
+        keyed_instructions = callgrind_keyed.measure_all(plan.callgrind_pairs)
+        print(f"callgrind instructions per keyed decision: {keyed_instructions}", flush=True)
     rows = []
     for i, c in enumerate(plan_configs):
         if not by_config[i]:
@@ -493,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "cluster": cluster,
         "cold_start": cold,
         "instructions": {**instructions, "pairs": plan.callgrind_pairs},
+        "keyed_instructions": keyed_instructions,
         "violations": violations,
         "failures": failures,
         "http_subject": http_base is not None,

@@ -124,9 +124,11 @@ KEYED_BURST = 1_000_000  # guard.model.MAX_BURST
 
 
 def _guard_keyed_setup(cfg: BenchConfig) -> None:
-    """The three levels of ``_guard_setup`` plus a per-key cap at the function, a rate on the
-    group and the function, and a per-key rate: an acquire with a key checks and counts them
-    all (3 concurrency levels + the key's, 3 GCRA levels)."""
+    """The three levels of ``_guard_setup`` plus a per-key cap at the function and a rate at
+    every level — account, group, function and key: an acquire with a key checks and counts
+    them all (4 concurrency levels, 4 GCRA levels)."""
+    import dataclasses
+
     import guard
 
     lim = guard_limits(cfg)
@@ -145,6 +147,9 @@ def _guard_keyed_setup(cfg: BenchConfig) -> None:
             key_rate_burst=KEYED_BURST,
             **rate,
         )
+        # the account rate: a namespace setting beside its max (no set_namespace field yet)
+        c = g.admin.config()
+        g.admin.replace_config(dataclasses.replace(c, **rate))
     finally:
         g.close()
 
@@ -165,7 +170,7 @@ def keyed_rate_subjects() -> list[NodeSubject]:
                     "guard Node SDK, key + rate",
                     "guard_node.mjs",
                     mode,
-                    note="acquire(fn, {key}) + release: 4 concurrency levels and 3 rate levels",
+                    note="acquire(fn, {key}) + release: 4 concurrency levels and 4 rate levels",
                     setup=_guard_keyed_setup,
                     extra=(("keys", KEYED_TENANTS),),
                 )
