@@ -1,6 +1,7 @@
 """Redis server instructions per decision (callgrind) for the "keyed + rate limited decision"
 row: guard's Node SDK with a key and rates configured (an acquire+release pair), the same with
-no key and no rate, and rate-limiter-flexible (one consume). Each subject gets its own
+no key and no rate, guard with only a per-key rate (`guard-key-rate`: no concurrency limit, no
+other level), and rate-limiter-flexible (one consume). Each subject gets its own
 redis-server under `valgrind --tool=callgrind` (bench/callgrind_cost.py `start`); the namespace
 is set up as in bench/subjects.py, a Node driver (bench/peers/decisions.mjs) runs a warm-up,
 then collection is switched on for exactly N serial decisions.
@@ -24,9 +25,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from callgrind_cost import start
 from harness import BENCH_DIR, BenchConfig
-from subjects import KEYED_TENANTS, _guard_keyed_setup, _guard_setup
+from subjects import KEYED_BURST, KEYED_RATE, KEYED_TENANTS, _guard_keyed_setup, _guard_setup
 
-SUBJECTS = ("guard-keyed", "guard", "rate-limiter-flexible")
+
+def _guard_key_rate_setup(cfg: BenchConfig) -> None:
+    """The closest guard has to a plain rate limiter: one function with only a per-key rate
+    (no concurrency limit, no other level), still an acquire+release pair per decision."""
+    import guard
+
+    g = guard.Guard.from_url(cfg.url, namespace=cfg.key, timeout=5)
+    try:
+        g.admin.put_function("bench", key_rate_per_second=KEYED_RATE, key_rate_burst=KEYED_BURST)
+    finally:
+        g.close()
+
+
+SUBJECTS = ("guard-keyed", "guard", "guard-key-rate", "rate-limiter-flexible")
 UNLIMITED = 1_000_000
 
 
@@ -52,6 +66,8 @@ def measure(subject: str, decisions: int, warm: int = 200) -> float:
                 _guard_keyed_setup(cfg)
             elif subject == "guard":
                 _guard_setup(cfg)
+            elif subject == "guard-key-rate":
+                _guard_key_rate_setup(cfg)
             args = {"port": port, "subject": subject, "ns": cfg.key, "warm": warm}
             args |= {"n": decisions, "keys": KEYED_TENANTS}
             driver = subprocess.Popen(

@@ -487,6 +487,14 @@ def _many_callers(report: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+_KEYED_WHAT = {
+    "guard-keyed": "acquire({key}) + release; account, group, function, key caps; 4 rates",
+    "guard": "acquire + release; account, group, function caps; no key, no rate",
+    "guard-key-rate": "acquire({key}) + release; only a per-key rate configured",
+    "rate-limiter-flexible": "consume(key): one fixed-window counter",
+}
+
+
 def _keyed_rate(report: dict[str, Any]) -> list[str]:
     """Keyed + rate limited decision: guard with a key and rates, without, and
     rate-limiter-flexible, in the same run on the same server."""
@@ -527,9 +535,9 @@ def _keyed_rate(report: dict[str, Any]) -> list[str]:
             f"{report.get('instructions', {}).get('pairs', 'n/a')} serial decisions, each "
             "subject on its own redis-server under valgrind):",
             "",
-            "| subject | instructions/decision |",
-            "|---|--:|",
-            *[f"| {k} | {_f(v)} |" for k, v in instr.items()],
+            "| subject | what a decision is | instructions/decision |",
+            "|---|---|--:|",
+            *[f"| {k} | {_KEYED_WHAT.get(k, '')} | {_f(v)} |" for k, v in instr.items()],
         ]
     return [*out, ""]
 

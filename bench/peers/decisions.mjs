@@ -2,7 +2,8 @@
 // keys}. Runs `warm` decisions, prints "warm", waits for one line on stdin (the instrumentation
 // is switched on meanwhile), runs `n` decisions one after another, prints "done" and exits.
 // subject: "guard-keyed" (guard's Node SDK, acquire(fn, {key}) + release, the namespace set up
-// by bench/subjects.py _guard_keyed_setup), "guard" (the same with no key, _guard_setup) or
+// by bench/subjects.py _guard_keyed_setup), "guard" (the same with no key, _guard_setup),
+// "guard-key-rate" (a key, only a per-key rate configured: callgrind_keyed.py) or
 // "rate-limiter-flexible" (RateLimiterRedis.consume(key), nothing to release).
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
@@ -25,7 +26,7 @@ if (args.subject === "rate-limiter-flexible") {
 } else {
   const { Guard } = require("../../clients/node/dist/cjs/index.js");
   const g = Guard.fromUrl(url, { namespace: args.ns, timeoutMs: 30_000 });
-  const keyed = args.subject === "guard-keyed";
+  const keyed = args.subject !== "guard"; // guard-keyed, guard-key-rate
   decide = async (i) => {
     const lease = await g.acquire("bench", { ttlMs: 30_000, key: keyed ? tenant(i) : undefined });
     if (!lease.held) throw new Error("not granted");
