@@ -277,3 +277,40 @@ test("HTTP mode: the lease body carries `key`; a rate refusal is retried after r
   await (await g.acquire("api")).release();
   assert.equal("key" in bodies[2][1], false, "no key: no field");
 });
+
+test("per-tenant SQS consumer and per-API-key rate limit (the docs' examples), against the scripts", async () => {
+  const ns = newNs("t");
+  await admin.call(ns, "put_function", ["tenant-worker"], { max_concurrency: 10, key_max_concurrency: 1 });
+  await admin.call(ns, "put_function", ["public-api"], { key_rate_per_second: 1, key_rate_burst: 1 });
+  const g = guard(ns);
+  const ctx = (fn) => ({ functionName: fn, getRemainingTimeInMillis: () => 10_000 });
+  const batch = (tenant) => ({
+    Records: [1, 2].map((i) => ({ messageId: `${tenant}-${i}`, messageAttributes: { tenant: { stringValue: tenant, dataType: "String" } } })),
+  });
+  let release;
+  const running = new Promise((r) => (release = r));
+  const consumer = sqs(g, async (event) => (event.Records[0].messageId.startsWith("acme") ? await running : "ok"), {
+    key: (event) => event.Records[0]?.messageAttributes?.tenant?.stringValue,
+    onThrottle: "report",
+    logger: { info() {}, warn() {} },
+  });
+  const acme1 = consumer(batch("acme"), ctx("tenant-worker"));
+  await sleep(50);
+  assert.deepEqual(await consumer(batch("acme"), ctx("tenant-worker")), {
+    batchItemFailures: [{ itemIdentifier: "acme-1" }, { itemIdentifier: "acme-2" }],
+  });
+  assert.equal(await consumer(batch("globex"), ctx("tenant-worker")), "ok", "another tenant is not held back");
+  release("done");
+  assert.equal(await acme1, "done");
+
+  const api = apiGateway(g, () => ({ statusCode: 200, body: "ok" }), { key: (e) => e.headers["x-api-key"] });
+  const ev = (k) => ({ headers: { "x-api-key": k } });
+  assert.equal((await api(ev("k1"), ctx("public-api"))).statusCode, 200);
+  const refused = await api(ev("k1"), ctx("public-api"));
+  assert.equal(refused.statusCode, 429);
+  const doc = JSON.parse(refused.body);
+  assert.equal(doc.scope, "rate:key");
+  assert.ok(doc.retry_after > 0 && doc.retry_after <= 1, String(doc.retry_after));
+  assert.equal(refused.headers["Retry-After"], "1");
+  assert.equal((await api(ev("k2"), ctx("public-api"))).statusCode, 200);
+});
