@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -69,6 +70,8 @@ def measure(subject: str, pairs: int, keep: str | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp0:
         tmp = keep or tmp0
         proc, port = start(tmp)
+        nodes: list[subprocess.Popen[str]] = []
+        batch: Callable[[int], None] | None = None
         try:
             if subject == "guard":
                 g = guard.Guard.from_url(f"redis://127.0.0.1:{port}/0", namespace="b", timeout=30)
@@ -76,6 +79,17 @@ def measure(subject: str, pairs: int, keep: str | None = None) -> float:
                 g.admin.put_group("etl", max_concurrency=500, members=["ingest"])
                 g.admin.put_group("api", reserved=100, members=["login"])
                 g.admin.put_function("ingest", max_concurrency=400)
+
+                def pair() -> None:
+                    g.acquire("ingest", ttl=30).release()
+            elif subject == "guard-rate":  # a function rate, no key (issue 14)
+                g = guard.Guard.from_url(f"redis://127.0.0.1:{port}/0", namespace="b", timeout=30)
+                g.admin.set_namespace(max_concurrency=1000)
+                g.admin.put_group("etl", max_concurrency=500, members=["ingest"])
+                g.admin.put_group("api", reserved=100, members=["login"])
+                g.admin.put_function(
+                    "ingest", max_concurrency=400, rate_per_second=1_000_000, rate_burst=1_000_000
+                )
 
                 def pair() -> None:
                     g.acquire("ingest", ttl=30).release()
@@ -94,24 +108,46 @@ def measure(subject: str, pairs: int, keep: str | None = None) -> float:
 
                 def pair() -> None:
                     g.acquire("ingest", ttl=30, key="tenant-a").release()
+            elif subject == "rate-limiter-flexible":  # one consume() per "pair": a decision
+                node = subprocess.Popen(
+                    ["node", os.path.join(os.path.dirname(__file__), "peers", "rlf_callgrind.mjs"),
+                     str(port)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )  # fmt: skip
+                nodes.append(node)
+
+                def batch(n: int) -> None:
+                    assert node.stdin and node.stdout
+                    node.stdin.write(f"{n}\n")
+                    node.stdin.flush()
+                    assert node.stdout.readline().strip() == "done"
             else:
                 ref = Reference(redis.Redis(port=port, socket_timeout=30))
                 pair = ref.pair
-            for _ in range(200):
-                pair()
+            if batch is None:
+
+                def batch(n: int) -> None:
+                    for _ in range(n):
+                        pair()
+
+            batch(200)
             subprocess.run(
                 ["callgrind_control", "-i", "on", str(proc.pid)],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-            for _ in range(pairs):
-                pair()
+            batch(pairs)
             subprocess.run(
                 ["callgrind_control", "-i", "off", str(proc.pid)],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
         finally:
+            for node in nodes:
+                node.kill()
+                node.wait(10)
             proc.terminate()
             proc.wait(60)
         total = 0
@@ -130,7 +166,9 @@ def main() -> None:
     ap.add_argument(
         "--subjects",
         default="guard,reference",
-        help="comma-separated: guard, reference, guard-keyed (a key cap and a key rate)",
+        help="comma-separated: guard, reference, guard-rate (a function rate), guard-keyed (a "
+        "key cap and a key rate), "
+        "rate-limiter-flexible (one consume() per pair; needs npm ci --prefix bench)",
     )
     a = ap.parse_args()
     res = {s: measure(s, a.pairs) for s in a.subjects.split(",")}

@@ -129,7 +129,6 @@ if plan[1] then
       fields[BASE + NG + #rres] = 'g:' .. g
     end
   end
-
   -- A temporary override replaces the max of its function or group until its deadline
   -- (server time: nothing has to run when it ends). The mode (enforce/shadow) stays. Only
   -- this function's and its groups' entries are looked up (plain find: C speed), so the

@@ -90,20 +90,10 @@ local function meta_of(m)
   return sfn, e, f, t, gs, gr, sfn, sfn, kt
 end
 
--- The use-hash fields a lease's key part (kt, see meta_of) was counted in, added to `out`.
+-- The use-hash fields a lease's key part (kt, see meta_of) was counted in: "1" or "0" (at the
+-- function), the key, then "\0" group each. Written out where it is needed (release_lease.lua,
+-- drop_leases below): every local function here is a closure made on every script call.
 -- Those fields are deleted when they reach 0 (an idle key leaves nothing).
-local function key_fields(kt, cn, out)
-  local key
-  for part in string.gmatch(string.sub(kt, 3), '[^%z]+') do
-    if not key then
-      key = string.sub(part, 2)
-      if string.byte(part) == 49 then out[#out + 1] = 'k:' .. cn .. '|' .. key end
-    else
-      out[#out + 1] = 'kg:' .. part .. '|' .. key
-    end
-  end
-  return out
-end
 
 -- Plant the sentinels (idempotent) and refresh the backstop TTLs. Runs on every reap pass
 -- (so at least once per lease lifetime while a namespace has traffic) and on renew, which
@@ -129,8 +119,18 @@ local function drop_leases(ids, metas, delta, expired)
       delta['a'] = (delta['a'] or 0) - 1
       delta['f:' .. cn] = (delta['f:' .. cn] or 0) - 1
       for g in string.gmatch(gs, '[^,]+') do delta['g:' .. g] = (delta['g:' .. g] or 0) - 1 end
-      if kt ~= '' then
-        for _, k in ipairs(key_fields(kt, cn, {})) do delta[k] = (delta[k] or 0) - 1 end
+      if kt ~= '' then  -- the key's counters (see meta_of)
+        local key
+        for part in string.gmatch(string.sub(kt, 3), '[^%z]+') do
+          local k
+          if not key then
+            key = string.sub(part, 2)
+            if string.byte(part) == 49 then k = 'k:' .. cn .. '|' .. key end
+          else
+            k = 'kg:' .. part .. '|' .. key
+          end
+          if k then delta[k] = (delta[k] or 0) - 1 end
+        end
       end
       if expired then delta['x:' .. cn] = (delta['x:' .. cn] or 0) + 1 end
     end

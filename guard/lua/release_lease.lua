@@ -23,7 +23,17 @@ redis.call('ZREM', EXP, id)
 local fields = {'h:' .. cn, 'wu', 'a', 'f:' .. cn}
 for g in string.gmatch(gs, '[^,]+') do fields[#fields + 1] = 'g:' .. g end
 local nlevels = #fields
-if kt ~= '' then key_fields(kt, cn, fields) end  -- a key's counters: deleted at 0
+if kt ~= '' then  -- the key's counters (common.lua meta_of): deleted at 0
+  local key
+  for part in string.gmatch(string.sub(kt, 3), '[^%z]+') do
+    if not key then
+      key = string.sub(part, 2)
+      if string.byte(part) == 49 then fields[#fields + 1] = 'k:' .. cn .. '|' .. key end
+    else
+      fields[#fields + 1] = 'kg:' .. part .. '|' .. key
+    end
+  end
+end
 local u = redis.call('HMGET', USE, unpack(fields))
 -- EWMA of this function's hold time (weight 1/8), behind acquire's retry_after.
 local hold, old = now - granted, tonumber(u[1])
