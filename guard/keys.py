@@ -81,8 +81,9 @@ def audit_key(ns: str) -> str:
 
 
 def rate_key(ns: str, level: str) -> str:
-    """string: the GCRA state (theoretical arrival time, µs, a packed double) of one rate
+    """string: the GCRA state (theoretical arrival time, µs, a packed double) of a key's rate
     level, expiring when the level is back to its full burst (so an idle key leaves nothing).
-    `level` is "a" (account), "g:<group>", "f:<fn>" or "k:<fn>|<key>". Not in KEYS:
-    acquire_lease.lua derives it from the use key ("guard:{ns}:" + "r:" + level)."""
+    `level` is "k:<fn>|<key>" (the account, group and function levels are fields of the use
+    hash: wire.RATE_STATE_FIELD). Not in KEYS: acquire_lease.lua derives it from the use key
+    ("guard:{ns}:" + "r:" + level)."""
     return f"{PREFIX}:{{{ns}}}:r:{level}"

@@ -64,6 +64,10 @@ SCOPE_SEP = "|"  # between function and scope in t:/s: fields
 KEY_IN_USE = "k:"  # k:<fn>|<key> the key's leases at fn (only while > 0; only keyed functions)
 GROUP_KEY_IN_USE = "kg:"  # kg:<group>|<key> the key's leases in the group (only while > 0)
 KEY_SEP = "|"  # between level name and key in k:/kg:/p:k:/p:kg: fields and rate keys
+# r:a, r:g:<group>, r:f:<fn>: GCRA arrival time (µs, RATE_STATE) of the account, a group, a
+# function (a key's is a key of its own: keys.rate_key)
+RATE_STATE_FIELD = "r:"
+RATE_STATE = struct.Struct(">d")
 
 # Refusal scopes as stored and returned: "function", "group:<name>", "account", "quarantine",
 # and for keys and rates (issue 14) "key", "group-key:<name>", "rate:account",

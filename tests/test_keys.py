@@ -205,8 +205,9 @@ def test_key_rate_is_per_key_and_account_rate_is_shared(g: guard.Guard, rclient,
     t = throttled(g, "f", key="c")
     assert t.scope == "rate:account" and 0.9 < t.retry_after <= 1.0
     names = {k.decode() for k in rclient.scan_iter(match=f"guard:{{{ns}}}:r:*")}
-    assert names == {f"guard:{{{ns}}}:r:{lv}" for lv in ("a", "k:f|a", "k:f|b")}
-    assert all(0 < rclient.pttl(n) <= 3000 for n in names)  # gone at full burst
+    assert names == {f"guard:{{{ns}}}:r:{lv}" for lv in ("k:f|a", "k:f|b")}  # a key each
+    assert all(0 < rclient.pttl(n) <= 1000 for n in names)  # gone at full burst
+    assert rclient.hexists(keys.lease_keys(ns)[1], "r:a")  # levels: fields of the use hash
 
 
 def test_shadow_rate_is_counted_and_takes_no_token(g: guard.Guard, rclient, ns) -> None:
@@ -421,3 +422,26 @@ def test_gcra_matches_the_token_bucket_model(fake_clock_url: str) -> None:
         *(f"refused rate:{s}" for s in ("account", "function", "key")),
     }
     assert want <= set(SEEN), sorted(SEEN.items())
+
+
+def test_a_waiter_refused_by_its_key_does_not_block_other_keys(
+    g: guard.Guard, redis_server, ns
+) -> None:
+    """A waiting acquire refused by a key cap (or a rate) takes no ticket in the function's
+    first-come-first-served queue: the free slot it cannot use goes to another key."""
+    import threading
+
+    g.admin.put_function("f", max_concurrency=2, key_max_concurrency=1)
+    a = g.acquire("f", key="a")
+    other = guard.Guard.from_url(redis_server.url, namespace=ns, timeout=2.0)
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(other.acquire("f", key="a", wait=1.5)))
+    t.start()
+    time.sleep(0.3)  # the waiter was refused by its key (and waits)
+    b = g.acquire("f", key="b")  # the second slot is free: granted
+    a.release()
+    t.join()
+    assert got and got[0].held  # the waiter got its key's slot once freed
+    b.release()
+    got[0].release()
+    other.close()

@@ -138,7 +138,7 @@ if plan[1] then
     -- the account rate, when set, is the first entry here: "\0r" interval ":" tolerance ";"
     if string.byte(p, pos + 1) == 114 then
       local aT, aTol = string.match(p, '^r([^:]*):([^;]*);', pos + 1)
-      RL = {{'a', tonumber(aT), tonumber(aTol), 'rate:account', false}}
+      RL = {{'r:a', tonumber(aT), tonumber(aTol), 'rate:account', false}}
     end
     local function override(key)
       local _, e = string.find(p, key, pos, true)
@@ -185,32 +185,28 @@ if KR then
   for i = 1, NG do
     if KR.gT[i] > 0 then
       RL = RL or {}
-      RL[#RL + 1] = {'g:' .. gname[i], KR.gT[i], KR.gTol[i], 'rate:group:' .. gname[i],
+      RL[#RL + 1] = {'r:g:' .. gname[i], KR.gT[i], KR.gTol[i], 'rate:group:' .. gname[i],
                      gshadow[i]}
     end
   end
   if KR.fT > 0 then
     RL = RL or {}
-    RL[#RL + 1] = {'f:' .. cname, KR.fT, KR.fTol, 'rate:function', false}
+    RL[#RL + 1] = {'r:f:' .. cname, KR.fT, KR.fTol, 'rate:function', false}
   end
   if key and KR.kT > 0 then
     RL = RL or {}
-    RL[#RL + 1] = {'k:' .. cname .. '|' .. key, KR.kT, KR.kTol, 'rate:key', false}
+    -- a key's state is a key of its own that expires at full burst (an idle key leaves
+    -- nothing); [8] false: not a field of the use hash
+    RL[#RL + 1] = {string.sub(USE, 1, -4) .. 'r:k:' .. cname .. '|' .. key, KR.kT, KR.kTol,
+                   'rate:key', false, nil, nil, false}
   end
 end
-local now_us
-if RL then
-  now_us = t[1] * 1000000 + t[2]
-  local rk = {}
-  local RP = string.sub(USE, 1, -4) .. 'r:'
+if RL then  -- [8]: the index in `fields` of a level kept in the use hash (read with the counters)
   for j = 1, #RL do
-    RL[j][1] = RP .. RL[j][1]
-    rk[j] = RL[j][1]
-  end
-  local st = redis.call('MGET', unpack(rk))
-  for j = 1, #RL do  -- [6]: the level's theoretical arrival time (µs), at least now
-    local tat = st[j] and struct.unpack('>d', st[j]) or now_us
-    RL[j][6] = tat > now_us and tat or now_us
+    if RL[j][8] == nil then
+      RL[j][8] = #fields + 1
+      fields[RL[j][8]] = RL[j][1]
+    end
   end
 end
 
@@ -288,6 +284,19 @@ local u = redis.call('HMGET', USE, unpack(fields))
 if not u[2] or tonumber(u[2]) <= now then
   reap(now)
   u = redis.call('HMGET', USE, unpack(fields))
+end
+
+-- The rate levels' arrival times ([6], µs, at least now): the account, group and function
+-- levels from the counters just read, a key's from its own key.
+local now_us
+if RL then
+  now_us = t[1] * 1000000 + t[2]
+  for j = 1, #RL do
+    local lv = RL[j]
+    local raw = lv[8] and u[lv[8]] or (not lv[8] and redis.call('GET', lv[1]))
+    local tat = raw and struct.unpack('>d', raw) or now_us
+    lv[6] = tat > now_us and tat or now_us
+  end
 end
 
 -- Check every level; the first enforcing refusal wins, a shadow one is only counted.
@@ -453,14 +462,18 @@ if refuse then
   local wait = tonumber(ARGV[4] or 0)
   if wait > 0 then
     if num(r[2]) < now + wait then redis.call('HSET', USE, 'wu', now + wait) end
-    QP = QP or string.sub(USE, 1, -4)
-    local Q, QD = QP .. 'q:' .. cname, QP .. 'qd:' .. cname
-    local due = now + math.min(wait, TICKET_MS)
-    redis.call('ZADD', Q, 'NX', t[1] * 1000000 + t[2], id)  -- in µs: ties are rarer
-    redis.call('ZADD', QD, due, id)
-    redis.call('PEXPIRE', Q, TICKET_MS + 1000)
-    redis.call('PEXPIRE', QD, TICKET_MS + 1000)
-    if num(u[6]) < due then redis.call('HSET', USE, f_wait, due) end
+    -- a key or rate refusal takes no ticket: the function's free slots are not what it waits
+    -- for, and a ticket would hold them back from other keys (rscope: such a refusal)
+    if not rscope then
+      QP = QP or string.sub(USE, 1, -4)
+      local Q, QD = QP .. 'q:' .. cname, QP .. 'qd:' .. cname
+      local due = now + math.min(wait, TICKET_MS)
+      redis.call('ZADD', Q, 'NX', t[1] * 1000000 + t[2], id)  -- in µs: ties are rarer
+      redis.call('ZADD', QD, due, id)
+      redis.call('PEXPIRE', Q, TICKET_MS + 1000)
+      redis.call('PEXPIRE', QD, TICKET_MS + 1000)
+      if num(u[6]) < due then redis.call('HSET', USE, f_wait, due) end
+    end
   elseif ARGV[8] == '1' then  -- the wait ran out: drop the ticket, count a timed-out wait
     QP = QP or string.sub(USE, 1, -4)
     redis.call('ZREM', QP .. 'q:' .. cname, id)
@@ -547,8 +560,13 @@ if RL then  -- one token at every rate level passed: the arrival time moves one 
   for j = 1, #RL do
     local lv = RL[j]
     if not lv[7] then
-      local tat = lv[6] + lv[2]
-      redis.call('SET', lv[1], struct.pack('>d', tat), 'PXAT', math.ceil(tat / 1000))
+      local tat = struct.pack('>d', lv[6] + lv[2])
+      if lv[8] then
+        set[#set + 1] = lv[1]
+        set[#set + 1] = tat
+      else
+        redis.call('SET', lv[1], tat, 'PXAT', math.ceil((lv[6] + lv[2]) / 1000))
+      end
     end
   end
 end

@@ -12,10 +12,9 @@
 --   KEYS[4] guard:{ns}:lease hash: lease id -> meta (see META)
 --   (derived) guard:{ns}:q:<fn>, guard:{ns}:qd:<fn> zsets: the function's waiting queue
 --                                   (tickets; see acquire_lease.lua "Waiting queue")
---   (derived) guard:{ns}:r:<level> string: GCRA state of one rate level (its theoretical
+--   (derived) guard:{ns}:r:k:<fn>|<key> string: GCRA state of a key's rate (its theoretical
 --                                   arrival time, µs, struct '>d'), expiring at that time (then
---                                   the level is back to its full burst); level "a",
---                                   "g:<grp>", "f:<fn>" or "k:<fn>|<key>" (keys.rate_key)
+--                                   the key is back to its full burst; keys.rate_key)
 --   (derived) guard:{ns}:idle zset: function with no plan -> its cleanup deadline (ms: last
 --                                   acquire + IDLE_MS), for at most MAX_NAMED names (see
 --                                   "Unconfigured functions")
@@ -26,6 +25,7 @@
 --   h:<fn>     EWMA of hold time (ms)  fence    last fence issued (floor: cfg field fh)
 --   k:<fn>|<key>, kg:<grp>|<key>  in use of a key at a function / in a group (only where a
 --              key limit applies; deleted at 0)
+--   r:a, r:g:<grp>, r:f:<fn>  GCRA state (arrival time, µs, struct '>d') of a rate level
 --   reap       lower bound of the earliest lease expiry (skip reaping while now < reap)
 --   wu         waiters registered until (ms): releases publish while now < wu
 --   w:<fn>     latest ticket deadline of fn's waiting queue (ms); 0 or past: no queue
