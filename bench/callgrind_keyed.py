@@ -1,7 +1,9 @@
 """Redis server instructions per decision (callgrind) for the "keyed + rate limited decision"
 row: guard's Node SDK with a key and rates configured (an acquire+release pair), the same with
 no key and no rate, guard with only a per-key rate (`guard-key-rate`: no concurrency limit, no
-other level), and rate-limiter-flexible (one consume). Each subject gets its own
+other level), and rate-limiter-flexible (one consume); then the same keyed guard and
+rate-limiter-flexible when every decision is a refusal (`...-refused`: each key's rate spent in
+the warm-up; guard's refusal is one acquire with no release). Each subject gets its own
 redis-server under `valgrind --tool=callgrind` (bench/callgrind_cost.py `start`); the namespace
 is set up as in bench/subjects.py, a Node driver (bench/peers/decisions.mjs) runs a warm-up,
 then collection is switched on for exactly N serial decisions.
@@ -40,7 +42,14 @@ def _guard_key_rate_setup(cfg: BenchConfig) -> None:
         g.close()
 
 
-SUBJECTS = ("guard-keyed", "guard", "guard-key-rate", "rate-limiter-flexible")
+SUBJECTS = (
+    "guard-keyed",
+    "guard",
+    "guard-key-rate",
+    "rate-limiter-flexible",
+    "guard-keyed-refused",
+    "rate-limiter-flexible-refused",
+)
 UNLIMITED = 1_000_000
 
 
@@ -53,6 +62,20 @@ def _total(tmp: str) -> int:
                 if m:
                     total = max(total, int(m.group(1)))
     return total
+
+
+def _guard_keyed_refusing_setup(cfg: BenchConfig) -> None:
+    """As the keyed subject, with a per-key rate of one grant per 1,000 s (burst 1): after the
+    warm-up every key is out of tokens, so each measured decision is a `rate:key` refusal —
+    one acquire, nothing to release."""
+    import guard
+
+    _guard_keyed_setup(cfg)
+    g = guard.Guard.from_url(cfg.url, namespace=cfg.key, timeout=5)
+    try:
+        g.admin.patch_function("bench", key_rate_per_second=0.001, key_rate_burst=1)
+    finally:
+        g.close()
 
 
 def measure(subject: str, decisions: int, warm: int = 200) -> float:
@@ -68,7 +91,10 @@ def measure(subject: str, decisions: int, warm: int = 200) -> float:
                 _guard_setup(cfg)
             elif subject == "guard-key-rate":
                 _guard_key_rate_setup(cfg)
-            args = {"port": port, "subject": subject, "ns": cfg.key, "warm": warm}
+            elif subject == "guard-keyed-refused":
+                _guard_keyed_refusing_setup(cfg)
+            refuse = subject.endswith("-refused")
+            args = {"port": port, "subject": subject, "ns": cfg.key, "warm": warm, "refuse": refuse}
             args |= {"n": decisions, "keys": KEYED_TENANTS}
             driver = subprocess.Popen(
                 ["node", os.path.join(BENCH_DIR, "peers", "decisions.mjs"), json.dumps(args)],

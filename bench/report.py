@@ -492,6 +492,8 @@ _KEYED_WHAT = {
     "guard": "acquire + release; account, group, function caps; no key, no rate",
     "guard-key-rate": "acquire({key}) + release; only a per-key rate configured",
     "rate-limiter-flexible": "consume(key): one fixed-window counter",
+    "guard-keyed-refused": "as guard-keyed, every decision a rate:key refusal (no release)",
+    "rate-limiter-flexible-refused": "consume(key) over the key's points: a rejection",
 }
 
 
