@@ -7,30 +7,15 @@ no state."""
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
-from fake_clock import set_clock, use_fake_clock
-from gcra_model import Bucket, decide
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    rule,
-    run_state_machine_as_test,
-)
-from redis_proc import RedisProcess
 
 import guard
 from guard import keys, wire
 from guard.model import Config, Function, Group
-from guard.store import Grant, RedisStore
 
 T0 = 1_900_000_000_000_000  # fake server time (µs), ahead of the real clock: PXAT never fires
 
@@ -266,162 +251,6 @@ def test_ten_thousand_idle_keys_leave_no_state(g: guard.Guard, rclient, ns) -> N
     assert during[1] > start[1] + 1_000_000  # 10,000 keys held: real state
     assert end[0] == start[0], (start, end)  # the same keys: no rate state left
     assert abs(end[1] - start[1]) <= 4096, (start, end)
-
-
-# -- GCRA against an independent model, on a controlled server clock ------------------------
-
-
-RATES = [0.5, 1, 2, 4, 5, 8, 10, 20, 25, 50, 100, 1000]  # whole µs intervals: exact doubles
-# a level's (rate, burst): set two times in three
-_RB = st.tuples(st.sampled_from(RATES), st.none() | st.integers(1, 4))
-RATE = st.one_of(_RB, _RB, st.none())
-_ns = itertools.count()
-SEEN: dict[str, int] = {}  # outcomes the machine produced (the test checks it saw each kind)
-
-
-class RateMachine(RuleBasedStateMachine):
-    """Random arrival sequences against the token-bucket model (tests/gcra_model.py) on the
-    fake clock: every decision, scope, shadow scope and retry_after must match."""
-
-    url = ""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ns = f"rate{next(_ns)}"
-        self.r = redis.Redis.from_url(self.url)
-        self.store = RedisStore.from_url(self.url, timeout=5)
-        self.now = T0
-        set_clock(self.r, self.ns, self.now)
-        self.held: list[tuple[bytes, str, str | None, int]] = []  # lease id, fn, key, fence
-        self.made = 0
-
-    def teardown(self) -> None:
-        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
-        if ks:
-            self.r.delete(*ks)
-        self.r.srem(keys.NAMESPACES, self.ns)
-        self.store.close()
-        self.r.close()
-
-    @initialize(
-        ns_rate=RATE,
-        g_rate=RATE,
-        g_shadow=st.booleans(),
-        f_rate=RATE,
-        k_rate=RATE,
-    )
-    def configure(
-        self, ns_rate: Any, g_rate: Any, g_shadow: bool, f_rate: Any, k_rate: Any
-    ) -> None:
-        def b(x: Any) -> Bucket | None:
-            return Bucket(*x) if x else None
-
-        self.buckets = {"a": b(ns_rate), "g": b(g_rate), "f": b(f_rate), "k": {}}
-        self.k_rate, self.g_shadow = k_rate, g_shadow
-        ns_r, ns_b = ns_rate or (None, None)
-        g_r, g_b = g_rate or (None, None)
-        f_r, f_b = f_rate or (None, None)
-        k_r, k_b = k_rate or (None, None)
-        cfg = Config(
-            rate_per_second=ns_r,
-            rate_burst=ns_b,
-            groups={
-                "grp": Group.build(
-                    members=["f1"],
-                    rate_per_second=g_r,
-                    rate_burst=g_b,
-                    mode="shadow" if g_shadow else "enforce",
-                )
-            },
-            functions={
-                "f1": Function.build(
-                    rate_per_second=f_r, rate_burst=f_b, key_rate_per_second=k_r, key_rate_burst=k_b
-                )
-            },
-        )
-        cfg.check()
-        from guard.admin import Admin
-
-        Admin(self.store, self.ns).replace_config(cfg)
-
-    def levels(self, fn: str, key: str | None) -> list[tuple[str, Bucket, bool]]:
-        out: list[tuple[str, Bucket, bool]] = []
-        if self.buckets["a"]:
-            out.append(("rate:account", self.buckets["a"], False))
-        if fn == "f1":
-            if self.buckets["g"]:
-                out.append(("rate:group:grp", self.buckets["g"], self.g_shadow))
-            if self.buckets["f"]:
-                out.append(("rate:function", self.buckets["f"], False))
-            if key is not None and self.k_rate:
-                kb = self.buckets["k"].setdefault(key, Bucket(*self.k_rate))
-                out.append(("rate:key", kb, False))
-        return out
-
-    @rule(dt=st.integers(0, 2_500_000) | st.integers(0, 2000))
-    def advance(self, dt: int) -> None:
-        self.now += dt
-        set_clock(self.r, self.ns, self.now)
-
-    @rule(fn=st.sampled_from(["f1", "f2"]), key=st.sampled_from([None, "k1", "k2"]),
-          hold=st.booleans())  # fmt: skip
-    def acquire(self, fn: str, key: str | None, hold: bool) -> None:
-        self.made += 1
-        lid = self.made.to_bytes(16, "big")
-        ok, scope, retry = decide(self.levels(fn, key), self.now)
-        r = self.store.acquire(self.ns, fn, lid, 60_000, key=key)
-        outcome = (scope or "grant") if ok else f"refused {scope}"
-        SEEN[outcome] = SEEN.get(outcome, 0) + 1
-        if ok:
-            assert isinstance(r, Grant), (r, scope)
-            assert r.shadow_scope == (scope or "")
-            if hold:
-                self.held.append((lid, fn, key, r.fence))
-            else:
-                assert self.store.release(self.ns, lid)
-        else:
-            assert not isinstance(r, Grant), f"granted, model refuses by {scope}"
-            assert (r.scope, r.retry_after_ms) == (scope, retry)
-
-    @rule()
-    def retry_held(self) -> None:
-        """A retried acquire of a held lease id: the same lease, no token."""
-        if self.held:
-            lid, fn, key, fence = self.held[-1]
-            r = self.store.acquire(self.ns, fn, lid, 60_000, key=key)
-            assert isinstance(r, Grant) and r.fence == fence, r
-
-    @invariant()
-    def clock_is_ours(self) -> None:
-        assert self.r.get(f"guard:{{{self.ns}}}:clock") is not None
-
-
-@pytest.fixture
-def fake_clock_url(redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    use_fake_clock(monkeypatch)
-    yield redis_server.url
-
-
-@pytest.mark.slow
-def test_gcra_matches_the_token_bucket_model(fake_clock_url: str) -> None:
-    RateMachine.url = fake_clock_url
-    run_state_machine_as_test(
-        RateMachine,
-        settings=settings(
-            max_examples=80,
-            stateful_step_count=30,
-            derandomize=True,  # the same examples every run: the coverage check below holds
-            database=None,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
-    want = {
-        "grant",
-        "rate:group:grp",
-        *(f"refused rate:{s}" for s in ("account", "function", "key")),
-    }
-    assert want <= set(SEEN), sorted(SEEN.items())
 
 
 def test_a_waiter_refused_by_its_key_does_not_block_other_keys(

@@ -3,7 +3,7 @@ shorter TTL / expire / retried acquire by lease id / set-limit / set-key-limit a
 redis-server, checked step by step
 against a plain Python model of the admission rule (`guard.model.admits`, the rule of
 docs/guarantees.md written out in Python). A second machine checks the waiting queue's
-tickets."""
+tickets; a third keys and rates (GCRA) on a controlled server clock."""
 
 from __future__ import annotations
 
@@ -13,12 +13,15 @@ from dataclasses import replace
 
 import pytest
 import redis
+from fake_clock import set_clock, use_fake_clock
+from gcra_model import Bucket, decide
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -27,7 +30,9 @@ from hypothesis.stateful import (
 
 import guard
 from guard import keys, scripts, wire
+from guard.admin import Admin
 from guard.model import Config, Function, Group
+from guard.store import Grant, RedisStore
 
 pytestmark = pytest.mark.slow
 
@@ -364,3 +369,174 @@ def test_tickets_match_the_model(redis_server, monkeypatch: pytest.MonkeyPatch) 
             suppress_health_check=list(HealthCheck),
         ),
     )
+
+
+# -- keys and rates: GCRA against an independent model, on a controlled server clock ----------
+
+T0 = 1_900_000_000_000_000  # fake server time (µs), ahead of the real clock: PXAT never fires
+RATES = [0.5, 1, 2, 4, 5, 8, 10, 20, 25, 50, 100, 1000]  # whole µs intervals: exact doubles
+_RB = st.tuples(st.sampled_from(RATES), st.none() | st.integers(1, 4))
+RATE = st.one_of(_RB, _RB, st.none())  # a level's (rate, burst): set two times in three
+SEEN: dict[str, int] = {}  # outcomes the machine produced (the test checks it saw each kind)
+
+
+class RateMachine(RuleBasedStateMachine):
+    """Random arrival sequences (time steps of 0-2.5 s or 0-2 ms on a fake server clock) of
+    keyed and unkeyed acquires, holds, releases and retried lease ids, against two models: the
+    admission rule's concurrency part with keys (`guard.model.admits`) and, when it admits, a
+    token bucket per rate level in exact arithmetic (tests/gcra_model.py). Every decision,
+    scope, shadow scope and rate retry_after must match."""
+
+    url = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ns = f"rate{next(_ns)}"
+        self.r = redis.Redis.from_url(self.url)
+        self.store = RedisStore.from_url(self.url, timeout=5)
+        self.now = T0
+        set_clock(self.r, self.ns, self.now)
+        self.held: dict[bytes, tuple[str, str | None, int]] = {}  # lease id -> fn, key, fence
+        self.made = 0
+
+    def teardown(self) -> None:
+        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
+        if ks:
+            self.r.delete(*ks)
+        self.r.srem(keys.NAMESPACES, self.ns)
+        self.store.close()
+        self.r.close()
+
+    @initialize(
+        ns_rate=RATE,
+        g_rate=RATE,
+        g_shadow=st.booleans(),
+        f_rate=RATE,
+        k_rate=RATE,
+        f_max=st.none() | st.integers(0, 3),
+        k_max=st.none() | st.integers(0, 2),
+    )
+    def configure(self, ns_rate, g_rate, g_shadow, f_rate, k_rate, f_max, k_max) -> None:  # type: ignore[no-untyped-def]
+        self.buckets = {
+            n: Bucket(*x) if x else None for n, x in (("a", ns_rate), ("g", g_rate), ("f", f_rate))
+        }
+        self.k_buckets: dict[str, Bucket] = {}
+        self.k_rate, self.g_shadow = k_rate, g_shadow
+        (ns_r, ns_b), (g_r, g_b) = ns_rate or (None, None), g_rate or (None, None)
+        (f_r, f_b), (k_r, k_b) = f_rate or (None, None), k_rate or (None, None)
+        self.cfg = Config(
+            rate_per_second=ns_r,
+            rate_burst=ns_b,
+            groups={
+                "grp": Group.build(
+                    members=["f1"], rate_per_second=g_r, rate_burst=g_b,
+                    mode="shadow" if g_shadow else "enforce",
+                )
+            },
+            functions={
+                "f1": Function.build(
+                    max_concurrency=f_max, key_max_concurrency=k_max,
+                    rate_per_second=f_r, rate_burst=f_b,
+                    key_rate_per_second=k_r, key_rate_burst=k_b,
+                )
+            },
+        )  # fmt: skip
+        self.cfg.check()
+        Admin(self.store, self.ns).replace_config(self.cfg)
+
+    def levels(self, fn: str, key: str | None) -> list[tuple[str, Bucket, bool]]:
+        out = []
+        if self.buckets["a"]:
+            out.append(("rate:account", self.buckets["a"], False))
+        if fn == "f1":
+            if self.buckets["g"]:
+                out.append(("rate:group:grp", self.buckets["g"], self.g_shadow))
+            if self.buckets["f"]:
+                out.append(("rate:function", self.buckets["f"], False))
+            if key is not None and self.k_rate:
+                kb = self.k_buckets.setdefault(key, Bucket(*self.k_rate))
+                out.append(("rate:key", kb, False))
+        return out
+
+    def in_use(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        f1 = self.cfg.functions["f1"]
+        for fn, key, _ in self.held.values():
+            fields = ["a", f"f:{fn}"] + (["g:grp"] if fn == "f1" else [])
+            if fn == "f1" and key is not None and f1.keyed:
+                fields.append(wire.key_field(fn, key))
+            for k in fields:
+                counts[k] = counts.get(k, 0) + 1
+        return counts
+
+    @rule(dt=st.integers(0, 2_500_000) | st.integers(0, 2000))
+    def advance(self, dt: int) -> None:
+        self.now += dt
+        set_clock(self.r, self.ns, self.now)
+
+    @rule(fn=st.sampled_from(["f1", "f2"]), key=st.sampled_from([None, "k1", "k2"]),
+          hold=st.booleans())  # fmt: skip
+    def acquire(self, fn: str, key: str | None, hold: bool) -> None:
+        self.made += 1
+        lid = self.made.to_bytes(16, "big")
+        ok, scope = guard.model.admits(self.cfg, fn, self.in_use(), key)
+        retry = None
+        if ok:  # the rate levels are checked only when every concurrency level has room
+            ok, scope, retry = decide(self.levels(fn, key), self.now)
+        r = self.store.acquire(self.ns, fn, lid, 60_000, key=key)
+        outcome = (scope or "grant") if ok else f"refused {scope}"
+        SEEN[outcome] = SEEN.get(outcome, 0) + 1
+        if ok:
+            assert isinstance(r, Grant), (r, scope)
+            assert r.shadow_scope == (scope or "")
+            if hold:
+                self.held[lid] = (fn, key, r.fence)
+            else:
+                assert self.store.release(self.ns, lid)
+        else:
+            assert not isinstance(r, Grant), f"granted, model refuses by {scope}"
+            assert r.scope == scope
+            if retry is not None:
+                assert r.retry_after_ms == retry
+
+    @rule()
+    def retry_held(self) -> None:
+        """A retried acquire of a held lease id: the same lease, no token, even when a level
+        would refuse now."""
+        if self.held:
+            lid = max(self.held)
+            fn, key, fence = self.held[lid]
+            r = self.store.acquire(self.ns, fn, lid, 60_000, key=key)
+            assert isinstance(r, Grant) and r.fence == fence, r
+
+    @rule()
+    def release_one(self) -> None:
+        if self.held:
+            lid = min(self.held)
+            assert self.store.release(self.ns, lid)
+            del self.held[lid]
+
+    @invariant()
+    def key_counters_match(self) -> None:
+        raw = self.r.hgetall(keys.lease_keys(self.ns)[1])
+        keyed = {k.decode(): int(v) for k, v in raw.items() if k.startswith(b"k:")}
+        assert keyed == {k: n for k, n in self.in_use().items() if k.startswith("k:")}
+
+
+def test_keys_and_rates_match_the_models(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_clock(monkeypatch)
+    RateMachine.url = redis_server.url
+    run_state_machine_as_test(
+        RateMachine,
+        settings=settings(
+            max_examples=80,
+            stateful_step_count=30,
+            derandomize=True,  # the same examples every run: the coverage check below holds
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    want = {"grant", "rate:group:grp", "refused key", "refused function"}
+    want |= {f"refused rate:{s}" for s in ("account", "group:grp", "function", "key")}
+    assert want <= set(SEEN), sorted(SEEN.items())
