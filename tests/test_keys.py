@@ -274,3 +274,15 @@ def test_a_waiter_refused_by_its_key_does_not_block_other_keys(
     b.release()
     got[0].release()
     other.close()
+
+
+def test_account_rate_and_temporary_overrides_share_the_namespace_plan(g: guard.Guard) -> None:
+    g.admin.replace_config(Config(rate_per_second=1, rate_burst=2, functions={"f": Function()}))
+    g.admin.override_function("f", max_concurrency=1, seconds=60)  # rides after the rate entry
+    a = g.acquire("f")
+    assert throttled(g, "f").scope == "function"  # the override is read
+    a.release()
+    g.acquire("f").release()
+    assert throttled(g, "f").scope == "rate:account"  # and the rate too
+    g.admin.clear_override("function", "f")
+    assert throttled(g, "other").scope == "rate:account"
