@@ -294,6 +294,8 @@ class NodeSubject:
     note: str = ""
     top_level: tuple[str, ...] = ("evalsha",)
     setup: Callable[[BenchConfig], None] | None = None  # once per run (configure limits)
+    # more driver arguments (name, JSON value), merged into its argv object
+    extra: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -548,6 +550,7 @@ def run_node(
         "hold_ms": hold_ms,
         "retry_ms": retry_ms,
         "counter_key": f"bench:holders:{uuid.uuid4().hex}" if workload == "contended" else None,
+        **dict(subject.extra),
     }
     driver = os.path.join(BENCH_DIR, "peers", subject.driver)
     proc = subprocess.Popen(

@@ -487,6 +487,63 @@ def _many_callers(report: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+_KEYED_WHAT = {
+    "guard-keyed": "acquire({key}) + release; account, group, function, key caps; 4 rates",
+    "guard": "acquire + release; account, group, function caps; no key, no rate",
+    "guard-key-rate": "acquire({key}) + release; only a per-key rate configured",
+    "rate-limiter-flexible": "consume(key): one fixed-window counter",
+    "guard-keyed-refused": "as guard-keyed, every decision a rate:key refusal (no release)",
+    "rate-limiter-flexible-refused": "consume(key) over the key's points: a rejection",
+}
+
+
+def _keyed_rate(report: dict[str, Any]) -> list[str]:
+    """Keyed + rate limited decision: guard with a key and rates, without, and
+    rate-limiter-flexible, in the same run on the same server."""
+    rows = [r for r in report["rows"] if r["workload"] == "keyed"]
+    if not rows:
+        return []
+    out = [
+        "## Keyed + rate limited decision",
+        "",
+        "One decision per tenant request: guard's Node SDK with a key on every acquire "
+        "(`tenant-0` … `tenant-63` at random) and a per-key cap plus a rate at every level "
+        "(account, group, function and per key; 1,000,000/s, burst 1,000,000: every "
+        "decision is a grant, so this is the cost of deciding), beside the same SDK with no "
+        "key and no rate (account, group and function max only), beside "
+        "`rate-limiter-flexible` (`RateLimiterRedis` on ioredis, `consume(key)` on the same "
+        "keys). A guard decision is an acquire+release pair (the lease is given back, so "
+        "concurrency is counted); a rate-limiter-flexible decision is one `consume` "
+        "(a fixed-window counter, nothing to give back, no concurrency limit). Same "
+        "driver (`bench/peers/common.mjs`), same server, interleaved rounds.",
+        "",
+        "| subject [mode] | callers | decisions/s (median) | min-max | p50 µs | p99 µs "
+        "| Redis CPU µs/decision | script µs/decision | commands/decision |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in rows:
+        calls = sum(r["calls"].values()) if r.get("calls") else float("nan")
+        out.append(
+            f"| {r['label']} | {r['workers']} | {_f(r['pairs_per_s'])} "
+            f"| {_f(r['pairs_per_s_min'])}-{_f(r['pairs_per_s_max'])} | {_f(r['p50_us'])} "
+            f"| {_f(r['p99_us'])} | {_f(r['cpu_us'], 1)} | {_f(r['script_us'], 1)} "
+            f"| {_f(calls, 2)} |"
+        )
+    instr = report.get("keyed_instructions") or {}
+    if instr:
+        out += [
+            "",
+            "Redis instructions per decision (callgrind, `bench/callgrind_keyed.py`: "
+            f"{report.get('instructions', {}).get('pairs', 'n/a')} serial decisions, each "
+            "subject on its own redis-server under valgrind):",
+            "",
+            "| subject | what a decision is | instructions/decision |",
+            "|---|---|--:|",
+            *[f"| {k} | {_KEYED_WHAT.get(k, '')} | {_f(v)} |" for k, v in instr.items()],
+        ]
+    return [*out, ""]
+
+
 def write(report: dict[str, Any], docs: str, img: str) -> None:
     plan = report["plan"]
     files = _plots(report, img)
@@ -569,6 +626,7 @@ def write(report: dict[str, Any], docs: str, img: str) -> None:
         *_contended_table(report["rows"], plan["contended_limit"]),
         "",
         *_many_callers(report),
+        *_keyed_rate(report),
         *_held(report),
         *_cold_start(report),
         *_cluster(report),
@@ -577,7 +635,7 @@ def write(report: dict[str, Any], docs: str, img: str) -> None:
         "## Reproduce",
         "",
         "```sh",
-        "npm ci --prefix bench   # redis-semaphore, ioredis, bottleneck (bench/package-lock.json)",
+        "npm ci --prefix bench   # redis-semaphore, ioredis, bottleneck, rate-limiter-flexible",
         "make node-build         # the Node SDK subject (clients/node)",
         ".venv/bin/python bench/run_all.py --quick   # or without --quick for the full run",
         "```",

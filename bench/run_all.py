@@ -37,6 +37,7 @@ from subjects import (
     PY_SUBJECTS,
     guard_subjects,
     http_available,
+    keyed_rate_subjects,
     node_sdk_subjects,
 )
 
@@ -68,6 +69,7 @@ class Plan:
     http_threads: int = 40  # gthread threads per worker: >= kept-alive connections / workers
     cold_start_runs: int = 10  # fresh processes per SDK (bench/cold_start.py)
     shared_threads: int = 256  # guard SDK [shared]: threads of one process on one Guard
+    keyed_workers: tuple[int, ...] = (1, 16)  # "keyed + rate limited decision" callers
 
 
 QUICK = Plan(
@@ -140,6 +142,21 @@ def configs(plan: Plan, http_base: str | None = None) -> list[Config]:
         for ns in node_subjects:
             if ns.mode in ("shared", "procs"):
                 out.append(Config(f"{ns.name} [{ns.mode}]", ns, ns.mode, w, "contended"))
+    out += keyed_configs(plan)
+    return out
+
+
+def keyed_configs(plan: Plan) -> list[Config]:
+    """The "keyed + rate limited decision" row (workload "keyed": uncontended decisions with a
+    key): guard's Node SDK with a key and rates, without, and rate-limiter-flexible."""
+    if not harness.node_modules_ready():
+        return []
+    out: list[Config] = []
+    for ks in keyed_rate_subjects():
+        for w in plan.keyed_workers:
+            if ks.mode == "procs" and w == 1:
+                continue  # one caller: the same as shared
+            out.append(Config(f"{ks.name} [{ks.mode}]", ks, ks.mode, w, "keyed"))
     return out
 
 
@@ -225,7 +242,7 @@ def versions() -> dict[str, str]:
     for dist in ("guard", "matplotlib", "gunicorn", "flask"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             v[dist] = importlib.metadata.version(dist)
-    for pkg in ("redis-semaphore", "ioredis", "bottleneck"):
+    for pkg in ("redis-semaphore", "ioredis", "bottleneck", "rate-limiter-flexible"):
         path = os.path.join(harness.BENCH_DIR, "node_modules", pkg, "package.json")
         if os.path.exists(path):
             with open(path) as f:
@@ -306,6 +323,57 @@ def many_callers(plan: Plan) -> int:
     return 0
 
 
+def keyed_rate(plan: Plan) -> int:
+    """Just the "keyed + rate limited decision" row, interleaved over the plan's rounds, on
+    one private redis-server; prints medians per decision, writes nothing."""
+    cs = keyed_configs(plan)
+    if not cs:
+        print("needs `npm ci --prefix bench` (and `make node-build` for guard)", file=sys.stderr)
+        return 2
+    got: dict[int, list[Result]] = {i: [] for i in range(len(cs))}
+    with harness.redis_server() as server:
+        for rnd in range(plan.rounds):
+            order = list(range(len(cs)))
+            shift = rnd * len(order) // plan.rounds
+            for i in order[shift:] + order[:shift]:
+                c = cs[i]
+                r = measure(server, plan, c)
+                got[i].append(r)
+                print(
+                    f"round {rnd + 1}/{plan.rounds} {c.label:44} w={c.workers:<3} "
+                    f"{r.pairs_per_s:8.0f} decisions/s p50 {r.p50_us:7.0f}us "
+                    f"p99 {r.p99_us:8.0f}us",
+                    flush=True,
+                )
+    print(f"\nmedians over {plan.rounds} rounds (a guard decision is an acquire+release pair):")
+    print(keyed_header())
+    for i, c in enumerate(cs):
+        print(keyed_line(c.label, c.workers, aggregate(got[i], c.subject.top_level)))
+    import callgrind_keyed
+
+    if callgrind_keyed.available():
+        instr = callgrind_keyed.measure_all(plan.callgrind_pairs)
+        print(f"\nRedis instructions per decision (callgrind, {plan.callgrind_pairs} serial):")
+        for name, v in instr.items():
+            print(f"{name:24} {v:12,.0f}")
+    return 0
+
+
+def keyed_header() -> str:
+    return (
+        f"{'subject [mode]':44} {'w':>3} {'decisions/s':>11} {'p50 us':>7} {'p99 us':>8} "
+        f"{'Redis CPU us/dec':>16} {'script us/dec':>13} {'commands/dec':>12}"
+    )
+
+
+def keyed_line(label: str, workers: int, a: dict[str, Any]) -> str:
+    calls = sum(a["calls"].values()) if a["calls"] else float("nan")
+    return (
+        f"{label:44} {workers:>3} {a['pairs_per_s']:11.0f} {a['p50_us']:7.0f} "
+        f"{a['p99_us']:8.0f} {a['cpu_us']:16.1f} {a['script_us']:13.1f} {calls:12.2f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--quick", action="store_true", help="short runs (~2-3 minutes in all)")
@@ -325,12 +393,20 @@ def main(argv: list[str] | None = None) -> int:
         help="only the contended waiting workload (bench/waiting.py): guard wait= beside "
         "guard polling, redis-semaphore and bottleneck (prints, writes no docs)",
     )
+    ap.add_argument(
+        "--keyed-rate",
+        action="store_true",
+        help="only the keyed + rate limited decision row: guard's Node SDK with a key and "
+        "rates, without, and rate-limiter-flexible (prints, writes no docs)",
+    )
     opts = ap.parse_args(argv)
     if opts.waiting:
         import waiting
 
         waiting.run(waiting.QUICK if opts.quick else waiting.FULL)
         return 0
+    if opts.keyed_rate:
+        return keyed_rate(QUICK if opts.quick else FULL)
     if opts.many_callers:
         return many_callers(QUICK if opts.quick else FULL)
     if opts.report_only:
@@ -409,6 +485,12 @@ def main(argv: list[str] | None = None) -> int:
 
     instructions = {s: callgrind_measure(s, plan.callgrind_pairs) for s in ("guard", "reference")}
     print(f"callgrind instructions per pair: {instructions}", flush=True)
+    import callgrind_keyed
+
+    keyed_instructions: dict[str, float] = {}
+    if callgrind_keyed.available():
+        keyed_instructions = callgrind_keyed.measure_all(plan.callgrind_pairs)
+        print(f"callgrind instructions per keyed decision: {keyed_instructions}", flush=True)
     rows = []
     for i, c in enumerate(plan_configs):
         if not by_config[i]:
@@ -436,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         "cluster": cluster,
         "cold_start": cold,
         "instructions": {**instructions, "pairs": plan.callgrind_pairs},
+        "keyed_instructions": keyed_instructions,
         "violations": violations,
         "failures": failures,
         "http_subject": http_base is not None,

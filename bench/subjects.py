@@ -114,6 +114,89 @@ def node_sdk_subjects() -> list[NodeSubject]:
     ]
 
 
+# "Keyed + rate limited decision" (issue 14): guard's Node SDK with a key on every acquire and
+# rates configured, beside the same SDK with none, beside rate-limiter-flexible (npm). Limits
+# and rates are far above what a run reaches: every decision is a grant, so the row measures
+# the cost of deciding, not of refusing.
+KEYED_TENANTS = 64  # keys `tenant-0` … `tenant-63`, drawn at random per decision
+KEYED_RATE = 1_000_000.0  # grants per second at every rate level (guard.model.MAX_RATE)
+KEYED_BURST = 1_000_000  # guard.model.MAX_BURST
+
+
+def _guard_keyed_setup(cfg: BenchConfig) -> None:
+    """The three levels of ``_guard_setup`` plus a per-key cap at the function and a rate at
+    every level — account, group, function and key: an acquire with a key checks and counts
+    them all (4 concurrency levels, 4 GCRA levels)."""
+    import dataclasses
+
+    import guard
+
+    lim = guard_limits(cfg)
+    rate = {"rate_per_second": KEYED_RATE, "rate_burst": KEYED_BURST}
+    g = guard.Guard.from_url(cfg.url, namespace=cfg.key, timeout=5)
+    try:
+        g.admin.set_namespace(max_concurrency=lim["account"])
+        g.admin.put_group(
+            GUARD_GROUP, max_concurrency=lim["group"], members=[GUARD_FUNCTION], **rate
+        )
+        g.admin.put_function(
+            GUARD_FUNCTION,
+            max_concurrency=lim["function"],
+            key_max_concurrency=lim["function"],
+            key_rate_per_second=KEYED_RATE,
+            key_rate_burst=KEYED_BURST,
+            **rate,
+        )
+        # the account rate: a namespace setting beside its max (no set_namespace field yet)
+        c = g.admin.config()
+        g.admin.replace_config(dataclasses.replace(c, **rate))
+    finally:
+        g.close()
+
+
+KEYED_MODES = ("shared", "procs")
+
+
+def keyed_rate_subjects() -> list[NodeSubject]:
+    """The row's subjects: guard's Node SDK keyed + rate limited, the same with no key and no
+    rate (``_guard_setup``), and rate-limiter-flexible's RateLimiterRedis (one ``consume`` per
+    decision, nothing to release). Needs ``make node-build`` (guard) and ``bench/node_modules``."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out: list[NodeSubject] = []
+    if os.path.exists(os.path.join(root, "clients", "node", "dist", "cjs", "index.js")):
+        for mode in KEYED_MODES:
+            out.append(
+                NodeSubject(
+                    "guard Node SDK, key + rate",
+                    "guard_node.mjs",
+                    mode,
+                    note="acquire(fn, {key}) + release: 4 concurrency levels and 4 rate levels",
+                    setup=_guard_keyed_setup,
+                    extra=(("keys", KEYED_TENANTS),),
+                )
+            )
+            out.append(
+                NodeSubject(
+                    "guard Node SDK, no key, no rate",
+                    "guard_node.mjs",
+                    mode,
+                    note="acquire(fn) + release: account, group and function max",
+                    setup=_guard_setup,
+                )
+            )
+    for mode in KEYED_MODES:
+        out.append(
+            NodeSubject(
+                "rate-limiter-flexible",
+                "rate_limiter_flexible.mjs",
+                mode,
+                note="RateLimiterRedis.consume(key): one EVALSHA per decision",
+                extra=(("keys", KEYED_TENANTS),),
+            )
+        )
+    return out
+
+
 GUARD_SDK = PySubject(
     "guard SDK",
     open=_guard_open,

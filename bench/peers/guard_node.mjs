@@ -9,6 +9,8 @@ import { main } from "./common.mjs";
 const require = createRequire(import.meta.url);
 const { Guard, Throttled } = require("../../clients/node/dist/cjs/index.js");
 const FUNCTION = "bench"; // bench/subjects.py GUARD_FUNCTION
+// args.keys (bench/subjects.py keyed subject): each acquire carries the key `tenant-<n>`, n
+// drawn from that many tenants (per-key limits and key rate configured by its setup)
 
 await main({
   name: "guard Node SDK",
@@ -21,8 +23,9 @@ await main({
     acquire: async (leaseId) => {
       // the harness's ids are strings; guard's are 128 bits
       const id = createHash("md5").update(leaseId).digest();
+      const key = args.keys ? `tenant-${Math.floor(Math.random() * args.keys)}` : undefined;
       try {
-        return await g.acquire(FUNCTION, { ttlMs: args.ttl_ms, leaseId: id });
+        return await g.acquire(args.function ?? FUNCTION, { ttlMs: args.ttl_ms, leaseId: id, key });
       } catch (e) {
         if (e instanceof Throttled) return null;
         throw e;

@@ -8,7 +8,8 @@
  * - `sqs`: an SQS-triggered handler. A refusal puts the messages back on the queue, reported
  *   as batch item failures or thrown, optionally hidden for a jittered backoff first.
  */
-import { type Guard, type LambdaContext, remainingMs } from "./guard";
+import { type Guard, type KeyArg, type LambdaContext, remainingMs } from "./guard";
+import { checkKey } from "./keys";
 import { GuardError, GuardUnavailable, Throttled, UsageError } from "./errors";
 import type { Lease } from "./lease";
 import { problemDocument, problemUri } from "./problems";
@@ -83,6 +84,16 @@ export function refusalResponse(err: Throttled | GuardUnavailable): HttpResponse
   );
 }
 
+/** The key of one call from an adapter's `key` option (checked once when it is a string). */
+export function keyResolver<E, C>(key: KeyArg<E, C> | null | undefined): (event: E, context: C) => string | undefined {
+  if (key === undefined || key === null) return () => undefined;
+  if (typeof key !== "function") {
+    const k = checkKey(key);
+    return () => k;
+  }
+  return (event, context) => key(event, context) ?? undefined;
+}
+
 async function releaseQuietly(lease: Lease): Promise<void> {
   try {
     await lease.release();
@@ -91,10 +102,13 @@ async function releaseQuietly(lease: Lease): Promise<void> {
   }
 }
 
-export interface ApiGatewayOptions {
+export interface ApiGatewayOptions<E = any, C = any> {
   function?: string;
   /** Wait up to this long for a slot, cut to the invocation's deadline; default 0. */
   waitMs?: number;
+  /** The request's key (per-key limits, key rate): a string, or a function of (event,
+   * context), e.g. `(e) => e.requestContext.identity.apiKey`; undefined: no key. */
+  key?: KeyArg<E, C>;
 }
 
 /**
@@ -106,14 +120,16 @@ export interface ApiGatewayOptions {
 export function apiGateway<E, C extends LambdaContext | undefined, R>(
   g: Guard,
   handler: (event: E, context: C) => Promise<R> | R,
-  options: ApiGatewayOptions = {},
+  options: ApiGatewayOptions<E, C> = {},
 ): (event: E, context: C) => Promise<R | HttpResponse> {
+  const keyOf = keyResolver(options.key);
   return async (event: E, context: C) => {
     let lease: Lease;
     try {
       lease = await g.acquire(options.function, {
         waitMs: boundedWait(options.waitMs ?? 0, context),
         context: context ?? undefined,
+        key: keyOf(event, context),
       });
     } catch (err) {
       if (err instanceof Throttled || err instanceof GuardUnavailable) return refusalResponse(err);
@@ -127,8 +143,12 @@ export function apiGateway<E, C extends LambdaContext | undefined, R>(
   };
 }
 
-export interface SqsOptions extends Omit<DelayOptions, "deadline"> {
+export interface SqsOptions<E = any, C = any> extends Omit<DelayOptions, "deadline"> {
   function?: string;
+  /** The batch's key (per-tenant limits: one lease per batch, so a batch of one tenant's
+   * messages — one queue or message group per tenant): a string, or a function of (event,
+   * context), e.g. `(e) => e.Records[0].messageAttributes.tenant.stringValue`. */
+  key?: KeyArg<E, C>;
   /** "raise" (default): rethrow, the invocation fails and Lambda backs off its pollers;
    * "report": every record in batchItemFailures (needs ReportBatchItemFailures). */
   onThrottle?: "raise" | "report";
@@ -150,8 +170,9 @@ export interface SqsEvent {
 export function sqs<E extends SqsEvent, C extends LambdaContext | undefined, R>(
   g: Guard,
   handler: (event: E, context: C) => Promise<R> | R,
-  options: SqsOptions = {},
+  options: SqsOptions<E, C> = {},
 ): (event: E, context: C) => Promise<R | { batchItemFailures: { itemIdentifier: string }[] }> {
+  const keyOf = keyResolver(options.key);
   const onThrottle = options.onThrottle ?? "raise";
   if (onThrottle !== "raise" && onThrottle !== "report") {
     throw new UsageError(`onThrottle must be one of raise, report (got ${JSON.stringify(onThrottle)})`, "onThrottle");
@@ -161,7 +182,7 @@ export function sqs<E extends SqsEvent, C extends LambdaContext | undefined, R>(
   return async (event: E, context: C) => {
     let lease: Lease;
     try {
-      lease = await g.acquire(options.function, { context: context ?? undefined });
+      lease = await g.acquire(options.function, { context: context ?? undefined, key: keyOf(event, context) });
     } catch (err) {
       if (!(err instanceof Throttled || err instanceof GuardUnavailable)) throw err;
       const records = [...(event?.Records ?? [])];

@@ -2,6 +2,7 @@
  * What a `Guard` needs from a store — the Redis backend (`store.ts`) or the HTTP client
  * (`http.ts`) — and the results both return. Times are milliseconds, server time.
  */
+import type { ThrottleScope } from "./errors";
 
 export interface Grant {
   granted: true;
@@ -17,7 +18,7 @@ export interface Grant {
 
 export interface Refusal {
   granted: false;
-  scope: string;
+  scope: ThrottleScope;
   retryAfterMs: number;
   onUnavailable: string;
 }
@@ -28,8 +29,8 @@ export interface Renewal {
 }
 
 export interface Backend {
-  /** Take a slot, waiting up to `waitMs` for one (woken by releases). `key`: the acquire's
-   * key (per-key limits and key rate; docs/protocol.md ARGV[9]). */
+  /** Take a slot, waiting up to `waitMs` for one (woken by releases; a rate refusal by a
+   * sleep of its retry_after). `key`: the acquire's key (per-key limits and key rate). */
   acquireWaiting(
     ns: string,
     fn: string,

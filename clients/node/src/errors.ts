@@ -42,17 +42,39 @@ export class NotFound extends GuardError {
 }
 
 /**
- * No slot: the level named by `scope` (`"function"`, `"group:<name>"`, `"account"`,
- * `"quarantine"`, `"key"` or `"group-key:<name>"`) is at its limit: `retryAfter` is a hint in
- * seconds (as in Python); or a rate level (`"rate:account"`, `"rate:group:<name>"`,
- * `"rate:function"`, `"rate:key"`) has no token: `retryAfter` is exact (server time until
- * one is there). `retryAfterMs` is the same in milliseconds.
+ * The level that refused an acquire (`Throttled.scope`): a concurrency level — `"function"`,
+ * `"group:<name>"`, `"account"`, `"quarantine"`, or per key (`acquire(fn, { key })`) `"key"`
+ * (the key's cap at the function) and `"group-key:<name>"` (its cap in a group) — or a rate
+ * level: `"rate:account"`, `"rate:group:<name>"`, `"rate:function"`, `"rate:key"`.
+ */
+export type ThrottleScope =
+  | "function"
+  | "account"
+  | "quarantine"
+  | "key"
+  | `group:${string}`
+  | `group-key:${string}`
+  | "rate:account"
+  | "rate:function"
+  | "rate:key"
+  | `rate:group:${string}`;
+
+/** A rate refusal: no release will free it; a token is available after its retry_after. */
+export function isRateScope(scope: string): boolean {
+  return scope.startsWith("rate:");
+}
+
+/**
+ * No slot: the level named by `scope` (see `ThrottleScope`) is at its limit. For a
+ * concurrency level `retryAfter` is a hint in seconds (as in Python); for a rate level
+ * (`rate`: true) it is exact — the server time until a token is available there, so retrying
+ * then is granted when nothing else competes. `retryAfterMs` is the same in milliseconds.
  */
 export class Throttled extends GuardError {
   readonly retryAfterMs: number;
   constructor(
     readonly function_: string,
-    readonly scope: string,
+    readonly scope: ThrottleScope,
     readonly retryAfter: number,
   ) {
     super(`'${function_}' throttled by ${scope} limit; retry after ${retryAfter.toFixed(3)}s`);
@@ -62,6 +84,11 @@ export class Throttled extends GuardError {
   /** The refused function's name (`function` is a reserved word for a parameter, not here). */
   get function(): string {
     return this.function_;
+  }
+
+  /** True for a rate refusal (`rate:...`): waiting `retryAfter` is what frees it. */
+  get rate(): boolean {
+    return isRateScope(this.scope);
   }
 }
 

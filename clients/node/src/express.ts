@@ -14,8 +14,9 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
-import { boundedWait, refusalResponse } from "./aws";
-import { GuardError, GuardUnavailable, Throttled } from "./errors";
+import { boundedWait, problemResponse, refusalResponse } from "./aws";
+import { GuardError, GuardUnavailable, Throttled, UsageError } from "./errors";
+import { checkKey } from "./keys";
 import type { Guard, LambdaContext } from "./guard";
 
 type Req = IncomingMessage & { originalUrl?: string; body?: unknown; params?: Record<string, string> };
@@ -199,19 +200,37 @@ export interface MiddlewareOptions {
   timeoutMs?: number;
   /** Wait up to this long for a slot; default 0. */
   waitMs?: number;
+  /** The request's key (per-key limits, key rate): a string, or a function of the request,
+   * e.g. `(req) => req.get("x-api-key")`; undefined: no key. A key the request carries that
+   * breaks the key rule (1-128 of letters, digits, '_', '-', '.') is answered 400 naming
+   * `key`, without an acquire. */
+  key?: string | ((req: Req) => string | null | undefined);
 }
 
 /** Express middleware: a lease per request, released when the response is finished or the
  * connection closes; a refusal answers 429 (Retry-After) or 503 as problem+json. */
 export function middleware(g: Guard, options: MiddlewareOptions = {}): (req: Req, res: ServerResponse, next: Next) => Promise<void> {
+  const key = options.key;
+  if (typeof key === "string") checkKey(key);
   return async (req, res, next) => {
     const context = localContext(options.function ?? "", options.timeoutMs ?? 30_000);
     let lease;
     try {
+      const k = typeof key === "function" ? (key(req) ?? undefined) : key;
+      if (k !== undefined) {
+        try {
+          checkKey(k);
+        } catch (err) {
+          const detail = err instanceof UsageError ? err.message : String(err);
+          writeResult(res, problemResponse("bad-request", detail, {}, { field: "key" }));
+          return;
+        }
+      }
       lease = await g.acquire(options.function, {
         ttlMs: options.ttlMs,
         waitMs: boundedWait(options.waitMs ?? 0, context),
         context: { getRemainingTimeInMillis: context.getRemainingTimeInMillis },
+        key: k,
       });
     } catch (err) {
       if (err instanceof Throttled || err instanceof GuardUnavailable) {

@@ -10,7 +10,7 @@ import { randomFillSync } from "node:crypto";
 import type { Backend, Grant } from "./backend";
 import { GuardError, GuardUnavailable, StoreReset, Throttled, UsageError } from "./errors";
 import { HttpBackend } from "./http";
-import { MAX_LEASE_TTL_MS, MAX_PENDING_NAMES, checkName, checkNamespace, checkTtlMs, parseLeaseId } from "./keys";
+import { MAX_LEASE_TTL_MS, MAX_PENDING_NAMES, checkKey, checkName, checkNamespace, checkTtlMs, parseLeaseId } from "./keys";
 import { Lease } from "./lease";
 import { Releaser } from "./releaser";
 import { RedisStore } from "./store";
@@ -62,20 +62,24 @@ export interface AcquireOptions {
   leaseId?: string | Uint8Array;
   /** A Lambda context: names the function and sets the TTL from its deadline. */
   context?: LambdaContext;
-  /** The acquire's key (a tenant, customer, API key; the name rule, up to 128 characters):
-   * checked against the per-key limits and key rate of the function and its groups. */
+  /** The acquire's key — a tenant, customer, API key — checked against the function's and
+   * its groups' per-key limits (`key_max_concurrency`, `key_overrides`) and key rate
+   * (`key_rate_per_second`). The name rule, 1-128 characters. Default (or null): no key. */
   key?: string | null;
 }
 
-export interface LimitOptions {
+/** `limit`'s key: one for every call, or a function of the call's `(event, context)`
+ * returning its key (undefined or null: no key). */
+export type KeyArg<E = unknown, C = unknown> = string | ((event: E, context: C) => string | null | undefined);
+
+export interface LimitOptions<E = any, C = any> {
   function?: string;
   ttlMs?: number;
   waitMs?: number;
-  /** A key for every call, or a function of (event, context) returning the call's key (or
-   * null/undefined: no key). */
-  key?: string | ((event: any, context: any) => string | null | undefined);
   /** Renew in the background (for holds longer than the TTL). */
   renew?: boolean;
+  /** The call's key (see `AcquireOptions.key`): a string, or a function of (event, context). */
+  key?: KeyArg<E, C>;
 }
 
 /** The guarded name, found the same way by `acquire`, `limit` and every adapter: the
@@ -220,8 +224,8 @@ export class Guard {
    */
   async acquire(fn?: string | null, options: AcquireOptions = {}): Promise<Lease> {
     const name = this.name(fn, options.context);
-    const key = options.key ?? null;
-    if (key !== null) checkName(key, "key");
+    const key = options.key ?? undefined;
+    if (key !== undefined) checkKey(key);
     const raw = options.leaseId !== undefined ? parseLeaseId(options.leaseId) : newLeaseId();
     let ttlMs = options.ttlMs;
     if (ttlMs === undefined && options.context) {
@@ -257,7 +261,7 @@ export class Guard {
     });
   }
 
-  private async take(name: string, raw: Buffer, ttlMs: number, waitMs: number, key: string | null = null) {
+  private async take(name: string, raw: Buffer, ttlMs: number, waitMs: number, key?: string) {
     let pending: Map<string, number> | undefined;
     if (this.pending.size > 0) {
       // fail-open runs to report with this acquire: at most MAX_PENDING_NAMES names a call,
@@ -271,9 +275,7 @@ export class Guard {
     }
     let r;
     try {
-      r = key
-        ? await this.backend.acquireWaiting(this.namespace, name, raw, ttlMs, waitMs, pending, key)
-        : await this.backend.acquireWaiting(this.namespace, name, raw, ttlMs, waitMs, pending);
+      r = await this.backend.acquireWaiting(this.namespace, name, raw, ttlMs, waitMs, pending, key);
     } catch (err) {
       // StoreReset: the store answered, so the counts it carried were recorded.
       if (pending && err instanceof GuardError && !(err instanceof StoreReset)) {
@@ -329,19 +331,22 @@ export class Guard {
    * Wrap a Lambda `handler(event, context)`: a slot is held while it runs, its TTL the
    * context's remaining time plus leaseMarginMs, released in `finally`. The name defaults to
    * AWS_LAMBDA_FUNCTION_NAME, then context.functionName. A refusal throws `Throttled`.
+   * `key`: a key for every call, or a function of `(event, context)` returning the call's
+   * key (undefined or null: none), e.g. `(event) => event.requestContext.identity.apiKey`.
    */
   limit<E, C extends LambdaContext | undefined, R>(
     handler: (event: E, context: C) => Promise<R> | R,
-    options: LimitOptions = {},
+    options: LimitOptions<E, C> = {},
   ): (event: E, context: C) => Promise<R> {
-    if (typeof options.key === "string") checkName(options.key, "key");
+    const key = options.key;
+    if (key !== undefined && key !== null && typeof key !== "function") checkKey(key);
     return async (event: E, context: C): Promise<R> =>
       await this.slot(options.function, () => handler(event, context), {
         ttlMs: options.ttlMs,
         waitMs: options.waitMs,
         context: context ?? undefined,
         renew: options.renew,
-        key: typeof options.key === "function" ? options.key(event, context) : options.key,
+        key: typeof key === "function" ? key(event, context) : key,
       });
   }
 

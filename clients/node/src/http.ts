@@ -8,7 +8,16 @@
  * mistakes (a bad GUARD_TOKEN), raised as UsageError rather than failing open.
  */
 import type { Backend, Grant, Refusal, Renewal } from "./backend";
-import { ConflictError, type GuardError, GuardUnavailable, NotFound, StoreReset, UsageError } from "./errors";
+import {
+  ConflictError,
+  type GuardError,
+  GuardUnavailable,
+  isRateScope,
+  NotFound,
+  StoreReset,
+  type ThrottleScope,
+  UsageError,
+} from "./errors";
 
 /** The server's bound on one request's wait (`guard.server.schemas`), ms. */
 export const SERVER_MAX_WAIT_MS = 30_000;
@@ -104,7 +113,7 @@ export class HttpBackend implements Backend {
     if (status === 429 && doc) {
       return {
         granted: false,
-        scope: String(doc.scope ?? "account"),
+        scope: String(doc.scope ?? "account") as ThrottleScope,
         retryAfterMs: Math.round(Number(doc.retry_after ?? 1) * 1000),
         onUnavailable: String(doc.on_unavailable ?? ""),
       };
@@ -113,7 +122,9 @@ export class HttpBackend implements Backend {
   }
 
   /** The server waits (woken by releases, at most 30 s a request); longer waits loop with the
-   * same lease id, each request sending the wait left after it (`wait_more_seconds`). */
+   * same lease id, each request sending the wait left after it (`wait_more_seconds`). A rate
+   * refusal answered before the wait ran out is retried after its retry_after (no release
+   * frees a token), or returned when that is beyond the wait. */
   async acquireWaiting(
     ns: string,
     fn: string,
@@ -127,6 +138,12 @@ export class HttpBackend implements Backend {
     let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending, key);
     let left: number;
     while (!r.granted && (left = deadline - Date.now()) > 0) {
+      if (isRateScope(r.scope)) {
+        const ms = r.retryAfterMs;
+        if (ms > left) break;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(ms, 1)));
+        if ((left = deadline - Date.now()) <= 0) break;
+      }
       r = await this.acquire(ns, fn, leaseId, ttlMs, left, undefined, key);
     }
     return r;

@@ -3,7 +3,7 @@
  * the same Lua scripts as the Python SDK, counted against the same limits.
  */
 export { Guard, functionName, remainingMs } from "./guard";
-export type { AcquireOptions, FromUrlOptions, GuardOptions, LambdaContext, LimitOptions, OnUnavailable } from "./guard";
+export type { AcquireOptions, FromUrlOptions, GuardOptions, KeyArg, LambdaContext, LimitOptions, OnUnavailable } from "./guard";
 export { Lease } from "./lease";
 export { Releaser } from "./releaser";
 export {
@@ -16,7 +16,9 @@ export {
   StoreReset,
   Throttled,
   UsageError,
+  isRateScope,
 } from "./errors";
+export type { ThrottleScope } from "./errors";
 export type { Backend, Grant, Refusal, Renewal } from "./backend";
 export { RedisStore } from "./store";
 export { HttpBackend } from "./http";
@@ -25,6 +27,7 @@ export {
   DEFAULT_LEASE_TTL_MS,
   MAX_LEASE_TTL_MS,
   PROTOCOL_VERSION,
+  checkKey,
   leaseKeys,
   parseLeaseId,
   releaseChannel,

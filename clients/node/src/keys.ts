@@ -57,6 +57,12 @@ export function checkName(value: unknown, what = "function"): string {
   return value;
 }
 
+/** A key of an acquire (a tenant, customer, API key): the name rule, 1-128 characters, as
+ * `guard.model.check_key`. */
+export function checkKey(value: unknown, what = "key"): string {
+  return checkName(value, what);
+}
+
 export function checkNamespace(value: unknown): string {
   if (typeof value !== "string" || !NAMESPACE_RE.test(value)) {
     throw new UsageError(

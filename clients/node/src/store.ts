@@ -8,7 +8,17 @@
  */
 import type { Backend, Grant, Refusal, Renewal } from "./backend";
 import { type Client, type ConnectOptions, connect } from "./connect";
-import { ConflictError, GuardError, GuardUnavailable, ProtocolMismatch, StoreError, StoreReset, UsageError } from "./errors";
+import {
+  ConflictError,
+  GuardError,
+  GuardUnavailable,
+  isRateScope,
+  ProtocolMismatch,
+  StoreError,
+  StoreReset,
+  type ThrottleScope,
+  UsageError,
+} from "./errors";
 import { leaseKeys, MAX_PENDING_NAMES, releaseChannel, WAITER_RETRY_MS } from "./keys";
 import { LEASE_SCRIPTS, type LeaseScript, leaseScripts } from "./scripts";
 
@@ -21,6 +31,8 @@ type Reply = (string | number | Buffer | null)[];
 type ScriptFn = (...args: (string | Buffer | number)[]) => Promise<unknown>;
 
 const COMMAND = (n: LeaseScript): string => `guard_${n}`;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function str(v: unknown): string {
   return v === null || v === undefined ? "" : Buffer.isBuffer(v) ? v.toString() : String(v);
@@ -116,7 +128,8 @@ export class RedisStore implements Backend {
 
   /** One admission attempt (acquire_lease.lua). `waitMs` > 0 registers a waiter so that
    * releases publish; `pending` carries fail-open runs counted while the store was out of
-   * reach. */
+   * reach; `key` is the acquire's key (ARGV[9]); `last` marks the last try of a wait that ran
+   * out (ARGV[8]: a refusal drops the waiter's ticket). */
   async acquire(
     ns: string,
     fn: string,
@@ -161,7 +174,7 @@ export class RedisStore implements Backend {
         shadowScope: str(r[5]),
       };
     }
-    return { granted: false, scope: str(r[1]), retryAfterMs: Number(r[2]), onUnavailable: str(r[3]) };
+    return { granted: false, scope: str(r[1]) as ThrottleScope, retryAfterMs: Number(r[2]), onUnavailable: str(r[3]) };
   }
 
   /**
@@ -169,7 +182,10 @@ export class RedisStore implements Backend {
    * Redis, docs/protocol.md "Waiting queues"). The wait registers with the Guard's one
    * subscription first and then retries, so no wake-up is missed; each sleep ends when a
    * release names this ticket (or its function with no queue, or a config write), or after
-   * the refusal's retry_after, at most WAITER_RETRY_MS.
+   * the refusal's retry_after, at most WAITER_RETRY_MS. A rate refusal is different: no
+   * release frees a token, so it sleeps its retry_after (exact, server time) and retries —
+   * or, when that is beyond the wait, gives up at once. The last try tells the script the
+   * wait ran out (its ticket is dropped).
    */
   async acquireWaiting(
     ns: string,
@@ -183,19 +199,33 @@ export class RedisStore implements Backend {
     const deadline = Date.now() + waitMs;
     let r = await this.acquire(ns, fn, leaseId, ttlMs, waitMs, pending, key);
     if (r.granted || waitMs <= 0) return r;
-    const waiter = await this.releaseWaiter(ns);
-    const me = waiter.register(releaseChannel(ns), fn, leaseId);
+    let waiter: ReleaseWaiter | null = null;
+    let me: Sleeper | null = null;
     try {
       let left: number;
       while ((left = deadline - Date.now()) > 0) {
+        if (isRateScope(r.scope)) {
+          if (r.retryAfterMs > left) break; // no token before the wait ends
+          // at most WAITER_RETRY_MS, as below: a ticket taken by an earlier refusal stays live
+          await sleep(Math.min(Math.max(r.retryAfterMs, 1), WAITER_RETRY_MS));
+          if ((left = deadline - Date.now()) <= 0) break;
+          r = await this.acquire(ns, fn, leaseId, ttlMs, left, undefined, key);
+          if (r.granted) return r;
+          continue;
+        }
+        if (!me) {
+          waiter = await this.releaseWaiter(ns);
+          me = waiter.register(releaseChannel(ns), fn, leaseId);
+        }
         r = await this.acquire(ns, fn, leaseId, ttlMs, left, undefined, key);
         if (r.granted) return r;
+        if (isRateScope(r.scope)) continue;
         // at most WAITER_RETRY_MS: each retry keeps this waiter's ticket (its place) live
         const nap = Math.min(Math.max(r.retryAfterMs, 1), WAITER_RETRY_MS);
         await me.wait(Math.min(deadline - Date.now(), nap));
       }
     } finally {
-      waiter.unregister(me);
+      if (waiter && me) waiter.unregister(me);
     }
     return await this.acquire(ns, fn, leaseId, ttlMs, 0, undefined, key, true);
   }

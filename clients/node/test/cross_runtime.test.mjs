@@ -103,3 +103,123 @@ test("Python and Node clients share the limits: never above any, every slot retu
   for (const grp of Object.values(u.groups)) assert.equal(grp.in_use, 0);
   console.log(`# cross-runtime: node ${nodeGranted} granted / ${nodeThrottled} throttled, python ${pyOut.granted} / ${pyOut.throttled}, max holders ${JSON.stringify(seen)}`);
 });
+
+// Per-key limits across runtimes: Python and Node holders on the same keys of one function
+// (key_max_concurrency 2, one key overridden to 3, the function's total 6), counted outside
+// both SDKs per key and in total. No key may ever hold more than its cap, the total never more
+// than the function's max, and every per-key counter comes back to 0.
+const KEYS = ["acme", "globex", "initech"];
+const KEY_CAPS = { acme: 2, globex: 2, initech: 3 };
+const KEYED_TOTAL = 6;
+
+function pythonKeyHammer(ns, seconds) {
+  const code = `
+import json, random, threading, time
+import redis, guard
+url, ns, keys = ${JSON.stringify(redis.url)}, ${JSON.stringify(ns)}, ${JSON.stringify(KEYS)}
+best, counts, lock = {}, {"granted": 0, "throttled": 0}, threading.Lock()
+deadline = time.monotonic() + ${seconds}
+def run(seed):
+    rnd = random.Random(seed)
+    g = guard.Guard.from_url(url, namespace=ns, timeout=5)
+    side = redis.Redis.from_url(url)
+    local, granted, throttled = {}, 0, 0
+    while time.monotonic() < deadline:
+        key = rnd.choice(keys)
+        try:
+            lease = g.acquire("keyed", key=key, ttl=30)
+        except guard.Throttled:
+            throttled += 1
+            time.sleep(0.0005)
+            continue
+        granted += 1
+        names = ["k:" + key, "total"]
+        pipe = side.pipeline(transaction=False)
+        for n in names:
+            pipe.incr("holders:{%s}:%s" % (ns, n))
+        for n, v in zip(names, pipe.execute()):
+            local[n] = max(local.get(n, 0), int(v))
+        time.sleep(rnd.random() * 0.002)
+        pipe = side.pipeline(transaction=False)
+        for n in names:
+            pipe.decr("holders:{%s}:%s" % (ns, n))
+        pipe.execute()
+        lease.release()
+    with lock:
+        for k, v in local.items():
+            best[k] = max(best.get(k, 0), v)
+        counts["granted"] += granted
+        counts["throttled"] += throttled
+    g.close()
+    side.close()
+ts = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps({**{"max:" + k: v for k, v in best.items()}, **counts}))
+`;
+  return new Promise((resolve, reject) => {
+    const p = spawn(PYTHON, ["-c", code], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.on("exit", (c) => (c === 0 ? resolve(JSON.parse(out)) : reject(new Error(`python key hammer exited ${c}`))));
+  });
+}
+
+async function nodeKeyCaller(ns, seed, deadline) {
+  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 });
+  const side = redis.client();
+  const best = {};
+  let granted = 0;
+  let throttled = 0;
+  let x = seed;
+  const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  while (Date.now() < deadline) {
+    const key = KEYS[Math.floor(rnd() * KEYS.length)];
+    let lease;
+    try {
+      lease = await g.acquire("keyed", { key, ttlMs: 30_000 });
+    } catch (e) {
+      if (!(e instanceof Throttled)) throw e;
+      throttled++;
+      await sleep(0.5);
+      continue;
+    }
+    granted++;
+    const names = [`k:${key}`, "total"];
+    const incr = await Promise.all(names.map((n) => side.incr(`holders:{${ns}}:${n}`)));
+    names.forEach((n, i) => (best[n] = Math.max(best[n] ?? 0, incr[i])));
+    await sleep(rnd() * 2);
+    await Promise.all(names.map((n) => side.decr(`holders:{${ns}}:${n}`)));
+    await lease.release();
+  }
+  await g.close();
+  side.disconnect();
+  return { best, granted, throttled };
+}
+
+test("per-key limits: Python and Node holders of the same keys never exceed a key's cap or the total", async () => {
+  const ns = newNs("xk");
+  await admin.call(ns, "put_function", ["keyed"], { max_concurrency: KEYED_TOTAL, key_max_concurrency: 2, key_overrides: { initech: 3 } });
+  const py = pythonKeyHammer(ns, SECONDS);
+  await sleep(500);
+  const deadline = Date.now() + (SECONDS - 1) * 1000;
+  const nodes = await Promise.all([1, 2, 3, 4].map((s) => nodeKeyCaller(ns, s * 104729, deadline)));
+  const pyOut = await py;
+  const seen = {};
+  for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
+  for (const [k, v] of Object.entries(pyOut)) if (k.startsWith("max:")) seen[k.slice(4)] = Math.max(seen[k.slice(4)] ?? 0, v);
+  const nodeGranted = nodes.reduce((a, n) => a + n.granted, 0);
+  const nodeThrottled = nodes.reduce((a, n) => a + n.throttled, 0);
+  assert.ok(nodeGranted > 100 && pyOut.granted > 100, `both runtimes were admitted: node ${nodeGranted}, python ${pyOut.granted}`);
+  assert.ok(nodeThrottled + pyOut.throttled > 0, "real contention happened");
+  for (const key of KEYS) assert.ok((seen[`k:${key}`] ?? 0) <= KEY_CAPS[key], `${key}: ${JSON.stringify(seen)}`);
+  assert.ok(seen.total <= KEYED_TOTAL, JSON.stringify(seen));
+  assert.ok(KEYS.some((k) => seen[`k:${k}`] === KEY_CAPS[k]), `a key's cap was reached: ${JSON.stringify(seen)}`);
+  const u = await admin.call(ns, "usage");
+  assert.equal(u.functions.keyed.in_use, 0, "every slot came back");
+  const c = redis.client();
+  const left = await c.hkeys(`guard:{${ns}}:use`);
+  c.disconnect();
+  assert.deepEqual(left.filter((f) => f.startsWith("k:")), [], "no per-key counter is left once idle");
+  console.log(`# cross-runtime keys: node ${nodeGranted} granted / ${nodeThrottled} throttled, python ${pyOut.granted} / ${pyOut.throttled}, max holders ${JSON.stringify(seen)}`);
+});

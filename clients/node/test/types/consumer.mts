@@ -1,5 +1,5 @@
 // Compiled (never run) by package.test.mjs: the published declarations type an ESM consumer.
-import { Guard, Throttled, apiGateway, type Lease } from "guard-concurrency";
+import { Guard, Throttled, apiGateway, type Lease, type ThrottleScope } from "guard-concurrency";
 
 const g: Guard = Guard.fromUrl("redis://127.0.0.1:1/0", { namespace: "n", timeoutMs: 50 });
 export async function run(): Promise<number> {
@@ -25,3 +25,23 @@ interface Context {
 }
 export const typed = g.limit(async (event: { id: string }, context: Context) => `${event.id} ${context.awsRequestId}`);
 export const viaAdapter = apiGateway(g, async (_e: unknown, context: Context) => ({ statusCode: 200, body: context.functionName }));
+
+// Keys (issue 14): a per-tenant key from the event, typed by the handler's event; the scopes.
+export const perTenant = g.limit(async (event: { tenant: string }) => event.tenant, {
+  key: (event: { tenant: string }) => event.tenant,
+});
+export const perApiKey = apiGateway(g, async (_e: { headers: Record<string, string> }) => ({ statusCode: 200 }), {
+  key: (e: { headers: Record<string, string> }) => e.headers["x-api-key"],
+});
+export async function keyed(): Promise<string> {
+  try {
+    await g.slot("fn", () => 1, { key: "tenant-a", waitMs: 500 });
+    return "";
+  } catch (e) {
+    if (e instanceof Throttled) {
+      const s: ThrottleScope = e.scope;
+      return e.rate ? `rate ${s} ${e.retryAfter}` : s;
+    }
+    throw e;
+  }
+}
