@@ -32,7 +32,7 @@ from .errors import (
     StoreReset,
     UsageError,
 )
-from .wire import Grant, LeaseInfo, Refusal, Renewal
+from .wire import Grant, LeaseInfo, Refusal, Renewal, is_rate_scope
 
 # The server's bounds on a lease request (guard.server.schemas: MAX_WAIT_SECONDS,
 # MAX_WAIT_MORE_SECONDS; not imported: that module needs pydantic)
@@ -219,6 +219,8 @@ class HttpBackend:
             ns, function, lease_id, ttl_ms, int(wait * 1000), pending, key=key, more=more
         )
         while isinstance(r, Refusal) and (left := deadline - time.monotonic()) > 0:
+            if is_rate_scope(r.scope) and r.retry_after_ms / 1000 > left:
+                break  # the server gave up early: no token comes within this wait
             more = max(left - REQUEST_WAIT, 0.0)
             r = self.acquire(ns, function, lease_id, ttl_ms, int(left * 1000), key=key, more=more)
         return r

@@ -408,6 +408,8 @@ class RedisStore:
                 return r
             with self._waiting(ns, function, min(wait, 1.0), lease_id) as waiter:
                 while (left := deadline - time.monotonic()) > 0:
+                    if wire.is_rate_scope(r.scope) and r.retry_after_ms / 1000 > left + more:
+                        break  # no release frees a token: none comes within this wait
                     r = self.acquire(
                         ns, function, lease_id, ttl_ms, int((left + more) * 1000),
                         require_config=rc, key=key,

@@ -307,3 +307,22 @@ def test_key_in_http_mode(hg: guard.Guard, admin: Any) -> None:
     ]
     held.release()
     other.release()
+
+
+def test_http_wait_shorter_than_the_next_token_gives_up_at_once(
+    hg: guard.Guard, admin: Any, redis_server: Any, ns: str
+) -> None:
+    """A rate refusal whose next token comes after the wait ends: the server answers at once
+    (it does not hold the request for the wait) and the client does not ask again."""
+    import redis
+
+    admin.put_function("r", rate_per_second=0.1, rate_burst=1)  # one per 10 s
+    hg.acquire("r").release()
+    with pytest.raises(guard.Throttled) as ei:
+        hg.acquire("r", wait=3.0)
+    assert ei.value.scope == "rate:function" and ei.value.retry_after > 3.0
+    r = redis.Redis.from_url(redis_server.url)
+    try:  # the first try and the last (the timed-out wait): nothing in between
+        assert int(r.hget(guard.keys.lease_keys(ns)[1], "t:r|rate:function") or 0) == 2
+    finally:
+        r.close()

@@ -162,6 +162,22 @@ def test_rate_refusal_is_exact_and_waiting_it_out_is_granted(g: guard.Guard, rcl
     assert int(rclient.hget(keys.lease_keys(ns)[1], "t:f|rate:function")) == 1
 
 
+def test_a_wait_shorter_than_the_next_token_gives_up_at_once(g: guard.Guard, rclient, ns) -> None:
+    """No release frees a token: a waiting acquire refused by a rate whose next token comes
+    after its wait ends does not sit out the wait (two tries: the first, and the last that
+    counts the timed-out wait), as in the Node SDK; within the wait it sleeps until then."""
+    g.admin.put_function("f", rate_per_second=0.1, rate_burst=1)  # one per 10 s
+    g.acquire("f").release()
+    with pytest.raises(guard.Throttled) as e:
+        g.acquire("f", wait=3.0)
+    assert e.value.scope == "rate:function" and e.value.retry_after > 3.0
+    assert int(rclient.hget(keys.lease_keys(ns)[1], "t:f|rate:function")) == 2
+    g.admin.put_function("h", rate_per_second=4, rate_burst=1)  # one per 250 ms
+    g.acquire("h").release()
+    g.acquire("h", wait=3.0).release()  # slept until the token, then granted
+    assert int(rclient.hget(keys.lease_keys(ns)[1], "t:h|rate:function")) <= 3
+
+
 def test_refusals_and_retried_lease_ids_take_no_token(g: guard.Guard) -> None:
     g.admin.put_function("f", rate_per_second=2, rate_burst=1)  # one per 500 ms
     lid = "0123456789abcdef0123456789abcdef"
