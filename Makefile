@@ -39,7 +39,8 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+# the bench tests drive the Node peers: the Node SDK build and bench/node_modules come first
+pytest: setup node-build bench/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 # The Node SDK (clients/node): npm ci from its lockfile (again only when the lockfile changes),
@@ -63,8 +64,8 @@ run: setup
 
 # bench: guard beside its peers on a private redis-server; writes docs/benchmarks.md and
 # docs/img/*.png (~15 minutes on 2 cores; bench-quick: a few minutes)
-bench/node_modules/.package-lock.json:
-	npm ci --prefix bench
+bench/node_modules/.package-lock.json: bench/package-lock.json
+	npm ci --prefix bench --no-audit --no-fund --loglevel=error
 
 bench: setup bench/node_modules/.package-lock.json node-build
 	$(BIN)/python bench/run_all.py
