@@ -29,18 +29,20 @@ after(async () => {
   await redis.cleanup();
 });
 
-function pythonHammer(ns) {
+// The Python side: tests/contention_worker.py's hammer, 4 threads, one workload ("levels" or
+// "cross-keys"), for `seconds`; resolves to its JSON result (max:<level>, granted, throttled).
+function pythonHammer(ns, workload, seconds) {
   const code = [
     "import json, sys",
     `sys.path.insert(0, ${JSON.stringify(join(REPO, "tests"))})`,
     "from contention_worker import hammer",
-    `print(json.dumps(hammer(${JSON.stringify(redis.url)}, ${JSON.stringify(ns)}, 4, 100000, ${SECONDS})))`,
+    `print(json.dumps(hammer(${JSON.stringify(redis.url)}, ${JSON.stringify(ns)}, 4, 100000, ${seconds}, ${JSON.stringify(workload)})))`,
   ].join("\n");
   return new Promise((resolve, reject) => {
     const p = spawn(PYTHON, ["-c", code], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
-    p.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`python hammer exited ${code}`))));
+    p.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`python hammer (${workload}) exited ${code}`))));
   });
 }
 
@@ -83,7 +85,7 @@ test("Python and Node clients share the limits: never above any, every slot retu
   await admin.call(ns, "put_function", ["ingest"], { max_concurrency: LIMITS["f:ingest"] });
   await admin.call(ns, "put_function", ["login"], { max_concurrency: LIMITS["f:login"] });
 
-  const py = pythonHammer(ns);
+  const py = pythonHammer(ns, "levels", SECONDS);
   await sleep(500); // let the Python threads start: the two runtimes overlap for most of the run
   const deadline = Date.now() + (SECONDS - 1) * 1000;
   const nodes = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => nodeCaller(ns, s * 7919, deadline)));
@@ -108,62 +110,9 @@ test("Python and Node clients share the limits: never above any, every slot retu
 // (key_max_concurrency 2, one key overridden to 3, the function's total 6), counted outside
 // both SDKs per key and in total. No key may ever hold more than its cap, the total never more
 // than the function's max, and every per-key counter comes back to 0.
-const KEYS = ["acme", "globex", "initech"];
+const KEYS = ["acme", "globex", "initech"]; // contention_worker.CROSS_KEYS
 const KEY_CAPS = { acme: 2, globex: 2, initech: 3 };
 const KEYED_TOTAL = 6;
-
-function pythonKeyHammer(ns, seconds) {
-  const code = `
-import json, random, threading, time
-import redis, guard
-url, ns, keys = ${JSON.stringify(redis.url)}, ${JSON.stringify(ns)}, ${JSON.stringify(KEYS)}
-best, counts, lock = {}, {"granted": 0, "throttled": 0}, threading.Lock()
-deadline = time.monotonic() + ${seconds}
-def run(seed):
-    rnd = random.Random(seed)
-    g = guard.Guard.from_url(url, namespace=ns, timeout=5)
-    side = redis.Redis.from_url(url)
-    local, granted, throttled = {}, 0, 0
-    while time.monotonic() < deadline:
-        key = rnd.choice(keys)
-        try:
-            lease = g.acquire("keyed", key=key, ttl=30)
-        except guard.Throttled:
-            throttled += 1
-            time.sleep(0.0005)
-            continue
-        granted += 1
-        names = ["k:" + key, "total"]
-        pipe = side.pipeline(transaction=False)
-        for n in names:
-            pipe.incr("holders:{%s}:%s" % (ns, n))
-        for n, v in zip(names, pipe.execute()):
-            local[n] = max(local.get(n, 0), int(v))
-        time.sleep(rnd.random() * 0.002)
-        pipe = side.pipeline(transaction=False)
-        for n in names:
-            pipe.decr("holders:{%s}:%s" % (ns, n))
-        pipe.execute()
-        lease.release()
-    with lock:
-        for k, v in local.items():
-            best[k] = max(best.get(k, 0), v)
-        counts["granted"] += granted
-        counts["throttled"] += throttled
-    g.close()
-    side.close()
-ts = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(json.dumps({**{"max:" + k: v for k, v in best.items()}, **counts}))
-`;
-  return new Promise((resolve, reject) => {
-    const p = spawn(PYTHON, ["-c", code], { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.on("exit", (c) => (c === 0 ? resolve(JSON.parse(out)) : reject(new Error(`python key hammer exited ${c}`))));
-  });
-}
 
 async function nodeKeyCaller(ns, seed, deadline) {
   const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 });
@@ -200,7 +149,7 @@ async function nodeKeyCaller(ns, seed, deadline) {
 test("per-key limits: Python and Node holders of the same keys never exceed a key's cap or the total", async () => {
   const ns = newNs("xk");
   await admin.call(ns, "put_function", ["keyed"], { max_concurrency: KEYED_TOTAL, key_max_concurrency: 2, key_overrides: { initech: 3 } });
-  const py = pythonKeyHammer(ns, SECONDS);
+  const py = pythonHammer(ns, "cross-keys", SECONDS);
   await sleep(500);
   const deadline = Date.now() + (SECONDS - 1) * 1000;
   const nodes = await Promise.all([1, 2, 3, 4].map((s) => nodeKeyCaller(ns, s * 104729, deadline)));
