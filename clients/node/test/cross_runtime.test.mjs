@@ -46,8 +46,11 @@ function pythonHammer(ns, workload, seconds) {
   });
 }
 
-async function nodeCaller(ns, seed, deadline) {
-  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 }); // one Lambda instance
+// One Node caller (one Lambda instance) until `deadline`, by the same rule as the Python
+// hammer: `workload.pick(rnd)` names the function, the key (or none) and the counted levels a
+// grant holds; a refusal sleeps `workload.pauseMs`.
+async function nodeCaller(ns, seed, deadline, workload) {
+  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 });
   const side = redis.client();
   const best = {};
   let granted = 0;
@@ -55,27 +58,36 @@ async function nodeCaller(ns, seed, deadline) {
   let x = seed;
   const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   while (Date.now() < deadline) {
-    const fn = FUNCTIONS[Math.floor(rnd() * FUNCTIONS.length)];
+    const { fn, key, levels } = workload.pick(rnd);
     let lease;
     try {
-      lease = await g.acquire(fn, { ttlMs: 30_000 });
+      lease = await g.acquire(fn, key === undefined ? { ttlMs: 30_000 } : { key, ttlMs: 30_000 });
     } catch (e) {
       if (!(e instanceof Throttled)) throw e;
       throttled++;
+      if (workload.pauseMs) await sleep(workload.pauseMs);
       continue;
     }
     granted++;
-    const keys = LEVELS[fn].map((lvl) => `holders:{${ns}}:${lvl}`);
-    const incr = await Promise.all(keys.map((k) => side.incr(k)));
-    LEVELS[fn].forEach((lvl, i) => (best[lvl] = Math.max(best[lvl] ?? 0, incr[i])));
+    const counters = levels.map((lvl) => `holders:{${ns}}:${lvl}`);
+    const incr = await Promise.all(counters.map((k) => side.incr(k)));
+    levels.forEach((lvl, i) => (best[lvl] = Math.max(best[lvl] ?? 0, incr[i])));
     await sleep(rnd() * 2);
-    await Promise.all(keys.map((k) => side.decr(k)));
+    await Promise.all(counters.map((k) => side.decr(k)));
     await lease.release();
   }
   await g.close();
   side.disconnect();
   return { best, granted, throttled };
 }
+
+const LEVEL_WORKLOAD = {
+  pick(rnd) {
+    const fn = FUNCTIONS[Math.floor(rnd() * FUNCTIONS.length)];
+    return { fn, levels: LEVELS[fn] };
+  },
+  pauseMs: 0,
+};
 
 test("Python and Node clients share the limits: never above any, every slot returned", async () => {
   const ns = newNs("x");
@@ -88,7 +100,7 @@ test("Python and Node clients share the limits: never above any, every slot retu
   const py = pythonHammer(ns, "levels", SECONDS);
   await sleep(500); // let the Python threads start: the two runtimes overlap for most of the run
   const deadline = Date.now() + (SECONDS - 1) * 1000;
-  const nodes = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => nodeCaller(ns, s * 7919, deadline)));
+  const nodes = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => nodeCaller(ns, s * 7919, deadline, LEVEL_WORKLOAD)));
   const pyOut = await py;
 
   const seen = {};
@@ -114,37 +126,13 @@ const KEYS = ["acme", "globex", "initech"]; // contention_worker.CROSS_KEYS
 const KEY_CAPS = { acme: 2, globex: 2, initech: 3 };
 const KEYED_TOTAL = 6;
 
-async function nodeKeyCaller(ns, seed, deadline) {
-  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 });
-  const side = redis.client();
-  const best = {};
-  let granted = 0;
-  let throttled = 0;
-  let x = seed;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  while (Date.now() < deadline) {
+const KEY_WORKLOAD = {
+  pick(rnd) {
     const key = KEYS[Math.floor(rnd() * KEYS.length)];
-    let lease;
-    try {
-      lease = await g.acquire("keyed", { key, ttlMs: 30_000 });
-    } catch (e) {
-      if (!(e instanceof Throttled)) throw e;
-      throttled++;
-      await sleep(0.5);
-      continue;
-    }
-    granted++;
-    const names = [`k:${key}`, "total"];
-    const incr = await Promise.all(names.map((n) => side.incr(`holders:{${ns}}:${n}`)));
-    names.forEach((n, i) => (best[n] = Math.max(best[n] ?? 0, incr[i])));
-    await sleep(rnd() * 2);
-    await Promise.all(names.map((n) => side.decr(`holders:{${ns}}:${n}`)));
-    await lease.release();
-  }
-  await g.close();
-  side.disconnect();
-  return { best, granted, throttled };
-}
+    return { fn: "keyed", key, levels: [`k:${key}`, "total"] };
+  },
+  pauseMs: 0.5,
+};
 
 test("per-key limits: Python and Node holders of the same keys never exceed a key's cap or the total", async () => {
   const ns = newNs("xk");
@@ -152,7 +140,7 @@ test("per-key limits: Python and Node holders of the same keys never exceed a ke
   const py = pythonHammer(ns, "cross-keys", SECONDS);
   await sleep(500);
   const deadline = Date.now() + (SECONDS - 1) * 1000;
-  const nodes = await Promise.all([1, 2, 3, 4].map((s) => nodeKeyCaller(ns, s * 104729, deadline)));
+  const nodes = await Promise.all([1, 2, 3, 4].map((s) => nodeCaller(ns, s * 104729, deadline, KEY_WORKLOAD)));
   const pyOut = await py;
   const seen = {};
   for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
