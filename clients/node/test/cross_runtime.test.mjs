@@ -81,6 +81,25 @@ async function nodeCaller(ns, seed, deadline, workload) {
   return { best, granted, throttled };
 }
 
+// The Python hammer (`pyWorkload`) and one Node caller per seed (`workload`) on `ns` at once;
+// checks that both runtimes were admitted and that real contention happened, and returns the
+// largest counted holders per level over both (`seen`) and each side's counts.
+async function bothRuntimes(ns, pyWorkload, workload, seeds) {
+  const py = pythonHammer(ns, pyWorkload, SECONDS);
+  await sleep(500); // let the Python threads start: the two runtimes overlap for most of the run
+  const deadline = Date.now() + (SECONDS - 1) * 1000;
+  const nodes = await Promise.all(seeds.map((s) => nodeCaller(ns, s, deadline, workload)));
+  const pyOut = await py;
+  const seen = {};
+  for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
+  for (const [k, v] of Object.entries(pyOut)) if (k.startsWith("max:")) seen[k.slice(4)] = Math.max(seen[k.slice(4)] ?? 0, v);
+  const nodeGranted = nodes.reduce((a, n) => a + n.granted, 0);
+  const nodeThrottled = nodes.reduce((a, n) => a + n.throttled, 0);
+  assert.ok(nodeGranted > 100 && pyOut.granted > 100, `both runtimes were admitted: node ${nodeGranted}, python ${pyOut.granted}`);
+  assert.ok(nodeThrottled + pyOut.throttled > 0, "real contention happened");
+  return { seen, nodeGranted, nodeThrottled, pyOut };
+}
+
 const LEVEL_WORKLOAD = {
   pick(rnd) {
     const fn = FUNCTIONS[Math.floor(rnd() * FUNCTIONS.length)];
@@ -97,19 +116,8 @@ test("Python and Node clients share the limits: never above any, every slot retu
   await admin.call(ns, "put_function", ["ingest"], { max_concurrency: LIMITS["f:ingest"] });
   await admin.call(ns, "put_function", ["login"], { max_concurrency: LIMITS["f:login"] });
 
-  const py = pythonHammer(ns, "levels", SECONDS);
-  await sleep(500); // let the Python threads start: the two runtimes overlap for most of the run
-  const deadline = Date.now() + (SECONDS - 1) * 1000;
-  const nodes = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => nodeCaller(ns, s * 7919, deadline, LEVEL_WORKLOAD)));
-  const pyOut = await py;
+  const { seen, nodeGranted, nodeThrottled, pyOut } = await bothRuntimes(ns, "levels", LEVEL_WORKLOAD, [1, 2, 3, 4, 5, 6].map((s) => s * 7919));
 
-  const seen = {};
-  for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
-  for (const [k, v] of Object.entries(pyOut)) if (k.startsWith("max:")) seen[k.slice(4)] = Math.max(seen[k.slice(4)] ?? 0, v);
-  const nodeGranted = nodes.reduce((a, n) => a + n.granted, 0);
-  const nodeThrottled = nodes.reduce((a, n) => a + n.throttled, 0);
-  assert.ok(nodeGranted > 100 && pyOut.granted > 100, `both runtimes were admitted: node ${nodeGranted}, python ${pyOut.granted}`);
-  assert.ok(nodeThrottled + pyOut.throttled > 0, "real contention happened");
   for (const [level, limit] of Object.entries(LIMITS)) assert.ok((seen[level] ?? 0) <= limit, `${level}: ${JSON.stringify(seen)}`);
   assert.ok(seen.a === LIMITS.a || seen["g:etl"] === LIMITS["g:etl"], `a limit was reached: ${JSON.stringify(seen)}`);
   const u = await admin.call(ns, "usage");
@@ -137,18 +145,7 @@ const KEY_WORKLOAD = {
 test("per-key limits: Python and Node holders of the same keys never exceed a key's cap or the total", async () => {
   const ns = newNs("xk");
   await admin.call(ns, "put_function", ["keyed"], { max_concurrency: KEYED_TOTAL, key_max_concurrency: 2, key_overrides: { initech: 3 } });
-  const py = pythonHammer(ns, "cross-keys", SECONDS);
-  await sleep(500);
-  const deadline = Date.now() + (SECONDS - 1) * 1000;
-  const nodes = await Promise.all([1, 2, 3, 4].map((s) => nodeCaller(ns, s * 104729, deadline, KEY_WORKLOAD)));
-  const pyOut = await py;
-  const seen = {};
-  for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
-  for (const [k, v] of Object.entries(pyOut)) if (k.startsWith("max:")) seen[k.slice(4)] = Math.max(seen[k.slice(4)] ?? 0, v);
-  const nodeGranted = nodes.reduce((a, n) => a + n.granted, 0);
-  const nodeThrottled = nodes.reduce((a, n) => a + n.throttled, 0);
-  assert.ok(nodeGranted > 100 && pyOut.granted > 100, `both runtimes were admitted: node ${nodeGranted}, python ${pyOut.granted}`);
-  assert.ok(nodeThrottled + pyOut.throttled > 0, "real contention happened");
+  const { seen, nodeGranted, nodeThrottled, pyOut } = await bothRuntimes(ns, "cross-keys", KEY_WORKLOAD, [1, 2, 3, 4].map((s) => s * 104729));
   for (const key of KEYS) assert.ok((seen[`k:${key}`] ?? 0) <= KEY_CAPS[key], `${key}: ${JSON.stringify(seen)}`);
   assert.ok(seen.total <= KEYED_TOTAL, JSON.stringify(seen));
   assert.ok(KEYS.some((k) => seen[`k:${k}`] === KEY_CAPS[k]), `a key's cap was reached: ${JSON.stringify(seen)}`);
