@@ -66,13 +66,35 @@ def start(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("redis-server under valgrind did not start")
 
 
+def collect(pid: int, on: bool) -> None:
+    """Switch callgrind's instruction collection on or off in the server `pid`."""
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(pid)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def instructions(tmp: str) -> int:
+    """The server's instruction total from the callgrind output files in `tmp`."""
+    total = 0
+    for f in glob.glob(os.path.join(tmp, "callgrind.out.*")):
+        with open(f) as fh:
+            for line in fh:
+                m = re.match(r"^(?:summary|totals):\s+(\d+)", line)
+                if m:
+                    total = max(total, int(m.group(1)))
+    return total
+
+
 def measure(subject: str, pairs: int, keep: str | None = None) -> float:
+    """Redis instructions per acquire+release pair of `subject` ("guard" or "reference")."""
     with tempfile.TemporaryDirectory() as tmp0:
         tmp = keep or tmp0
         proc, port = start(tmp)
-        nodes: list[subprocess.Popen[str]] = []
-        batch: Callable[[int], None] | None = None
         try:
+            pair: Callable[[], None]
             if subject == "guard":
                 g = guard.Guard.from_url(f"redis://127.0.0.1:{port}/0", namespace="b", timeout=30)
                 g.admin.set_namespace(max_concurrency=1000)
@@ -82,82 +104,20 @@ def measure(subject: str, pairs: int, keep: str | None = None) -> float:
 
                 def pair() -> None:
                     g.acquire("ingest", ttl=30).release()
-            elif subject == "guard-rate":  # a function rate, no key (issue 14)
-                g = guard.Guard.from_url(f"redis://127.0.0.1:{port}/0", namespace="b", timeout=30)
-                g.admin.set_namespace(max_concurrency=1000)
-                g.admin.put_group("etl", max_concurrency=500, members=["ingest"])
-                g.admin.put_group("api", reserved=100, members=["login"])
-                g.admin.put_function(
-                    "ingest", max_concurrency=400, rate_per_second=1_000_000, rate_burst=1_000_000
-                )
-
-                def pair() -> None:
-                    g.acquire("ingest", ttl=30).release()
-            elif subject == "guard-keyed":  # a per-key cap and a key rate (issue 14)
-                g = guard.Guard.from_url(f"redis://127.0.0.1:{port}/0", namespace="b", timeout=30)
-                g.admin.set_namespace(max_concurrency=1000)
-                g.admin.put_group("etl", max_concurrency=500, members=["ingest"])
-                g.admin.put_group("api", reserved=100, members=["login"])
-                g.admin.put_function(
-                    "ingest",
-                    max_concurrency=400,
-                    key_max_concurrency=10,
-                    key_rate_per_second=1_000_000,
-                    key_rate_burst=1_000_000,
-                )
-
-                def pair() -> None:
-                    g.acquire("ingest", ttl=30, key="tenant-a").release()
-            elif subject == "rate-limiter-flexible":  # one consume() per "pair": a decision
-                node = subprocess.Popen(
-                    ["node", os.path.join(os.path.dirname(__file__), "peers", "rlf_callgrind.mjs"),
-                     str(port)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )  # fmt: skip
-                nodes.append(node)
-
-                def batch(n: int) -> None:
-                    assert node.stdin and node.stdout
-                    node.stdin.write(f"{n}\n")
-                    node.stdin.flush()
-                    assert node.stdout.readline().strip() == "done"
+            elif subject == "reference":
+                pair = Reference(redis.Redis(port=port, socket_timeout=30)).pair
             else:
-                ref = Reference(redis.Redis(port=port, socket_timeout=30))
-                pair = ref.pair
-            if batch is None:
-
-                def batch(n: int) -> None:
-                    for _ in range(n):
-                        pair()
-
-            batch(200)
-            subprocess.run(
-                ["callgrind_control", "-i", "on", str(proc.pid)],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
-            batch(pairs)
-            subprocess.run(
-                ["callgrind_control", "-i", "off", str(proc.pid)],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+                raise ValueError(f"unknown subject {subject!r} (guard, reference)")
+            for _ in range(200):
+                pair()
+            collect(proc.pid, True)
+            for _ in range(pairs):
+                pair()
+            collect(proc.pid, False)
         finally:
-            for node in nodes:
-                node.kill()
-                node.wait(10)
             proc.terminate()
             proc.wait(60)
-        total = 0
-        for f in glob.glob(os.path.join(tmp, "callgrind.out.*")):
-            with open(f) as fh:
-                for line in fh:
-                    m = re.match(r"^(?:summary|totals):\s+(\d+)", line)
-                    if m:
-                        total = max(total, int(m.group(1)))
-        return total / pairs
+        return instructions(tmp) / pairs
 
 
 def main() -> None:
@@ -166,9 +126,8 @@ def main() -> None:
     ap.add_argument(
         "--subjects",
         default="guard,reference",
-        help="comma-separated: guard, reference, guard-rate (a function rate), guard-keyed (a "
-        "key cap and a key rate), "
-        "rate-limiter-flexible (one consume() per pair; needs npm ci --prefix bench)",
+        help="comma-separated: guard, reference (keyed and rate-limited decisions: "
+        "bench/callgrind_keyed.py)",
     )
     a = ap.parse_args()
     res = {s: measure(s, a.pairs) for s in a.subjects.split(",")}

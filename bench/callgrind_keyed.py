@@ -4,9 +4,10 @@ no key and no rate, guard with only a per-key rate (`guard-key-rate`: no concurr
 other level), and rate-limiter-flexible (one consume); then the same keyed guard and
 rate-limiter-flexible when every decision is a refusal (`...-refused`: each key's rate spent in
 the warm-up; guard's refusal is one acquire with no release). Each subject gets its own
-redis-server under `valgrind --tool=callgrind` (bench/callgrind_cost.py `start`); the namespace
-is set up as in bench/subjects.py, a Node driver (bench/peers/decisions.mjs) runs a warm-up,
-then collection is switched on for exactly N serial decisions.
+redis-server under `valgrind --tool=callgrind` (bench/callgrind_cost.py's `start`, `collect`
+and `instructions`); the namespace is set up as in bench/subjects.py, a Node driver
+(bench/peers/decisions.mjs) runs a warm-up, then collection is switched on for exactly N serial
+decisions.
 
     .venv/bin/python bench/callgrind_keyed.py [--decisions 2000]
 """
@@ -14,10 +15,8 @@ then collection is switched on for exactly N serial decisions.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from callgrind_cost import start
+from callgrind_cost import collect, instructions, start
 from harness import BENCH_DIR, BenchConfig
 from subjects import KEYED_BURST, KEYED_RATE, KEYED_TENANTS, _guard_keyed_setup, _guard_setup
 
@@ -51,17 +50,6 @@ SUBJECTS = (
     "rate-limiter-flexible-refused",
 )
 UNLIMITED = 1_000_000
-
-
-def _total(tmp: str) -> int:
-    total = 0
-    for f in glob.glob(os.path.join(tmp, "callgrind.out.*")):
-        with open(f) as fh:
-            for line in fh:
-                m = re.match(r"^(?:summary|totals):\s+(\d+)", line)
-                if m:
-                    total = max(total, int(m.group(1)))
-    return total
 
 
 def _guard_keyed_refusing_setup(cfg: BenchConfig) -> None:
@@ -105,14 +93,12 @@ def measure(subject: str, decisions: int, warm: int = 200) -> float:
             assert driver.stdin is not None and driver.stdout is not None
             if driver.stdout.readline().strip() != "warm":
                 raise RuntimeError(f"{subject}: the driver did not warm up")
-            ctl = ["callgrind_control", "-i"]
-            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-            subprocess.run([*ctl, "on", str(proc.pid)], check=True, **quiet)
+            collect(proc.pid, True)
             driver.stdin.write("go\n")
             driver.stdin.flush()
             if driver.stdout.readline().strip() != "done":
                 raise RuntimeError(f"{subject}: the driver failed")
-            subprocess.run([*ctl, "off", str(proc.pid)], check=True, **quiet)
+            collect(proc.pid, False)
             driver.wait(60)
         finally:
             if driver is not None and driver.poll() is None:
@@ -120,7 +106,7 @@ def measure(subject: str, decisions: int, warm: int = 200) -> float:
                 driver.wait()
             proc.terminate()
             proc.wait(60)
-        return _total(tmp) / decisions
+        return instructions(tmp) / decisions
 
 
 def available() -> bool:

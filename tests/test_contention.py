@@ -4,10 +4,8 @@ every slot comes back."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
 import pytest
-from contention_worker import hammer
+from contention_worker import hammer_processes
 
 import guard
 
@@ -22,17 +20,7 @@ def test_no_level_ever_exceeds_its_limit(g: guard.Guard, redis_server, ns: str) 
     g.admin.put_function("ingest", max_concurrency=limits["f:ingest"])
     g.admin.put_function("login", max_concurrency=limits["f:login"])
 
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(3) as pool:
-        results = pool.starmap(hammer, [(redis_server.url, ns, 4, 400, 20.0)] * 3)
-
-    seen: dict[str, int] = {}
-    granted = throttled = 0
-    for r in results:
-        granted += r.pop("granted")
-        throttled += r.pop("throttled")
-        for k, v in r.items():
-            seen[k[4:]] = max(seen.get(k[4:], 0), v)
+    seen, granted, throttled = hammer_processes(redis_server.url, ns, "levels")
     assert granted > 500 and throttled > 0, (granted, throttled)  # real contention happened
     for level, limit in limits.items():
         if limit is not None:

@@ -1,14 +1,12 @@
 """Processes x threads acquire with keys against one real redis-server; holders per key are
-counted outside the SDK (keyed_contention_worker). No key ever holds more than its cap (at
-the function or in the group), no function more than its total, and every slot and key
+counted outside the SDK (contention_worker, workload `keyed`). No key ever holds more than its
+cap (at the function or in the group), no function more than its total, and every slot and key
 counter comes back."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
 import pytest
-from keyed_contention_worker import KEYS, hammer
+from contention_worker import KEYS, hammer_processes
 
 import guard
 from guard import keys
@@ -39,17 +37,7 @@ def test_no_key_ever_exceeds_its_cap_or_the_total(
         caps[f"k:api|{k}"] = 4 if k == "big" else 2
         caps[f"kg:tenants|{k}"] = 5 if k == "big" else 3
 
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(3) as pool:
-        results = pool.starmap(hammer, [(redis_server.url, ns, 4, 400, 20.0)] * 3)
-
-    seen: dict[str, int] = {}
-    granted = throttled = 0
-    for r in results:
-        granted += r.pop("granted")
-        throttled += r.pop("throttled")
-        for k, v in r.items():
-            seen[k[4:]] = max(seen.get(k[4:], 0), v)
+    seen, granted, throttled = hammer_processes(redis_server.url, ns, "keyed")
     assert granted > 500 and throttled > 0, (granted, throttled)
     for level, cap in caps.items():
         assert seen.get(level, 0) <= cap, (level, seen)

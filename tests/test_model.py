@@ -44,6 +44,29 @@ LIMIT = st.one_of(st.none(), st.integers(0, 3))
 _ns = itertools.count()
 
 
+def drop_namespace(r: redis.Redis, ns: str) -> None:
+    """A machine's teardown: its namespace's keys and its entry in the set of namespaces go."""
+    ks = list(r.scan_iter(match=f"guard:{{{ns}}}:*"))
+    if ks:
+        r.delete(*ks)
+    r.srem(keys.NAMESPACES, ns)
+
+
+def run_machine(machine: Any, url: str, *, examples: int, steps: int) -> None:
+    """Run a state machine against the redis-server at `url`: `examples` runs of up to `steps`
+    steps, no deadline, no health checks."""
+    machine.url = url
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+
+
 class AdmissionMachine(RuleBasedStateMachine):
     url = ""
     leases = Bundle("leases")
@@ -68,10 +91,7 @@ class AdmissionMachine(RuleBasedStateMachine):
         self.fences: dict[str, int] = {}  # lease id -> fence of its current grant
 
     def teardown(self) -> None:
-        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
-        if ks:
-            self.r.delete(*ks)
-        self.r.srem(keys.NAMESPACES, self.ns)
+        drop_namespace(self.r, self.ns)
         self.g.close()
         self.r.close()
 
@@ -245,16 +265,7 @@ class AdmissionMachine(RuleBasedStateMachine):
 
 
 def test_admission_matches_the_model(redis_server) -> None:
-    AdmissionMachine.url = redis_server.url
-    run_state_machine_as_test(
-        AdmissionMachine,
-        settings=settings(
-            max_examples=60,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
+    run_machine(AdmissionMachine, redis_server.url, examples=60, steps=40)
 
 
 class TicketMachine(RuleBasedStateMachine):
@@ -281,10 +292,7 @@ class TicketMachine(RuleBasedStateMachine):
         self.made = 0
 
     def teardown(self) -> None:
-        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
-        if ks:
-            self.r.delete(*ks)
-        self.r.srem(keys.NAMESPACES, self.ns)
+        drop_namespace(self.r, self.ns)
         self.g.close()
         self.r.close()
 
@@ -361,16 +369,7 @@ class TicketMachine(RuleBasedStateMachine):
 
 def test_tickets_match_the_model(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(scripts.CONSTANTS, "TICKET_MS", 600_000)  # lapse only by `lapse`
-    TicketMachine.url = redis_server.url
-    run_state_machine_as_test(
-        TicketMachine,
-        settings=settings(
-            max_examples=40,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
+    run_machine(TicketMachine, redis_server.url, examples=40, steps=40)
 
 
 # -- keys and rates: GCRA against an independent model, on a controlled server clock ----------
@@ -402,10 +401,7 @@ class RateMachine(RuleBasedStateMachine):
         self.made = 0
 
     def teardown(self) -> None:
-        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
-        if ks:
-            self.r.delete(*ks)
-        self.r.srem(keys.NAMESPACES, self.ns)
+        drop_namespace(self.r, self.ns)
         self.store.close()
         self.r.close()
 
@@ -527,16 +523,7 @@ class RateMachine(RuleBasedStateMachine):
 
 def test_keys_and_rates_match_the_models(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_clock(monkeypatch)
-    RateMachine.url = redis_server.url
-    run_state_machine_as_test(
-        RateMachine,
-        settings=settings(
-            max_examples=80,
-            stateful_step_count=30,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
+    run_machine(RateMachine, redis_server.url, examples=80, steps=30)
     # and scripted runs through the same machine (its models check every step), so that every
     # kind of decision is compared whatever the random runs drew
     none: dict[str, Any] = dict.fromkeys(
@@ -596,10 +583,7 @@ class GroupTicketMachine(RuleBasedStateMachine):
         self.holders: dict[bytes, str] = {}
 
     def teardown(self) -> None:
-        ks = list(self.r.scan_iter(match=f"guard:{{{self.ns}}}:*"))
-        if ks:
-            self.r.delete(*ks)
-        self.r.srem(keys.NAMESPACES, self.ns)
+        drop_namespace(self.r, self.ns)
         self.g.close()
         self.r.close()
 
@@ -705,13 +689,4 @@ class GroupTicketMachine(RuleBasedStateMachine):
 
 def test_group_tickets_match_the_model(redis_server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(scripts.CONSTANTS, "TICKET_MS", 600_000)  # lapse only by `lapse`
-    GroupTicketMachine.url = redis_server.url
-    run_state_machine_as_test(
-        GroupTicketMachine,
-        settings=settings(
-            max_examples=150,
-            stateful_step_count=60,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
+    run_machine(GroupTicketMachine, redis_server.url, examples=150, steps=60)

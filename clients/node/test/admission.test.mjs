@@ -2,37 +2,20 @@
 // the release channel and the SDK's argument bounds — against a real redis-server, configured
 // through the Python SDK's admin (the reference implementation).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Guard, GuardUnavailable, Throttled, UsageError, ConflictError, ProtocolMismatch, RedisStore } from "../dist/esm/index.mjs";
-import { newNs, PyAdmin, RedisProc, sleep } from "./helpers.mjs";
+import { newNs, serverFixture, sleep } from "./helpers.mjs";
 
-let redis, admin;
-const guards = [];
-
-before(async () => {
-  redis = await RedisProc.start();
-  admin = new PyAdmin(redis.url);
-});
-
-after(async () => {
-  for (const g of guards) await g.close();
-  await admin.close();
-  await redis.cleanup();
-});
-
-function guard(ns, options = {}) {
-  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 2000, ...options });
-  guards.push(g);
-  return g;
-}
+const fx = serverFixture();
+const guard = fx.guard;
 
 async function usage(ns) {
-  return await admin.call(ns, "usage");
+  return await fx.admin.call(ns, "usage");
 }
 
 test("function level: max_concurrency slots, then Throttled naming function and scope", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["f"], { max_concurrency: 2 });
+  await fx.admin.call(ns, "put_function", ["f"], { max_concurrency: 2 });
   const g = guard(ns);
   const a = await g.acquire("f");
   const b = await g.acquire("f");
@@ -56,9 +39,9 @@ test("function level: max_concurrency slots, then Throttled naming function and 
 
 test("group level and account level (with another group's unused reserve held back)", async () => {
   const ns = newNs();
-  await admin.call(ns, "set_namespace", [], { max_concurrency: 4 });
-  await admin.call(ns, "put_group", ["etl"], { max_concurrency: 2, members: ["ingest", "transform"] });
-  await admin.call(ns, "put_group", ["api"], { reserved: 1, members: ["login"] });
+  await fx.admin.call(ns, "set_namespace", [], { max_concurrency: 4 });
+  await fx.admin.call(ns, "put_group", ["etl"], { max_concurrency: 2, members: ["ingest", "transform"] });
+  await fx.admin.call(ns, "put_group", ["api"], { reserved: 1, members: ["login"] });
   const g = guard(ns);
   const i1 = await g.acquire("ingest");
   assert.deepEqual(i1.groups, ["etl"]);
@@ -77,7 +60,7 @@ test("group level and account level (with another group's unused reserve held ba
 
 test("shadow mode grants and reports the level that would have refused", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["s"], { max_concurrency: 1, mode: "shadow" });
+  await fx.admin.call(ns, "put_function", ["s"], { max_concurrency: 1, mode: "shadow" });
   const g = guard(ns);
   const a = await g.acquire("s");
   const b = await g.acquire("s");
@@ -88,7 +71,7 @@ test("shadow mode grants and reports the level that would have refused", async (
 
 test("renew extends (capped by lease_ttl_seconds), a lost lease reports false, expiry frees the slot", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["r"], { max_concurrency: 1, lease_ttl_seconds: 10 });
+  await fx.admin.call(ns, "put_function", ["r"], { max_concurrency: 1, lease_ttl_seconds: 10 });
   const g = guard(ns);
   const l = await g.acquire("r", { ttlMs: 300 });
   assert.equal(l.ttlMs, 300);
@@ -107,7 +90,7 @@ test("renew extends (capped by lease_ttl_seconds), a lost lease reports false, e
 
 test("startRenewing keeps a short lease alive past its TTL", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["long"], { max_concurrency: 1 });
+  await fx.admin.call(ns, "put_function", ["long"], { max_concurrency: 1 });
   const g = guard(ns);
   const l = await g.acquire("long", { ttlMs: 150 });
   l.startRenewing(40);
@@ -118,7 +101,7 @@ test("startRenewing keeps a short lease alive past its TTL", async () => {
 
 test("a lease id is idempotent: a retried acquire is the same lease, not a second slot", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["i"], { max_concurrency: 1 });
+  await fx.admin.call(ns, "put_function", ["i"], { max_concurrency: 1 });
   const g = guard(ns);
   const id = "0123456789abcdef0123456789ABCDEF";
   const a = await g.acquire("i", { leaseId: id });
@@ -132,7 +115,7 @@ test("a lease id is idempotent: a retried acquire is the same lease, not a secon
 
 test("a wait is woken by a release (pub/sub), not by polling", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["w"], { max_concurrency: 1 });
+  await fx.admin.call(ns, "put_function", ["w"], { max_concurrency: 1 });
   const g = guard(ns);
   const other = guard(ns);
   const held = await other.acquire("w", { ttlMs: 60_000 });
@@ -149,7 +132,7 @@ test("a wait is woken by a release (pub/sub), not by polling", async () => {
 
 test("a wait that no release ends throws Throttled after waitMs", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["w2"], { max_concurrency: 0 });
+  await fx.admin.call(ns, "put_function", ["w2"], { max_concurrency: 0 });
   const g = guard(ns);
   const t0 = Date.now();
   await assert.rejects(g.acquire("w2", { waitMs: 300 }), (e) => e instanceof Throttled && e.scope === "function");
@@ -159,11 +142,11 @@ test("a wait that no release ends throws Throttled after waitMs", async () => {
 
 test("one subscription per Guard, however many waits", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["w3"], { max_concurrency: 0 });
+  await fx.admin.call(ns, "put_function", ["w3"], { max_concurrency: 0 });
   const g = guard(ns);
   await Promise.all([1, 2, 3].map(() => g.acquire("w3", { waitMs: 100 }).catch((e) => e)));
   await g.acquire("w3", { waitMs: 50 }).catch((e) => e);
-  const c = redis.client();
+  const c = fx.redis.client();
   const channels = await c.call("PUBSUB", "NUMSUB", `guard:{${ns}}:released`);
   c.disconnect();
   assert.equal(Number(channels[1]), 1);
@@ -171,7 +154,7 @@ test("one subscription per Guard, however many waits", async () => {
 
 test("the function's stored on_unavailable is remembered and applied when the store is unreachable", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["c"], { on_unavailable: "closed" });
+  await fx.admin.call(ns, "put_function", ["c"], { on_unavailable: "closed" });
   const g = guard(ns, { onUnavailable: "open" });
   assert.equal(g.policy("c"), "open");
   await (await g.acquire("c")).release();
@@ -180,8 +163,8 @@ test("the function's stored on_unavailable is remembered and applied when the st
 
 test("a namespace stored by another protocol major: ProtocolMismatch (closed) or unguarded (open), nothing written", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["p"], { max_concurrency: 1 });
-  const c = redis.client();
+  await fx.admin.call(ns, "put_function", ["p"], { max_concurrency: 1 });
+  const c = fx.redis.client();
   try {
     await c.hset(`guard:{${ns}}:cfg`, "pv", "2"); // written by a newer SDK (docs/protocol.md "Versioning")
     const closed = guard(ns, { onUnavailable: "closed" });
@@ -206,9 +189,9 @@ test("a namespace stored by another protocol major: ProtocolMismatch (closed) or
 
 test("fail-open runs are counted and reported with the next acquire (u:<fn>)", async () => {
   const ns = newNs();
-  const store = RedisStore.fromUrl(redis.url, { timeoutMs: 2000, connectTimeoutMs: 2000 });
+  const store = RedisStore.fromUrl(fx.redis.url, { timeoutMs: 2000, connectTimeoutMs: 2000 });
   const g = new Guard(store, { namespace: ns });
-  guards.push(g);
+  fx.guards.push(g);
   // stand-in for an outage: the next two acquires fail to reach the store
   const real = store.acquireWaiting.bind(store);
   let fail = 2;
@@ -242,9 +225,9 @@ test("bad arguments raise UsageError naming the field, before any I/O", async ()
   }
   delete process.env.AWS_LAMBDA_FUNCTION_NAME;
   await assert.rejects(g.acquire(), (e) => e instanceof UsageError && e.field === "function");
-  assert.throws(() => Guard.fromUrl(redis.url, { namespace: "-bad" }), (e) => e instanceof UsageError && e.field === "namespace");
-  assert.throws(() => Guard.fromUrl(redis.url, { onUnavailable: "maybe" }), UsageError);
-  assert.throws(() => Guard.fromUrl(redis.url, { timeoutMs: 0 }), UsageError);
+  assert.throws(() => Guard.fromUrl(fx.redis.url, { namespace: "-bad" }), (e) => e instanceof UsageError && e.field === "namespace");
+  assert.throws(() => Guard.fromUrl(fx.redis.url, { onUnavailable: "maybe" }), UsageError);
+  assert.throws(() => Guard.fromUrl(fx.redis.url, { timeoutMs: 0 }), UsageError);
   assert.throws(() => Guard.fromUrl("mysql://x"), (e) => e instanceof UsageError && e.field === "url");
 });
 
@@ -267,7 +250,7 @@ test("the name comes from AWS_LAMBDA_FUNCTION_NAME, then the context; TTL from t
 
 test("limit(): a Lambda handler holds a slot while it runs and releases it in finally", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["h"], { max_concurrency: 1 });
+  await fx.admin.call(ns, "put_function", ["h"], { max_concurrency: 1 });
   const g = guard(ns);
   let during;
   const handler = g.limit(async (event) => {
@@ -290,9 +273,9 @@ test("fromEnv reads the same variables as Python; GUARD_DISABLED grants without 
   try {
     for (const k of Object.keys(process.env)) if (k.startsWith("GUARD_")) delete process.env[k];
     assert.throws(() => Guard.fromEnv(), (e) => e instanceof UsageError && e.field === "url");
-    Object.assign(process.env, { GUARD_REDIS_URL: redis.url, GUARD_NAMESPACE: "envns", GUARD_ON_UNAVAILABLE: "closed", GUARD_TIMEOUT: "0.25" });
+    Object.assign(process.env, { GUARD_REDIS_URL: fx.redis.url, GUARD_NAMESPACE: "envns", GUARD_ON_UNAVAILABLE: "closed", GUARD_TIMEOUT: "0.25" });
     const g = Guard.fromEnv();
-    guards.push(g);
+    fx.guards.push(g);
     assert.equal(g.namespace, "envns");
     assert.equal(g.onUnavailable, "closed");
     process.env.GUARD_TIMEOUT = "soon";
@@ -302,7 +285,7 @@ test("fromEnv reads the same variables as Python; GUARD_DISABLED grants without 
     for (const k of Object.keys(process.env)) if (k.startsWith("GUARD_")) delete process.env[k];
     process.env.GUARD_DISABLED = "1";
     const d = Guard.fromEnv();
-    guards.push(d);
+    fx.guards.push(d);
     const l = await d.acquire("anything");
     assert.ok(l.unguarded);
     assert.equal(await l.release(), false);
@@ -320,10 +303,10 @@ test("fromEnv reads the same variables as Python; GUARD_DISABLED grants without 
 
 test("NOSCRIPT: after SCRIPT FLUSH the next acquire reloads the script (one EVAL) and is granted", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["ns-f"], { max_concurrency: 1 });
+  await fx.admin.call(ns, "put_function", ["ns-f"], { max_concurrency: 1 });
   const g = guard(ns);
   await (await g.acquire("ns-f")).release();
-  const c = redis.client();
+  const c = fx.redis.client();
   await c.call("SCRIPT", "FLUSH");
   await c.call("CONFIG", "RESETSTAT");
   const l = await g.acquire("ns-f");
@@ -346,9 +329,9 @@ test("generated lease ids are 128-bit, distinct across pool refills", async () =
 
 test("fail-open counts of more than 32 functions are reported 32 names per acquire", async () => {
   const ns = newNs();
-  const store = RedisStore.fromUrl(redis.url, { timeoutMs: 2000, connectTimeoutMs: 2000 });
+  const store = RedisStore.fromUrl(fx.redis.url, { timeoutMs: 2000, connectTimeoutMs: 2000 });
   const g = new Guard(store, { namespace: ns });
-  guards.push(g);
+  fx.guards.push(g);
   const real = store.acquireWaiting.bind(store);
   let down = true;
   const sent = [];
@@ -370,8 +353,8 @@ test("fail-open counts of more than 32 functions are reported 32 names per acqui
 
 test("keys: acquire({key}) and limit({key: (event) => ...}) meet the per-key cap and key rate", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["f"], { key_max_concurrency: 1, key_overrides: { vip: 2 } });
-  await admin.call(ns, "put_function", ["r"], { key_rate_per_second: 2, key_rate_burst: 1 });
+  await fx.admin.call(ns, "put_function", ["f"], { key_max_concurrency: 1, key_overrides: { vip: 2 } });
+  await fx.admin.call(ns, "put_function", ["r"], { key_rate_per_second: 2, key_rate_burst: 1 });
   const g = guard(ns);
   const a = await g.acquire("f", { key: "tenant-a" });
   await assert.rejects(g.acquire("f", { key: "tenant-a" }), (e) => e instanceof Throttled && e.scope === "key");

@@ -29,23 +29,28 @@ after(async () => {
   await redis.cleanup();
 });
 
-function pythonHammer(ns) {
+// The Python side: tests/contention_worker.py's hammer, 4 threads, one workload ("levels" or
+// "cross-keys"), for `seconds`; resolves to its JSON result (max:<level>, granted, throttled).
+function pythonHammer(ns, workload, seconds) {
   const code = [
     "import json, sys",
     `sys.path.insert(0, ${JSON.stringify(join(REPO, "tests"))})`,
     "from contention_worker import hammer",
-    `print(json.dumps(hammer(${JSON.stringify(redis.url)}, ${JSON.stringify(ns)}, 4, 100000, ${SECONDS})))`,
+    `print(json.dumps(hammer(${JSON.stringify(redis.url)}, ${JSON.stringify(ns)}, 4, 100000, ${seconds}, ${JSON.stringify(workload)})))`,
   ].join("\n");
   return new Promise((resolve, reject) => {
     const p = spawn(PYTHON, ["-c", code], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
-    p.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`python hammer exited ${code}`))));
+    p.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`python hammer (${workload}) exited ${code}`))));
   });
 }
 
-async function nodeCaller(ns, seed, deadline) {
-  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 }); // one Lambda instance
+// One Node caller (one Lambda instance) until `deadline`, by the same rule as the Python
+// hammer: `workload.pick(rnd)` names the function, the key (or none) and the counted levels a
+// grant holds; a refusal sleeps `workload.pauseMs`.
+async function nodeCaller(ns, seed, deadline, workload) {
+  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 });
   const side = redis.client();
   const best = {};
   let granted = 0;
@@ -53,27 +58,55 @@ async function nodeCaller(ns, seed, deadline) {
   let x = seed;
   const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   while (Date.now() < deadline) {
-    const fn = FUNCTIONS[Math.floor(rnd() * FUNCTIONS.length)];
+    const { fn, key, levels } = workload.pick(rnd);
     let lease;
     try {
-      lease = await g.acquire(fn, { ttlMs: 30_000 });
+      lease = await g.acquire(fn, key === undefined ? { ttlMs: 30_000 } : { key, ttlMs: 30_000 });
     } catch (e) {
       if (!(e instanceof Throttled)) throw e;
       throttled++;
+      if (workload.pauseMs) await sleep(workload.pauseMs);
       continue;
     }
     granted++;
-    const keys = LEVELS[fn].map((lvl) => `holders:{${ns}}:${lvl}`);
-    const incr = await Promise.all(keys.map((k) => side.incr(k)));
-    LEVELS[fn].forEach((lvl, i) => (best[lvl] = Math.max(best[lvl] ?? 0, incr[i])));
+    const counters = levels.map((lvl) => `holders:{${ns}}:${lvl}`);
+    const incr = await Promise.all(counters.map((k) => side.incr(k)));
+    levels.forEach((lvl, i) => (best[lvl] = Math.max(best[lvl] ?? 0, incr[i])));
     await sleep(rnd() * 2);
-    await Promise.all(keys.map((k) => side.decr(k)));
+    await Promise.all(counters.map((k) => side.decr(k)));
     await lease.release();
   }
   await g.close();
   side.disconnect();
   return { best, granted, throttled };
 }
+
+// The Python hammer (`pyWorkload`) and one Node caller per seed (`workload`) on `ns` at once;
+// checks that both runtimes were admitted and that real contention happened, and returns the
+// largest counted holders per level over both (`seen`) and each side's counts.
+async function bothRuntimes(ns, pyWorkload, workload, seeds) {
+  const py = pythonHammer(ns, pyWorkload, SECONDS);
+  await sleep(500); // let the Python threads start: the two runtimes overlap for most of the run
+  const deadline = Date.now() + (SECONDS - 1) * 1000;
+  const nodes = await Promise.all(seeds.map((s) => nodeCaller(ns, s, deadline, workload)));
+  const pyOut = await py;
+  const seen = {};
+  for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
+  for (const [k, v] of Object.entries(pyOut)) if (k.startsWith("max:")) seen[k.slice(4)] = Math.max(seen[k.slice(4)] ?? 0, v);
+  const nodeGranted = nodes.reduce((a, n) => a + n.granted, 0);
+  const nodeThrottled = nodes.reduce((a, n) => a + n.throttled, 0);
+  assert.ok(nodeGranted > 100 && pyOut.granted > 100, `both runtimes were admitted: node ${nodeGranted}, python ${pyOut.granted}`);
+  assert.ok(nodeThrottled + pyOut.throttled > 0, "real contention happened");
+  return { seen, nodeGranted, nodeThrottled, pyOut };
+}
+
+const LEVEL_WORKLOAD = {
+  pick(rnd) {
+    const fn = FUNCTIONS[Math.floor(rnd() * FUNCTIONS.length)];
+    return { fn, levels: LEVELS[fn] };
+  },
+  pauseMs: 0,
+};
 
 test("Python and Node clients share the limits: never above any, every slot returned", async () => {
   const ns = newNs("x");
@@ -83,19 +116,8 @@ test("Python and Node clients share the limits: never above any, every slot retu
   await admin.call(ns, "put_function", ["ingest"], { max_concurrency: LIMITS["f:ingest"] });
   await admin.call(ns, "put_function", ["login"], { max_concurrency: LIMITS["f:login"] });
 
-  const py = pythonHammer(ns);
-  await sleep(500); // let the Python threads start: the two runtimes overlap for most of the run
-  const deadline = Date.now() + (SECONDS - 1) * 1000;
-  const nodes = await Promise.all([1, 2, 3, 4, 5, 6].map((s) => nodeCaller(ns, s * 7919, deadline)));
-  const pyOut = await py;
+  const { seen, nodeGranted, nodeThrottled, pyOut } = await bothRuntimes(ns, "levels", LEVEL_WORKLOAD, [1, 2, 3, 4, 5, 6].map((s) => s * 7919));
 
-  const seen = {};
-  for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
-  for (const [k, v] of Object.entries(pyOut)) if (k.startsWith("max:")) seen[k.slice(4)] = Math.max(seen[k.slice(4)] ?? 0, v);
-  const nodeGranted = nodes.reduce((a, n) => a + n.granted, 0);
-  const nodeThrottled = nodes.reduce((a, n) => a + n.throttled, 0);
-  assert.ok(nodeGranted > 100 && pyOut.granted > 100, `both runtimes were admitted: node ${nodeGranted}, python ${pyOut.granted}`);
-  assert.ok(nodeThrottled + pyOut.throttled > 0, "real contention happened");
   for (const [level, limit] of Object.entries(LIMITS)) assert.ok((seen[level] ?? 0) <= limit, `${level}: ${JSON.stringify(seen)}`);
   assert.ok(seen.a === LIMITS.a || seen["g:etl"] === LIMITS["g:etl"], `a limit was reached: ${JSON.stringify(seen)}`);
   const u = await admin.call(ns, "usage");
@@ -108,110 +130,22 @@ test("Python and Node clients share the limits: never above any, every slot retu
 // (key_max_concurrency 2, one key overridden to 3, the function's total 6), counted outside
 // both SDKs per key and in total. No key may ever hold more than its cap, the total never more
 // than the function's max, and every per-key counter comes back to 0.
-const KEYS = ["acme", "globex", "initech"];
+const KEYS = ["acme", "globex", "initech"]; // contention_worker.CROSS_KEYS
 const KEY_CAPS = { acme: 2, globex: 2, initech: 3 };
 const KEYED_TOTAL = 6;
 
-function pythonKeyHammer(ns, seconds) {
-  const code = `
-import json, random, threading, time
-import redis, guard
-url, ns, keys = ${JSON.stringify(redis.url)}, ${JSON.stringify(ns)}, ${JSON.stringify(KEYS)}
-best, counts, lock = {}, {"granted": 0, "throttled": 0}, threading.Lock()
-deadline = time.monotonic() + ${seconds}
-def run(seed):
-    rnd = random.Random(seed)
-    g = guard.Guard.from_url(url, namespace=ns, timeout=5)
-    side = redis.Redis.from_url(url)
-    local, granted, throttled = {}, 0, 0
-    while time.monotonic() < deadline:
-        key = rnd.choice(keys)
-        try:
-            lease = g.acquire("keyed", key=key, ttl=30)
-        except guard.Throttled:
-            throttled += 1
-            time.sleep(0.0005)
-            continue
-        granted += 1
-        names = ["k:" + key, "total"]
-        pipe = side.pipeline(transaction=False)
-        for n in names:
-            pipe.incr("holders:{%s}:%s" % (ns, n))
-        for n, v in zip(names, pipe.execute()):
-            local[n] = max(local.get(n, 0), int(v))
-        time.sleep(rnd.random() * 0.002)
-        pipe = side.pipeline(transaction=False)
-        for n in names:
-            pipe.decr("holders:{%s}:%s" % (ns, n))
-        pipe.execute()
-        lease.release()
-    with lock:
-        for k, v in local.items():
-            best[k] = max(best.get(k, 0), v)
-        counts["granted"] += granted
-        counts["throttled"] += throttled
-    g.close()
-    side.close()
-ts = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(json.dumps({**{"max:" + k: v for k, v in best.items()}, **counts}))
-`;
-  return new Promise((resolve, reject) => {
-    const p = spawn(PYTHON, ["-c", code], { stdio: ["ignore", "pipe", "inherit"] });
-    let out = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.on("exit", (c) => (c === 0 ? resolve(JSON.parse(out)) : reject(new Error(`python key hammer exited ${c}`))));
-  });
-}
-
-async function nodeKeyCaller(ns, seed, deadline) {
-  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 5000 });
-  const side = redis.client();
-  const best = {};
-  let granted = 0;
-  let throttled = 0;
-  let x = seed;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-  while (Date.now() < deadline) {
+const KEY_WORKLOAD = {
+  pick(rnd) {
     const key = KEYS[Math.floor(rnd() * KEYS.length)];
-    let lease;
-    try {
-      lease = await g.acquire("keyed", { key, ttlMs: 30_000 });
-    } catch (e) {
-      if (!(e instanceof Throttled)) throw e;
-      throttled++;
-      await sleep(0.5);
-      continue;
-    }
-    granted++;
-    const names = [`k:${key}`, "total"];
-    const incr = await Promise.all(names.map((n) => side.incr(`holders:{${ns}}:${n}`)));
-    names.forEach((n, i) => (best[n] = Math.max(best[n] ?? 0, incr[i])));
-    await sleep(rnd() * 2);
-    await Promise.all(names.map((n) => side.decr(`holders:{${ns}}:${n}`)));
-    await lease.release();
-  }
-  await g.close();
-  side.disconnect();
-  return { best, granted, throttled };
-}
+    return { fn: "keyed", key, levels: [`k:${key}`, "total"] };
+  },
+  pauseMs: 0.5,
+};
 
 test("per-key limits: Python and Node holders of the same keys never exceed a key's cap or the total", async () => {
   const ns = newNs("xk");
   await admin.call(ns, "put_function", ["keyed"], { max_concurrency: KEYED_TOTAL, key_max_concurrency: 2, key_overrides: { initech: 3 } });
-  const py = pythonKeyHammer(ns, SECONDS);
-  await sleep(500);
-  const deadline = Date.now() + (SECONDS - 1) * 1000;
-  const nodes = await Promise.all([1, 2, 3, 4].map((s) => nodeKeyCaller(ns, s * 104729, deadline)));
-  const pyOut = await py;
-  const seen = {};
-  for (const n of nodes) for (const [k, v] of Object.entries(n.best)) seen[k] = Math.max(seen[k] ?? 0, v);
-  for (const [k, v] of Object.entries(pyOut)) if (k.startsWith("max:")) seen[k.slice(4)] = Math.max(seen[k.slice(4)] ?? 0, v);
-  const nodeGranted = nodes.reduce((a, n) => a + n.granted, 0);
-  const nodeThrottled = nodes.reduce((a, n) => a + n.throttled, 0);
-  assert.ok(nodeGranted > 100 && pyOut.granted > 100, `both runtimes were admitted: node ${nodeGranted}, python ${pyOut.granted}`);
-  assert.ok(nodeThrottled + pyOut.throttled > 0, "real contention happened");
+  const { seen, nodeGranted, nodeThrottled, pyOut } = await bothRuntimes(ns, "cross-keys", KEY_WORKLOAD, [1, 2, 3, 4].map((s) => s * 104729));
   for (const key of KEYS) assert.ok((seen[`k:${key}`] ?? 0) <= KEY_CAPS[key], `${key}: ${JSON.stringify(seen)}`);
   assert.ok(seen.total <= KEYED_TOTAL, JSON.stringify(seen));
   assert.ok(KEYS.some((k) => seen[`k:${k}`] === KEY_CAPS[k]), `a key's cap was reached: ${JSON.stringify(seen)}`);

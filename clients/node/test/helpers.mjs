@@ -8,6 +8,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import Redis from "ioredis";
 
@@ -133,4 +134,32 @@ export function python(code, env = {}) {
   const out = spawnSync(PYTHON, ["-c", code], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 60_000 });
   if (out.status !== 0) throw new Error(`python failed (${out.status}): ${out.stderr}`);
   return out.stdout;
+}
+
+// The usual set-up of a test file: a private redis-server and the Python admin on it (started
+// before the file's tests, stopped after), and `guard(ns, options)` opening a Guard on that
+// server (timeoutMs 2000 unless given) that is closed after the file's tests.
+export function serverFixture() {
+  let Guard;
+  const fx = {
+    redis: null,
+    admin: null,
+    guards: [], // closed after the file's tests
+    guard(ns, options = {}) {
+      const g = Guard.fromUrl(fx.redis.url, { namespace: ns, timeoutMs: 2000, ...options });
+      fx.guards.push(g);
+      return g;
+    },
+  };
+  before(async () => {
+    ({ Guard } = await import("../dist/esm/index.mjs"));
+    fx.redis = await RedisProc.start();
+    fx.admin = new PyAdmin(fx.redis.url);
+  });
+  after(async () => {
+    for (const g of fx.guards) await g.close();
+    await fx.admin.close();
+    await fx.redis.cleanup();
+  });
+  return fx;
 }

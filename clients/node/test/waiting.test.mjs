@@ -2,32 +2,14 @@
 // release names (as guard/store.py's ReleaseListener), of any function, and the group's
 // queue orders waiters of its member functions — against a real redis-server.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { Guard } from "../dist/esm/index.mjs";
-import { newNs, PyAdmin, RedisProc, sleep } from "./helpers.mjs";
+import { test } from "node:test";
+import { newNs, serverFixture, sleep } from "./helpers.mjs";
 
-let redis, admin;
-const guards = [];
-
-before(async () => {
-  redis = await RedisProc.start();
-  admin = new PyAdmin(redis.url);
-});
-
-after(async () => {
-  for (const g of guards) await g.close();
-  await admin.close();
-  await redis.cleanup();
-});
-
-function guard(ns) {
-  const g = Guard.fromUrl(redis.url, { namespace: ns, timeoutMs: 2000 });
-  guards.push(g);
-  return g;
-}
+const fx = serverFixture();
+const guard = fx.guard;
 
 async function refusals(ns, fn, scope) {
-  const c = redis.client();
+  const c = fx.redis.client();
   const v = await c.hget(`guard:{${ns}}:use`, `t:${fn}|${scope}`);
   c.disconnect();
   return Number(v ?? 0);
@@ -35,7 +17,7 @@ async function refusals(ns, fn, scope) {
 
 test("a release wakes only the waiter it names, not every waiter of the Guard", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["f"], { max_concurrency: 1 });
+  await fx.admin.call(ns, "put_function", ["f"], { max_concurrency: 1 });
   const g = guard(ns);
   const held = await guard(ns).acquire("f", { ttlMs: 60_000 });
   const granted = [];
@@ -60,9 +42,9 @@ test("a release wakes only the waiter it names, not every waiter of the Guard", 
 
 test("a freed group slot goes to the oldest waiter of any member function", async () => {
   const ns = newNs();
-  await admin.call(ns, "put_function", ["a"], {});
-  await admin.call(ns, "put_function", ["b"], {});
-  await admin.call(ns, "put_group", ["g"], { max_concurrency: 1, members: ["a", "b"] });
+  await fx.admin.call(ns, "put_function", ["a"], {});
+  await fx.admin.call(ns, "put_function", ["b"], {});
+  await fx.admin.call(ns, "put_group", ["g"], { max_concurrency: 1, members: ["a", "b"] });
   const g = guard(ns);
   const held = await guard(ns).acquire("a", { ttlMs: 60_000 });
   const order = [];
