@@ -395,7 +395,8 @@ def _discussion(report: dict[str, Any]) -> list[str]:
             f"{_f(rc['attempts_per_pair'], 2)}: with 64 processes polling every millisecond "
             "on 2 cores, each refused attempt is a full three-level script, so the heavier "
             "script shows most here. guard's own `wait=` (pub/sub wake-up on release) is not "
-            "what this polling workload measures."
+            "what this polling workload measures"
+            + ("; *Waiting at scale* above measures it." if report.get("waiting") else ".")
             if gc and rc
             else "."
         )
@@ -544,6 +545,63 @@ def _keyed_rate(report: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _waiting(report: dict[str, Any]) -> list[str]:
+    """Waiting at scale (bench/waiting.py): guard's wait= beside guard polling, redis-semaphore
+    and bottleneck on one contended function. Absent from results written before the full run
+    included it: then no section."""
+    w = report.get("waiting") or {}
+    subjects = w.get("subjects") or {}
+    if not subjects:
+        return []
+    ideal = w["ideal_per_s"]
+    out = [
+        "## Waiting at scale: wait= beside polling, redis-semaphore, bottleneck",
+        "",
+        f"{w['callers']} callers queue for a function of max {w['limit']} that each caller "
+        f"holds {_f(w['hold_ms'])} ms (ideal: {w['limit']} / {w['hold_ms'] / 1000:g} s = "
+        f"{_f(ideal)} grants/s), {w['seconds']:g} s per subject and round, {w['rounds']} "
+        "interleaved rounds (each starting at a different subject), medians; `bench/waiting.py`.",
+        "",
+        f"- **guard wait=**: `g.acquire(fn, wait={w['wait_s']:g})`, the threads of one process "
+        "on one `Guard` (one subscription; tickets in Redis: first come, first served; a "
+        "release wakes the tickets it names).",
+        "- **guard polling**: `g.acquire(fn)` in a loop, sleeping each `Throttled`'s "
+        "`retry_after` (at most 1 s, as the SDK's waiters: with no hold history yet the hint "
+        "is the time to the earliest lease expiry, 30 s here).",
+        f"- **redis-semaphore**: `tryAcquire` retried every {_f(w['peer_retry_ms'])} ms (its "
+        "`acquire()` loop's default `retryInterval`), async callers on one connection.",
+        "- **bottleneck**: `limiter.schedule` with `maxConcurrent` and the Redis datastore (its "
+        "own queue and pub/sub), async callers on one limiter.",
+        "",
+        "*p99 wait*: guard, from the first try to the grant; the Node peers, the pair's latency "
+        "without the hold (the wait, plus the acquire and release round trips). *Attempts per "
+        "grant*: guard, the acquire scripts run (the namespace's grant and throttle counters); "
+        "the peers, as `bench/peers/common.mjs` counts them (bottleneck queues, so 1). *Peak "
+        "holders*: counted outside the library (`INCR`/`DECR` on a side connection), the "
+        "largest over rounds.",
+        "",
+        f"| subject | pairs/s (median) | min-max | of ideal {_f(ideal)}/s | p99 wait ms "
+        f"| attempts per grant | peak holders (limit {w['limit']}) |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, a in subjects.items():
+        out.append(
+            f"| {name} | {_f(a['pairs_per_s'])} "
+            f"| {_f(a.get('pairs_per_s_min'))}-{_f(a.get('pairs_per_s_max'))} "
+            f"| {a['pairs_per_s'] / ideal:.0%} | {_f(a['p99_wait_ms'])} "
+            f"| {_f(a['attempts_per_grant'], 2)} | {a['peak_holders']} |"
+        )
+    errors = {n: a["errors"] for n, a in subjects.items() if a.get("errors")}
+    if errors:
+        out += ["", "Errors: " + ", ".join(f"{n} {e}" for n, e in errors.items()) + "."]
+    if w.get("skipped"):
+        out += [
+            "",
+            f"Not measured in this run: {', '.join(w['skipped'])} (no `bench/node_modules`).",
+        ]
+    return [*out, ""]
+
+
 def write(report: dict[str, Any], docs: str, img: str) -> None:
     plan = report["plan"]
     files = _plots(report, img)
@@ -625,6 +683,7 @@ def write(report: dict[str, Any], docs: str, img: str) -> None:
         "",
         *_contended_table(report["rows"], plan["contended_limit"]),
         "",
+        *_waiting(report),
         *_many_callers(report),
         *_keyed_rate(report),
         *_held(report),

@@ -2,7 +2,8 @@
 
     python bench/run_all.py --quick     # ~2-3 minutes
     python bench/run_all.py             # full: longer runs, more rounds (~10-15 minutes on 2 cores)
-    python bench/run_all.py --waiting   # only the contended waiting workload (bench/waiting.py)
+    python bench/run_all.py --waiting   # only the contended waiting workload (bench/waiting.py;
+                                        # the full run and --quick include it)
 
 Measurements are interleaved: each round runs every configuration once (starting at a
 different one each round), and the tables quote the median over rounds, so machine noise
@@ -28,6 +29,7 @@ import cold_start
 import harness
 import redis
 import scaling
+import waiting
 from harness import BenchConfig, NodeSubject, PySubject, Result, median
 from reference import ReferenceSemaphore
 from subjects import (
@@ -359,6 +361,23 @@ def keyed_rate(plan: Plan) -> int:
     return 0
 
 
+def waiting_violations(waited: dict[str, Any]) -> list[str]:
+    """More holders at once than the waiting workload's limit: guard's stops the run, a peer's
+    is returned (reported, and the run exits non-zero)."""
+    out = []
+    for name, a in waited["subjects"].items():
+        if a["peak_holders"] > waited["limit"]:
+            msg = (
+                f"SAFETY VIOLATION: {name} let {a['peak_holders']} holders in at once "
+                f"(limit {waited['limit']}) in the waiting workload"
+            )
+            print("!" * 8, msg, flush=True)
+            if name.startswith("guard"):
+                raise SystemExit(msg)
+            out.append(msg)
+    return out
+
+
 def keyed_header() -> str:
     return (
         f"{'subject [mode]':44} {'w':>3} {'decisions/s':>11} {'p50 us':>7} {'p99 us':>8} "
@@ -401,8 +420,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     opts = ap.parse_args(argv)
     if opts.waiting:
-        import waiting
-
         waiting.run(waiting.QUICK if opts.quick else waiting.FULL)
         return 0
     if opts.keyed_rate:
@@ -474,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                         raise SystemExit(msg)
                     violations.append(msg)  # a peer's: reported, and the run exits non-zero
         ceiling = {k: median([c[k] for c in ceilings]) for k in ceilings[0]}
+        waited = waiting.run(waiting.QUICK if opts.quick else waiting.FULL, server, failures)
+        violations += waiting_violations(waited)
         cold = cold_start.measure(server.url, plan.cold_start_runs)
         print(f"cold start (µs to the first acquire): {cold}", flush=True)
         held = [{"subject": "reference (redis-py)", **h} for h in held_scaling(server, plan)]
@@ -519,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start": cold,
         "instructions": {**instructions, "pairs": plan.callgrind_pairs},
         "keyed_instructions": keyed_instructions,
+        "waiting": waited,
         "violations": violations,
         "failures": failures,
         "http_subject": http_base is not None,

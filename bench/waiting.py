@@ -1,7 +1,7 @@
 """The contended waiting workload (issue 18): many callers queue for a max-5 function that each
 caller holds 20 ms (ideal: 5 / 0.02 s = 250 grants/s), on one private redis-server.
 
-    .venv/bin/python bench/run_all.py --waiting [--quick]
+    .venv/bin/python bench/run_all.py --waiting [--quick]   # only this; the full run includes it
 
 Subjects, interleaved over rounds (each round runs every subject once, starting at a different
 one), medians quoted:
@@ -25,6 +25,7 @@ counted outside the library (INCR/DECR on a side connection)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -117,6 +118,7 @@ def run_guard(url: str, mode: str, callers: int, seconds: float) -> dict[str, An
     refused = sum(int(v) for k, v in use.items() if k.startswith(b"t:f|"))
     g.close()
     side.close()
+    side.connection_pool.disconnect()  # a pool passed in is not closed by close()
     waits.sort()
     return {
         "pairs_per_s": len(waits) / seconds,
@@ -155,24 +157,50 @@ def measure(server: harness.RedisServer, subject: str, plan: WaitPlan) -> dict[s
     return run_peer(server, subject, plan.callers, plan.seconds)
 
 
-def run(plan: WaitPlan) -> dict[str, dict[str, Any]]:
-    """Every subject over the plan's rounds; returns the medians per subject (and prints)."""
-    got: dict[str, list[dict[str, Any]]] = {s: [] for s in SUBJECTS}
-    with harness.redis_server() as server:
+def run(
+    plan: WaitPlan,
+    server: harness.RedisServer | None = None,
+    failures: list[str] | None = None,
+) -> dict[str, Any]:
+    """Every subject over the plan's rounds, on ``server`` (else a private one); prints the
+    medians and returns what results.json keeps under "waiting" (docs/benchmarks.md's "Waiting
+    at scale"). The Node peers are left out (named in "skipped") without bench/node_modules.
+    With ``failures`` a Node driver that crashes is recorded there and the rounds go on."""
+    subjects = SUBJECTS if harness.node_modules_ready() else SUBJECTS[:2]
+    skipped = [s for s in SUBJECTS if s not in subjects]
+    if skipped:
+        print(f"bench/node_modules missing: {', '.join(skipped)} skipped", flush=True)
+    got: dict[str, list[dict[str, Any]]] = {s: [] for s in subjects}
+    with contextlib.ExitStack() as stack:
+        if server is None:
+            server = stack.enter_context(harness.redis_server())
         for rnd in range(plan.rounds):
-            order = SUBJECTS[rnd % len(SUBJECTS) :] + SUBJECTS[: rnd % len(SUBJECTS)]
+            order = subjects[rnd % len(subjects) :] + subjects[: rnd % len(subjects)]
             for s in order:
-                r = measure(server, s, plan)
+                try:
+                    r = measure(server, s, plan)
+                except RuntimeError as exc:
+                    if failures is None or s.startswith("guard"):
+                        raise
+                    failures.append(f"waiting round {rnd + 1}: {s}: {exc!s:.300}")
+                    print(f"!!! {failures[-1]}", flush=True)
+                    continue
                 got[s].append(r)
                 print(f"round {rnd + 1}/{plan.rounds} {s:16} {json.dumps(r)}", flush=True)
     out: dict[str, dict[str, Any]] = {}
     for s, rs in got.items():
-        out[s] = {
+        if not rs:
+            continue
+        a: dict[str, Any] = {
             k: median([float(r[k]) for r in rs])
             for k in ("pairs_per_s", "p99_wait_ms", "attempts_per_grant")
         }
-        out[s]["peak_holders"] = max(int(r["peak_holders"] or 0) for r in rs)
-        out[s]["errors"] = sum(int(r["errors"]) for r in rs)
+        a["pairs_per_s_min"] = min(float(r["pairs_per_s"]) for r in rs)
+        a["pairs_per_s_max"] = max(float(r["pairs_per_s"]) for r in rs)
+        a["peak_holders"] = max(int(r["peak_holders"] or 0) for r in rs)
+        a["errors"] = sum(int(r["errors"]) for r in rs)
+        a["rounds"] = len(rs)
+        out[s] = a
     ideal = LIMIT / HOLD_S
     print(
         f"\n{plan.callers} callers, max {LIMIT}, {HOLD_S * 1000:.0f} ms holds, {plan.seconds} s x "
@@ -185,4 +213,15 @@ def run(plan: WaitPlan) -> dict[str, dict[str, Any]]:
             f"| {s} | {a['pairs_per_s']:.0f} | {a['pairs_per_s'] / ideal:.0%} | "
             f"{a['p99_wait_ms']:.0f} | {a['attempts_per_grant']:.2f} | {a['peak_holders']} |"
         )
-    return out
+    return {
+        "callers": plan.callers,
+        "seconds": plan.seconds,
+        "rounds": plan.rounds,
+        "limit": LIMIT,
+        "hold_ms": HOLD_S * 1000,
+        "ideal_per_s": ideal,
+        "wait_s": WAIT_S,
+        "peer_retry_ms": PEER_RETRY_MS,
+        "subjects": out,
+        "skipped": skipped,
+    }
