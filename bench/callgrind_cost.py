@@ -30,6 +30,7 @@ from bench_engine import Reference
 from harness import free_port
 
 import guard
+from guard.server.embedded import private_redis_args
 
 
 def start(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -42,16 +43,7 @@ def start(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
             "--instr-atstart=no",
             f"--callgrind-out-file={out}",
             "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            tmp,
+            *private_redis_args(port, tmp),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 import redis
 
+from guard.server.embedded import private_redis_args
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 SCRIPT_COMMANDS = ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro")
 
@@ -68,8 +70,8 @@ class RedisServer:
 def start_redis(unixsocket: bool = False, timeout: float = 10.0) -> RedisServer:
     workdir = tempfile.mkdtemp(prefix="guard-bench-redis-")
     port = free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    args += ["--appendonly", "no", "--dir", workdir, "--logfile", os.path.join(workdir, "log")]
+    args = ["redis-server", *private_redis_args(port, workdir)]
+    args += ["--logfile", os.path.join(workdir, "log")]
     sock = os.path.join(workdir, "redis.sock") if unixsocket else None
     if sock:
         args += ["--unixsocket", sock, "--unixsocketperm", "700"]
@@ -658,8 +660,7 @@ def redis_cluster(shards: int = 3, timeout: float = 30.0) -> Iterator[list[Redis
         for _ in range(shards):
             workdir = tempfile.mkdtemp(prefix="guard-bench-cluster-")
             port = free_cluster_port()
-            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-            args += ["--appendonly", "no", "--dir", workdir, "--cluster-enabled", "yes"]
+            args = ["redis-server", *private_redis_args(port, workdir), "--cluster-enabled", "yes"]
             args += ["--cluster-config-file", os.path.join(workdir, "nodes.conf")]
             args += ["--logfile", os.path.join(workdir, "log")]
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

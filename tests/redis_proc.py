@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import redis
 
+from guard.server.embedded import private_redis_args
+
 
 def wait_for_ping(port: int, timeout: float) -> bool:
     """Poll PING (bounded by `timeout`) until the server on `port` answers."""
@@ -72,16 +74,7 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> RedisProcess:
         cmd = [
             shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            self.dir,
+            *private_redis_args(self.port, self.dir),
             "--logfile",
             os.path.join(self.dir, "redis.log"),
             *self.args,

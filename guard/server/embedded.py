@@ -82,6 +82,13 @@ def _die_with_parent() -> None:
         pass
 
 
+def private_redis_args(port: int, workdir: str) -> list[str]:
+    """redis-server options of a private server: loopback `port`, no persistence, files in
+    `workdir`. The one place they are written (the tests' and the benchmarks' servers use it)."""
+    return ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", workdir]  # fmt: skip
+
+
 def start(prefer_redis: bool = True) -> EmbeddedStore:
     """Start the embedded store; it stops when this process exits."""
     port = free_port()
@@ -89,19 +96,7 @@ def start(prefer_redis: bool = True) -> EmbeddedStore:
     if binary:
         store = EmbeddedStore("redis-server", port)
         store.dir = tempfile.mkdtemp(prefix="guard-embedded-")
-        cmd = [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            store.dir,
-        ]
+        cmd = [binary, *private_redis_args(port, store.dir)]
         store.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.DEVNULL,
