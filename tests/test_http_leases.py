@@ -66,6 +66,14 @@ def test_wait_is_bounded(http: Any, ns: str) -> None:
     assert r.status_code == 400 and r.json["field"] == "wait_seconds"
 
 
+@pytest.mark.parametrize("more", [3600.001, -1, "10", True])
+def test_wait_more_is_bounded(http: Any, ns: str, more: Any) -> None:
+    """wait_more_seconds (docs/http.md): a number, 0 <= s <= 3600."""
+    body = {"function": "f", "wait_seconds": 1, "wait_more_seconds": more}
+    r = http.post(lp(ns), json=body)
+    assert r.status_code == 400 and r.json["field"] == "wait_more_seconds", r.json
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
